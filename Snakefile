@@ -1,0 +1,19 @@
+# cxrdenoise: download -> sample -> split -> resize -> noise shards -> train -> evaluate -> tables and figures.
+# Rules live in workflow/rules/, one file per stage; this file only includes them and names the final targets.
+
+configfile: os.path.join(workflow.basedir, "config.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/download.smk"
+include: "workflow/rules/synthetic.smk"
+include: "workflow/rules/sample.smk"
+include: "workflow/rules/split.smk"
+include: "workflow/rules/resize.smk"
+include: "workflow/rules/noise.smk"
+
+
+rule all:
+    input:
+        f"{DATA}/clean/manifest.json",
+        expand(f"{DATA}/noisy/sigma{{sigma}}/manifest.json", sigma=SIGMAS),

@@ -1,0 +1,21 @@
+"""Denoising networks, built by name from a registry (see :mod:`.registry`).
+
+Every model maps a noisy (N, 1, H, W) batch to a clean estimate of the same shape, without output activation.
+Importing this package registers ``unet``, ``unetpp`` and ``dncnn``.
+"""
+
+from .registry import available_models, build_model, count_parameters, model_kwarg_names, register
+from .unet import UNet
+from .unetpp import UNetPlusPlus
+from .dncnn import DnCNN
+
+__all__ = [
+    "DnCNN",
+    "UNet",
+    "UNetPlusPlus",
+    "available_models",
+    "build_model",
+    "count_parameters",
+    "model_kwarg_names",
+    "register",
+]

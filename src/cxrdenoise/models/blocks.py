@@ -1,0 +1,45 @@
+"""Building blocks shared by the networks, and the cheap argument and input checks they all use."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import CxrError
+
+
+class ConvBNReLU(nn.Sequential):
+    """3x3 convolution (padding 1, size-preserving), BatchNorm, ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int, bias: bool = True) -> None:
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=bias),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+        )
+
+
+class DoubleConv(nn.Sequential):
+    """The U-Net block: two (3x3 conv + BatchNorm + ReLU), the first one mapping to `out_channels`.
+
+    The convolutions keep their bias, as in the UNet++ reference implementation (its ``VGGBlock``); the
+    parameter counts quoted for the U-Nets include it.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(ConvBNReLU(in_channels, out_channels), ConvBNReLU(out_channels, out_channels))
+
+
+def check_positive_int(model: str, key: str, value: object, minimum: int = 1) -> int:
+    """Fail in one line unless `value` is an int >= `minimum` (bools rejected)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise CxrError(f"model {model!r}: {key} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def check_input(model: str, x: torch.Tensor, multiple: int = 1) -> None:
+    """Fail in one line unless `x` is (N, 1, H, W) with H and W divisible by `multiple`."""
+    shape = tuple(x.shape)
+    if len(shape) != 4 or shape[1] != 1 or shape[2] % multiple or shape[3] % multiple:
+        need = f" with H and W divisible by {multiple}" if multiple > 1 else ""
+        raise CxrError(f"model {model!r}: input of shape {shape}; expected (N, 1, H, W){need}")

@@ -1,0 +1,85 @@
+"""Build denoisers by name, in the style of BasicSR's ``ARCH_REGISTRY``.
+
+Each network class registers itself with ``@register("name")``; the pipeline builds one from the ``models``
+section of the configuration with ``build_model(name, **kwargs)``. Unknown names and unknown keyword arguments
+fail with a one-line :class:`CxrError` that lists what is valid.
+
+The keyword arguments must be JSON-serialisable: ``build_model`` records the name and the complete keyword set
+(defaults filled in) on the model as ``model_name`` and ``model_kwargs``, and a checkpoint that stores those two
+rebuilds the same network with ``build_model(model_name, **model_kwargs)``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from typing import Any, Callable, TypeVar
+
+from torch import nn
+
+from ..errors import CxrError
+
+M = TypeVar("M", bound=type[nn.Module])
+
+_REGISTRY: dict[str, type[nn.Module]] = {}
+
+
+def register(name: str) -> Callable[[M], M]:
+    """Class decorator: make ``cls`` buildable as ``build_model(name, ...)``."""
+
+    def decorator(cls: M) -> M:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise CxrError(f"model name {name!r} is registered twice ({_REGISTRY[name].__name__}, {cls.__name__})")
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorator
+
+
+def available_models() -> list[str]:
+    """Registered model names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def model_kwarg_names(name: str) -> list[str]:
+    """The keyword arguments the model `name` accepts, in signature order."""
+    return list(_signature(_lookup(name)).parameters)
+
+
+def build_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build the registered model `name`; fail in one line on an unknown name, keyword or non-JSON value."""
+    cls = _lookup(name)
+    sig = _signature(cls)
+    unknown = sorted(set(kwargs) - set(sig.parameters))
+    if unknown:
+        raise CxrError(
+            f"model {name!r}: unknown argument(s) {', '.join(unknown)}; valid: {', '.join(sig.parameters) or 'none'}"
+        )
+    try:
+        json.dumps(kwargs, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise CxrError(f"model {name!r}: arguments must be JSON-serialisable for checkpoints ({err})") from None
+    bound = sig.bind(**kwargs)
+    bound.apply_defaults()
+    model = cls(**bound.arguments)
+    model.model_name = name
+    model.model_kwargs = dict(bound.arguments)
+    return model
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameter elements (all of them, or only those with ``requires_grad``)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def _lookup(name: str) -> type[nn.Module]:
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise CxrError(f"unknown model {name!r}; available: {', '.join(available_models())}") from None
+
+
+def _signature(cls: type[nn.Module]) -> inspect.Signature:
+    sig = inspect.signature(cls.__init__)
+    params = [p for p in sig.parameters.values() if p.name != "self"]
+    return sig.replace(parameters=params)

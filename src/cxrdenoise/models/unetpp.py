@@ -1,0 +1,70 @@
+"""UNet++ (Zhou, Rahman Siddiquee, Tajbakhsh & Liang, DLMIA 2018, arXiv:1807.10165)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import CxrError
+from .blocks import DoubleConv, check_input, check_positive_int
+from .registry import register
+
+
+@register("unetpp")
+class UNetPlusPlus(nn.Module):
+    """Five-level UNet++ denoiser with nested, dense skip pathways: one grey channel in, one out.
+
+    Nodes X^{i,j} (level i = 0..4, position along the skip pathway j = 0..4-i) are :class:`DoubleConv` blocks
+    (two 3x3 conv + BatchNorm + ReLU) with ``base_channels * 2**i`` output channels. The backbone X^{i,0} is a
+    U-Net encoder (2x2 max-pooling between levels). Every other node takes the concatenation of all earlier
+    nodes of its level, X^{i,0..j-1}, and the bilinearly up-sampled (x2, ``align_corners=True``) node below it,
+    X^{i+1,j-1}, so its input has ``j * width(i) + width(i+1)`` channels, as in the authors' and the reference
+    PyTorch implementation. Heads are 1x1 convolutions to one channel, with no output activation.
+
+    ``deep_supervision=False`` (default): only the head on X^{0,4} exists (so DDP finds no unused parameter) and
+    ``forward`` returns its output. ``deep_supervision=True``: heads on X^{0,1}..X^{0,4}; in training mode
+    ``forward`` returns the list of the four outputs, shallowest first (the trainer averages the loss over
+    them); in eval mode it returns the X^{0,4} output alone, the full-depth prediction.
+
+    H and W must be divisible by 16. 36,628,481 parameters at ``base_channels=64`` without deep supervision
+    (36,628,676 with it).
+    """
+
+    levels = 5
+
+    def __init__(self, base_channels: int = 64, deep_supervision: bool = False) -> None:
+        super().__init__()
+        base = check_positive_int("unetpp", "base_channels", base_channels)
+        if not isinstance(deep_supervision, bool):
+            raise CxrError(f"model 'unetpp': deep_supervision must be true or false, got {deep_supervision!r}")
+        self.deep_supervision = deep_supervision
+        widths = [base * 2**i for i in range(self.levels)]
+        self.pool = nn.MaxPool2d(2)
+        self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True)
+        self.nodes = nn.ModuleDict()
+        for j in range(self.levels):
+            for i in range(self.levels - j):
+                if j == 0:
+                    in_channels = 1 if i == 0 else widths[i - 1]
+                else:
+                    in_channels = j * widths[i] + widths[i + 1]
+                self.nodes[f"{i}_{j}"] = DoubleConv(in_channels, widths[i])
+        n_heads = self.levels - 1 if deep_supervision else 1
+        self.heads = nn.ModuleList(nn.Conv2d(widths[0], 1, kernel_size=1) for _ in range(n_heads))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        check_input("unetpp", x, multiple=2 ** (self.levels - 1))
+        out: dict[tuple[int, int], torch.Tensor] = {}
+        for j in range(self.levels):  # column by column: X^{i+1,j-1} is ready before X^{i,j}
+            for i in range(self.levels - j):
+                if j == 0:
+                    inp = x if i == 0 else self.pool(out[i - 1, 0])
+                else:
+                    inp = torch.cat([out[i, k] for k in range(j)] + [self.up(out[i + 1, j - 1])], dim=1)
+                out[i, j] = self.nodes[f"{i}_{j}"](inp)
+        last = self.levels - 1
+        if not self.deep_supervision:
+            return self.heads[0](out[0, last])
+        if not self.training:
+            return self.heads[-1](out[0, last])
+        return [head(out[0, j + 1]) for j, head in enumerate(self.heads)]

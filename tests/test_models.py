@@ -1,0 +1,165 @@
+"""Tests for cxrdenoise.models: registry, shapes, parameter counts, residual learning, deep supervision."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from cxrdenoise.errors import CxrError
+from cxrdenoise.models import available_models, build_model, count_parameters, model_kwarg_names
+
+torch.set_num_threads(1)
+
+SMALL = {"unet": {"base_channels": 4}, "unetpp": {"base_channels": 4}, "dncnn": {"depth": 5, "channels": 8}}
+
+
+def test_registry_lists_the_three_models():
+    assert available_models() == ["dncnn", "unet", "unetpp"]
+    assert model_kwarg_names("unetpp") == ["base_channels", "deep_supervision"]
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+@pytest.mark.parametrize("batch", [1, 2])
+def test_forward_shape(name, batch):
+    torch.manual_seed(0)
+    model = build_model(name, **SMALL[name])
+    x = torch.rand(batch, 1, 32, 32)
+    for training in (True, False):
+        model.train(training)
+        y = model(x)
+        assert isinstance(y, torch.Tensor) and y.shape == x.shape and y.dtype == x.dtype
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "expected"),
+    [
+        ("unet", {"base_channels": 64}, 31.0e6),
+        ("unetpp", {"base_channels": 64, "deep_supervision": False}, 36.6e6),
+    ],
+)
+def test_parameter_counts_at_base_64(name, kwargs, expected):
+    with torch.device("meta"):  # no memory, no initialisation: counting only
+        n = count_parameters(build_model(name, **kwargs))
+    assert abs(n / expected - 1) < 0.01, n
+
+
+def test_exact_parameter_counts():
+    with torch.device("meta"):
+        counts = {
+            "unet": count_parameters(build_model("unet")),
+            "unetpp": count_parameters(build_model("unetpp")),
+            "unetpp_ds": count_parameters(build_model("unetpp", deep_supervision=True)),
+            "dncnn": count_parameters(build_model("dncnn")),
+        }
+    assert counts == {"unet": 31_042_369, "unetpp": 36_628_481, "unetpp_ds": 36_628_676, "dncnn": 556_097}
+
+
+def test_dncnn_is_residual():
+    torch.manual_seed(0)
+    model = build_model("dncnn", **SMALL["dncnn"])
+    last = model.layers[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.zero_()
+    x = torch.rand(2, 1, 24, 20)  # DnCNN takes any size
+    assert torch.equal(model(x), x)
+    model.eval()
+    assert torch.equal(model(x), x)
+
+
+def test_unetpp_deep_supervision_outputs():
+    torch.manual_seed(0)
+    model = build_model("unetpp", base_channels=4, deep_supervision=True)
+    x = torch.rand(2, 1, 32, 32)
+    model.train()
+    outs = model(x)
+    assert isinstance(outs, list) and len(outs) == 4
+    assert all(o.shape == x.shape for o in outs)
+    model.eval()
+    with torch.no_grad():
+        y = model(x)
+        assert isinstance(y, torch.Tensor) and y.shape == x.shape
+        # eval returns the deepest (X^{0,4}) head, the last of the training outputs: compare with BatchNorm
+        # kept in eval mode and only the top module switched to training
+        model.training = True
+        assert torch.equal(y, model(x)[-1])
+    without = build_model("unetpp", base_channels=4, deep_supervision=False)
+    assert len(without.heads) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [
+        ("unetpp", {"base_channels": 4, "deep_supervision": False}),
+        ("unetpp", {"base_channels": 4, "deep_supervision": True}),
+        ("unet", {"base_channels": 4}),
+        ("dncnn", {"depth": 4, "channels": 4}),
+    ],
+)
+def test_every_parameter_gets_a_gradient(name, kwargs):
+    """DDP (find_unused_parameters=False) fails if any parameter is left out of the training graph."""
+    torch.manual_seed(0)
+    model = build_model(name, **kwargs).train()
+    out = model(torch.rand(2, 1, 32, 32))
+    loss = torch.stack([o.abs().mean() for o in out]).mean() if isinstance(out, list) else out.abs().mean()
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not missing
+
+
+def test_unknown_model_name():
+    with pytest.raises(CxrError, match=r"unknown model 'resnet'; available: dncnn, unet, unetpp") as err:
+        build_model("resnet")
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_kwarg():
+    with pytest.raises(CxrError) as err:
+        build_model("unet", base_channels=8, depth=3)
+    msg = str(err.value)
+    assert "'unet'" in msg and "depth" in msg and "base_channels" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [
+        ("unet", {"base_channels": 0}),
+        ("unet", {"base_channels": 8.0}),
+        ("unetpp", {"deep_supervision": "yes"}),
+        ("dncnn", {"depth": 2}),
+        ("dncnn", {"channels": True}),
+    ],
+)
+def test_bad_kwarg_values(name, kwargs):
+    with pytest.raises(CxrError, match=name):
+        build_model(name, **kwargs)
+
+
+def test_non_json_kwarg():
+    with pytest.raises(CxrError, match="JSON"):
+        build_model("unet", base_channels=torch.tensor(8))
+
+
+@pytest.mark.parametrize("name", ["unet", "unetpp"])
+@pytest.mark.parametrize("shape", [(1, 1, 40, 32), (1, 1, 32, 24), (1, 3, 32, 32), (1, 32, 32)])
+def test_unet_input_shape_checked(name, shape):
+    model = build_model(name, **SMALL[name])
+    with pytest.raises(CxrError, match=r"\(1, .*divisible by 16"):
+        model(torch.rand(shape))
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_kwargs_round_trip_through_json(name):
+    torch.manual_seed(0)
+    model = build_model(name, **SMALL[name])
+    spec = json.loads(json.dumps({"name": model.model_name, "kwargs": model.model_kwargs}))
+    rebuilt = build_model(spec["name"], **spec["kwargs"])
+    rebuilt.load_state_dict(model.state_dict())  # strict: same architecture
+    assert rebuilt.model_kwargs == model.model_kwargs
+    model.eval()
+    rebuilt.eval()
+    x = torch.rand(1, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(x), rebuilt(x))

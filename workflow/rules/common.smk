@@ -1,0 +1,72 @@
+# Shared set-up for every rule file: config validation, path helpers, wildcard constraints.
+import os
+import sys
+
+from snakemake.utils import min_version
+
+from cxrdenoise.config import validate_config, sigma_label
+
+min_version("9.0")
+
+from snakemake.utils import validate
+
+from cxrdenoise.errors import CxrError
+
+_SCHEMA = os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")
+try:
+    validate_config(config, _SCHEMA)  # one line naming the bad key, instead of the full schema report
+except CxrError as err:
+    sys.exit(f"error: {err}")
+validate(config, _SCHEMA)
+
+SCRIPTS = os.path.join(workflow.basedir, "workflow", "scripts")
+RAW = config["data"]["raw_dir"]
+DATA = "results/data"
+SIGMAS = [sigma_label(s) for s in config["noise"]["sigmas"]]
+N_SHARDS = -(-config["sample"]["n_images"] // config["shards"]["images_per_shard"])
+SHARDS = [f"{k:05d}" for k in range(N_SHARDS)]
+
+
+wildcard_constraints:
+    archive=r"images_\d{3}",
+    sigma=r"\d+(\.\d+)?",
+    shard=r"\d{5}",
+    model=r"[a-z][a-z0-9_]*",
+    setup=r"gpu1|dp2|ddp2|ddp2_amp",
+
+
+from cxrdenoise.provenance import config_hash
+
+CONFIG_HASH = config_hash(config)
+
+
+def image_roots():
+    """Folders the inventory walks, and the files that must exist first, for the configured source."""
+    source = config["data"]["source"]
+    if source == "nih":
+        archives = list(config["data"]["nih"]["archives"])
+        return (
+            [f"{RAW}/nih/images/{a}" for a in archives],
+            [f"{RAW}/nih/images/{a}.done.json" for a in archives],
+        )
+    if source == "synthetic":
+        return [f"{RAW}/synthetic/images"], [f"{RAW}/synthetic/Data_Entry_synthetic.csv"]
+    return [config["data"]["local"]["image_dir"]], []
+
+
+def metadata_csv():
+    source = config["data"]["source"]
+    if source == "synthetic":
+        return f"{RAW}/synthetic/Data_Entry_synthetic.csv"
+    return config["data"][source].get("metadata_csv")
+
+
+def test_list():
+    source = config["data"]["source"]
+    if config["split"]["mode"] != "official" or source == "synthetic":
+        return None
+    return config["data"][source].get("test_list")
+
+
+def optional_arg(flag, value):
+    return f"{flag} {value}" if value else ""

@@ -1,0 +1,31 @@
+# Resize stage: decode, grey-convert and resize the split's images into fixed-size clean shards, one job per shard.
+
+
+rule resize_shard:
+    input:
+        f"{DATA}/split.csv",
+    output:
+        npy=f"{DATA}/clean/shard_{{shard}}.npy",
+        meta=f"{DATA}/clean/shard_{{shard}}.json",
+    params:
+        per_shard=config["shards"]["images_per_shard"],
+        size=config["resize"]["size"],
+        dtype=config["shards"]["dtype"],
+    log:
+        "results/logs/resize_shard/{shard}.log",
+    benchmark:
+        "results/benchmarks/resize_shard/{shard}.tsv"
+    shell:
+        "python {SCRIPTS}/data_stage.py resize --split {input} --shard {wildcards.shard}"
+        " --per-shard {params.per_shard} --size {params.size} --dtype {params.dtype} --out {output.npy} > {log} 2>&1"
+
+
+rule clean_manifest:
+    input:
+        expand(f"{DATA}/clean/shard_{{shard}}.json", shard=SHARDS),
+    output:
+        f"{DATA}/clean/manifest.json",
+    log:
+        "results/logs/clean_manifest.log",
+    shell:
+        "python {SCRIPTS}/data_stage.py manifest --out {output} --config-hash {CONFIG_HASH} {input} > {log} 2>&1"

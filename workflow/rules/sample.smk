@@ -1,0 +1,34 @@
+# Sample stage: list every available image, then draw the study's N images with the config seed.
+
+
+rule inventory:
+    input:
+        image_roots()[1],
+    output:
+        f"{DATA}/inventory.csv",
+    params:
+        roots=" ".join(f"--root {r}" for r in image_roots()[0]),
+        metadata=optional_arg("--metadata", metadata_csv()),
+    log:
+        "results/logs/inventory.log",
+    benchmark:
+        "results/benchmarks/inventory.tsv"
+    shell:
+        "python {SCRIPTS}/data_stage.py inventory {params.roots} {params.metadata} --out {output} > {log} 2>&1"
+
+
+rule sample:
+    input:
+        f"{DATA}/inventory.csv",
+    output:
+        f"{DATA}/sample.csv",
+    params:
+        n=config["sample"]["n_images"],
+        seed=config["seed"],
+    log:
+        "results/logs/sample.log",
+    benchmark:
+        "results/benchmarks/sample.tsv"
+    shell:
+        "python {SCRIPTS}/data_stage.py sample --inventory {input} --n {params.n} --seed {params.seed}"
+        " --out {output} > {log} 2>&1"

@@ -1,0 +1,19 @@
+# Split stage: patient-disjoint train/val/test, checked for patient overlap before it is written.
+
+
+rule split:
+    input:
+        f"{DATA}/sample.csv",
+    output:
+        csv=f"{DATA}/split.csv",
+        summary=f"{DATA}/split_counts.json",
+    params:
+        train=config["split"]["fractions"]["train"],
+        val=config["split"]["fractions"]["val"],
+        seed=config["seed"],
+        test_list=optional_arg("--test-list", test_list()),
+    log:
+        "results/logs/split.log",
+    shell:
+        "python {SCRIPTS}/data_stage.py split --sample {input} --train {params.train} --val {params.val}"
+        " --seed {params.seed} {params.test_list} --out {output.csv} --summary {output.summary} > {log} 2>&1"

@@ -28,7 +28,8 @@ def target_counts(n_images: int, train: float, val: float) -> dict[str, int]:
 def assign_patients(patient_sizes: pd.Series, targets: dict[str, int], seed: int) -> dict[int, str]:
     """Give each patient (id -> image count) one split, hitting `targets` exactly where the groups allow.
 
-    Largest groups go first, each to the split still furthest below its target; single-image patients come
+    Largest groups go first, each to the split furthest below its target relative to that target (so a small
+    test split is not starved by a large train split); single-image patients come
     last and fill the remaining gaps one image at a time, so the counts are exact unless a few very large
     patients make that impossible (then they are the closest this greedy fill reaches).
     """
@@ -41,7 +42,7 @@ def assign_patients(patient_sizes: pd.Series, targets: dict[str, int], seed: int
     filled = {name: 0 for name in targets}
     assignment: dict[int, str] = {}
     for idx in by_size:
-        name = max(targets, key=lambda s: (targets[s] - filled[s], -SPLITS.index(s)))
+        name = max(targets, key=lambda s: ((targets[s] - filled[s]) / max(targets[s], 1), -SPLITS.index(s)))
         assignment[int(ids[idx])] = name
         filled[name] += int(sizes[idx])
     return assignment

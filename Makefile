@@ -1,0 +1,31 @@
+# One-command entry points; the README's first lines name `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+RUN := PATH=$(abspath $(BIN)):$$PATH
+CORES ?= 2
+
+.PHONY: install demo test lint clean-demo
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+## demo: install, then run the whole pipeline on synthetic phantoms (no network, CPU, a few minutes)
+demo: install
+	$(RUN) snakemake --cores $(CORES) --configfile config/demo.yaml all
+	$(RUN) snakemake --cores $(CORES) --configfile config/demo.yaml --report results/report.html
+
+## test: the test suite (the same command CI runs)
+test: install
+	$(RUN) python -m pytest
+
+lint: install
+	$(RUN) snakemake --lint --configfile config/demo.yaml
+
+clean-demo:
+	rm -rf results resources/demo

@@ -1,0 +1,49 @@
+# NIH ChestX-ray14: one job per archive, so the twelve downloads and extractions run in parallel.
+# Throttle concurrent downloads with `--resources downloads=N`. The scripts retry themselves (data.nih.retries),
+# so the rules need no Snakemake `retries`; partial downloads survive in {archive}.tar.gz.part and are resumed.
+
+NIH_LOCK = f"{RAW}/nih/sha256.lock.json"
+# Tuning knobs go into the command through this string, not `params`: Snakemake reruns a job whose params
+# changed, and deletes its output first, so raising `retries` would re-fetch 42 GB and invalidate every
+# downstream result. The template below never changes, so neither the params nor the code trigger fires.
+NIH_DOWNLOAD_TUNING = (
+    f"--retries {int(config['data']['nih']['retries'])}"
+    f" --backoff {float(config['data']['nih'].get('backoff_s', 2.0))}"
+    f" --timeout {float(config['data']['nih'].get('timeout_s', 60.0))}"
+)
+
+
+rule download_archive:
+    localrule: True  # clusters often give compute nodes no internet: download on the submitting host
+    output:
+        f"{RAW}/nih/archives/{{archive}}.tar.gz",
+    params:
+        url=lambda wc: config["data"]["nih"]["archives"][wc.archive]["url"],
+        lock=NIH_LOCK,
+    resources:
+        downloads=1,
+    log:
+        "results/logs/download_archive/{archive}.log",
+    benchmark:
+        "results/benchmarks/download_archive/{archive}.tsv"
+    shell:
+        "python {SCRIPTS}/download_archive.py --url {params.url:q} --dest {output:q} --lock {params.lock:q}"
+        " {NIH_DOWNLOAD_TUNING} > {log:q} 2>&1"
+
+
+rule extract_archive:
+    input:
+        f"{RAW}/nih/archives/{{archive}}.tar.gz",
+    output:
+        directory(f"{RAW}/nih/images/{{archive}}"),
+        done=f"{RAW}/nih/images/{{archive}}.done.json",
+    params:
+        expected=lambda wc: config["data"]["nih"]["archives"][wc.archive]["images"],
+        lock=NIH_LOCK,
+    log:
+        "results/logs/extract_archive/{archive}.log",
+    benchmark:
+        "results/benchmarks/extract_archive/{archive}.tsv"
+    shell:
+        "python {SCRIPTS}/extract_archive.py --archive {input:q} --out-dir {output[0]:q} --done {output.done:q}"
+        " --expected {params.expected} --lock {params.lock:q} > {log:q} 2>&1"

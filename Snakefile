@@ -4,6 +4,14 @@
 configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
+wildcard_constraints:
+    archive=r"images_\d{3}",
+    sigma=r"\d+(\.\d+)?",
+    shard=r"\d{5}",
+    model=r"[a-z][a-z0-9_]*",
+    setup=r"gpu1|dp2|ddp2|ddp2_amp",
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/download.smk"
 include: "workflow/rules/synthetic.smk"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import os
 import platform
 import subprocess
 from importlib import metadata
@@ -62,9 +63,14 @@ def device_info() -> dict[str, Any]:
     return {"device": "cpu", "device_name": platform.processor() or platform.machine(), "device_count": 0}
 
 
+CONFIG_HASH_ENV = "CXRDENOISE_CONFIG_HASH"
+
+
 def provenance(config: Mapping[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    """Provenance for a result file. Inside a Snakemake job the workflow's config hash comes from the
+    environment (set by workflow/rules/common.smk), so rule commands need not carry it."""
     record = {
-        "config_hash": config_hash(config) if config is not None else None,
+        "config_hash": config_hash(config) if config is not None else os.environ.get(CONFIG_HASH_ENV),
         "git_commit": git_commit(),
         "packages": package_versions(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -1,4 +1,4 @@
-# Shared set-up for every rule file: config validation, path helpers, wildcard constraints.
+# Shared set-up for all stages (config validation, path helpers).
 import os
 import sys
 
@@ -19,7 +19,7 @@ except CxrError as err:
     sys.exit(f"error: {err}")
 validate(config, _SCHEMA)
 
-SCRIPTS = os.path.join(workflow.basedir, "workflow", "scripts")
+ENV = "../../envs/cxrdenoise.yaml"  # conda environment of every rule (relative to the rule files)
 RAW = config["data"]["raw_dir"]
 DATA = "results/data"
 SIGMAS = [sigma_label(s) for s in config["noise"]["sigmas"]]
@@ -27,17 +27,13 @@ N_SHARDS = -(-config["sample"]["n_images"] // config["shards"]["images_per_shard
 SHARDS = [f"{k:05d}" for k in range(N_SHARDS)]
 
 
-wildcard_constraints:
-    archive=r"images_\d{3}",
-    sigma=r"\d+(\.\d+)?",
-    shard=r"\d{5}",
-    model=r"[a-z][a-z0-9_]*",
-    setup=r"gpu1|dp2|ddp2|ddp2_amp",
-
-
-from cxrdenoise.provenance import config_hash
+from cxrdenoise.provenance import CONFIG_HASH_ENV, config_hash
 
 CONFIG_HASH = config_hash(config)
+# Result files record the config hash through the environment rather than params: a changed param reruns a
+# job, and editing an unrelated key should rerun nothing. Snakemake re-reads this file in every job (local
+# or SLURM), so the variable is always set.
+os.environ[CONFIG_HASH_ENV] = CONFIG_HASH
 
 
 def image_roots():
@@ -70,3 +66,8 @@ def test_list():
 
 def optional_arg(flag, value):
     return f"{flag} {value}" if value else ""
+
+
+def script(name):
+    """Absolute path of a thin command-line script in workflow/scripts."""
+    return os.path.join(workflow.basedir, "workflow", "scripts", name)

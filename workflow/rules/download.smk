@@ -3,14 +3,18 @@
 # so the rules need no Snakemake `retries`; partial downloads survive in {archive}.tar.gz.part and are resumed.
 
 NIH_LOCK = f"{RAW}/nih/sha256.lock.json"
-# Tuning knobs go into the command through this string, not `params`: Snakemake reruns a job whose params
+# Tuning knobs go into the command through this environment variable, not `params`: Snakemake reruns a job whose params
 # changed, and deletes its output first, so raising `retries` would re-fetch 42 GB and invalidate every
-# downstream result. The template below never changes, so neither the params nor the code trigger fires.
-NIH_DOWNLOAD_TUNING = (
+# downstream result. The command text never changes, so neither the params nor the code trigger fires.
+os.environ["CXRDENOISE_DOWNLOAD_TUNING"] = (
     f"--retries {int(config['data']['nih']['retries'])}"
     f" --backoff {float(config['data']['nih'].get('backoff_s', 2.0))}"
     f" --timeout {float(config['data']['nih'].get('timeout_s', 60.0))}"
 )
+
+
+envvars:
+    "CXRDENOISE_DOWNLOAD_TUNING",
 
 
 rule download_archive:
@@ -18,32 +22,38 @@ rule download_archive:
     output:
         f"{RAW}/nih/archives/{{archive}}.tar.gz",
     params:
+        script=script("download_archive.py"),
         url=lambda wc: config["data"]["nih"]["archives"][wc.archive]["url"],
         lock=NIH_LOCK,
     resources:
         downloads=1,
+    conda:
+        ENV
     log:
         "results/logs/download_archive/{archive}.log",
     benchmark:
         "results/benchmarks/download_archive/{archive}.tsv"
     shell:
-        "python {SCRIPTS}/download_archive.py --url {params.url:q} --dest {output:q} --lock {params.lock:q}"
-        " {NIH_DOWNLOAD_TUNING} > {log:q} 2>&1"
+        "python {params.script:q} --url {params.url:q} --dest {output:q} --lock {params.lock:q}"
+        " $CXRDENOISE_DOWNLOAD_TUNING > {log:q} 2>&1"
 
 
 rule extract_archive:
     input:
         f"{RAW}/nih/archives/{{archive}}.tar.gz",
     output:
-        directory(f"{RAW}/nih/images/{{archive}}"),
+        images=directory(f"{RAW}/nih/images/{{archive}}"),
         done=f"{RAW}/nih/images/{{archive}}.done.json",
     params:
+        script=script("extract_archive.py"),
         expected=lambda wc: config["data"]["nih"]["archives"][wc.archive]["images"],
         lock=NIH_LOCK,
+    conda:
+        ENV
     log:
         "results/logs/extract_archive/{archive}.log",
     benchmark:
         "results/benchmarks/extract_archive/{archive}.tsv"
     shell:
-        "python {SCRIPTS}/extract_archive.py --archive {input:q} --out-dir {output[0]:q} --done {output.done:q}"
+        "python {params.script:q} --archive {input:q} --out-dir {output.images:q} --done {output.done:q}"
         " --expected {params.expected} --lock {params.lock:q} > {log:q} 2>&1"

@@ -4,20 +4,23 @@
 
 rule noise_shard:
     input:
-        f"{DATA}/clean/shard_{{shard}}.npy",
-        f"{DATA}/clean/shard_{{shard}}.json",
+        npy=f"{DATA}/clean/shard_{{shard}}.npy",
+        meta=f"{DATA}/clean/shard_{{shard}}.json",
     output:
         npy=f"{DATA}/noisy/sigma{{sigma}}/shard_{{shard}}.npy",
         meta=f"{DATA}/noisy/sigma{{sigma}}/shard_{{shard}}.json",
     params:
+        script=script("data_stage.py"),
         mean=config["noise"]["mean"],
         seed=config["seed"],
+    conda:
+        ENV
     log:
         "results/logs/noise_shard/sigma{sigma}_{shard}.log",
     benchmark:
         "results/benchmarks/noise_shard/sigma{sigma}_{shard}.tsv"
     shell:
-        "python {SCRIPTS}/data_stage.py noise --clean {input[0]} --sigma {wildcards.sigma} --mean {params.mean}"
+        "python {params.script:q} noise --clean {input.npy} --sigma {wildcards.sigma} --mean {params.mean}"
         " --seed {params.seed} --out {output.npy} > {log} 2>&1"
 
 
@@ -26,7 +29,11 @@ rule noisy_manifest:
         expand(f"{DATA}/noisy/sigma{{{{sigma}}}}/shard_{{shard}}.json", shard=SHARDS),
     output:
         f"{DATA}/noisy/sigma{{sigma}}/manifest.json",
+    params:
+        script=script("data_stage.py"),
+    conda:
+        ENV
     log:
         "results/logs/noisy_manifest/sigma{sigma}.log",
     shell:
-        "python {SCRIPTS}/data_stage.py manifest --out {output} --config-hash {CONFIG_HASH} {input} > {log} 2>&1"
+        "python {params.script:q} manifest --out {output} {input} > {log} 2>&1"

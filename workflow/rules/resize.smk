@@ -8,15 +8,18 @@ rule resize_shard:
         npy=f"{DATA}/clean/shard_{{shard}}.npy",
         meta=f"{DATA}/clean/shard_{{shard}}.json",
     params:
+        script=script("data_stage.py"),
         per_shard=config["shards"]["images_per_shard"],
         size=config["resize"]["size"],
         dtype=config["shards"]["dtype"],
+    conda:
+        ENV
     log:
         "results/logs/resize_shard/{shard}.log",
     benchmark:
         "results/benchmarks/resize_shard/{shard}.tsv"
     shell:
-        "python {SCRIPTS}/data_stage.py resize --split {input} --shard {wildcards.shard}"
+        "python {params.script:q} resize --split {input} --shard {wildcards.shard}"
         " --per-shard {params.per_shard} --size {params.size} --dtype {params.dtype} --out {output.npy} > {log} 2>&1"
 
 
@@ -25,7 +28,11 @@ rule clean_manifest:
         expand(f"{DATA}/clean/shard_{{shard}}.json", shard=SHARDS),
     output:
         f"{DATA}/clean/manifest.json",
+    params:
+        script=script("data_stage.py"),
+    conda:
+        ENV
     log:
         "results/logs/clean_manifest.log",
     shell:
-        "python {SCRIPTS}/data_stage.py manifest --out {output} --config-hash {CONFIG_HASH} {input} > {log} 2>&1"
+        "python {params.script:q} manifest --out {output} {input} > {log} 2>&1"

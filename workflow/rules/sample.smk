@@ -7,14 +7,17 @@ rule inventory:
     output:
         f"{DATA}/inventory.csv",
     params:
+        script=script("data_stage.py"),
         roots=" ".join(f"--root {r}" for r in image_roots()[0]),
         metadata=optional_arg("--metadata", metadata_csv()),
+    conda:
+        ENV
     log:
         "results/logs/inventory.log",
     benchmark:
         "results/benchmarks/inventory.tsv"
     shell:
-        "python {SCRIPTS}/data_stage.py inventory {params.roots} {params.metadata} --out {output} > {log} 2>&1"
+        "python {params.script:q} inventory {params.roots} {params.metadata} --out {output} > {log} 2>&1"
 
 
 rule sample:
@@ -23,12 +26,15 @@ rule sample:
     output:
         f"{DATA}/sample.csv",
     params:
+        script=script("data_stage.py"),
         n=config["sample"]["n_images"],
         seed=config["seed"],
+    conda:
+        ENV
     log:
         "results/logs/sample.log",
     benchmark:
         "results/benchmarks/sample.tsv"
     shell:
-        "python {SCRIPTS}/data_stage.py sample --inventory {input} --n {params.n} --seed {params.seed}"
+        "python {params.script:q} sample --inventory {input} --n {params.n} --seed {params.seed}"
         " --out {output} > {log} 2>&1"

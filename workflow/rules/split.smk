@@ -8,12 +8,15 @@ rule split:
         csv=f"{DATA}/split.csv",
         summary=f"{DATA}/split_counts.json",
     params:
+        script=script("data_stage.py"),
         train=config["split"]["fractions"]["train"],
         val=config["split"]["fractions"]["val"],
         seed=config["seed"],
         test_list=optional_arg("--test-list", test_list()),
+    conda:
+        ENV
     log:
         "results/logs/split.log",
     shell:
-        "python {SCRIPTS}/data_stage.py split --sample {input} --train {params.train} --val {params.val}"
+        "python {params.script:q} split --sample {input} --train {params.train} --val {params.val}"
         " --seed {params.seed} {params.test_list} --out {output.csv} --summary {output.summary} > {log} 2>&1"

@@ -1,0 +1,123 @@
+"""The `cxrdenoise denoise` command on real NIH radiographs (read from ../shared, never copied into the repo)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cxrdenoise.cli import main
+from cxrdenoise.denoise import load_denoiser, pad_to_multiple
+from cxrdenoise.models import build_model
+
+
+def save_checkpoint(path: Path, name: str = "dncnn", identity: bool = False, **kwargs) -> Path:
+    """A best.pt in the training stage's format; `identity` zeroes DnCNN's last layer so output == input."""
+    kwargs = kwargs or {"depth": 3, "channels": 4}
+    torch.manual_seed(0)
+    model = build_model(name, **kwargs)
+    if identity:
+        torch.nn.init.zeros_(model.layers[-1].weight)
+        torch.nn.init.zeros_(model.layers[-1].bias)
+    torch.save({"model": name, "model_kwargs": model.model_kwargs, "state_dict": model.state_dict(), "epoch": 1,
+                "val_loss": 0.1, "sigma": 0.1, "noise_mean": 0.1, "config_hash": "abc"}, path)
+    return path
+
+
+@pytest.fixture
+def inputs(tmp_path, nih_sample_dir) -> Path:
+    """Four real radiographs in a scratch folder: two as they are, one cropped to 250x243, one as RGBA."""
+    pngs = sorted(nih_sample_dir.glob("*.png"))[:4]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(pngs[0], folder / pngs[0].name)
+    shutil.copy(pngs[1], folder / pngs[1].name)
+    with Image.open(pngs[2]) as im:
+        im.crop((0, 0, 243, 250)).save(folder / "odd_250x243.png")  # (left, top, right, bottom): W 243, H 250
+    with Image.open(pngs[3]) as im:
+        im.convert("RGBA").save(folder / "colour.png")
+    return folder
+
+
+def test_denoise_real_images_any_size(tmp_path, inputs, capsys):
+    ckpt = save_checkpoint(tmp_path / "best.pt", "unet", base_channels=2)  # U-Net: needs the padding
+    out = tmp_path / "out"
+    rc = main(["denoise", "--checkpoint", str(ckpt), "--input", str(inputs), "--output", str(out),
+               "--batch-size", "1", "--device", "cpu"])
+    assert rc == 0, capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in inputs.iterdir())
+    for src in inputs.iterdir():
+        with Image.open(src) as a, Image.open(out / src.name) as b:
+            assert b.size == a.size and b.mode == "L"
+    with Image.open(out / "odd_250x243.png") as b:
+        assert (b.height, b.width) == (250, 243)
+    assert "denoised 4 image(s)" in capsys.readouterr().out
+
+
+def test_identity_model_reproduces_inputs(tmp_path, inputs):
+    ckpt = save_checkpoint(tmp_path / "best.pt", identity=True)
+    out = tmp_path / "out"
+    assert main(["denoise", "--checkpoint", str(ckpt), "--input", str(inputs), "--output", str(out),
+                 "--batch-size", "2", "--no-progress"]) == 0
+    for src in inputs.iterdir():
+        with Image.open(src) as a, Image.open(out / src.name) as b:
+            assert np.array_equal(np.asarray(a.convert("L")), np.asarray(b))  # RGBA -> grey, 8-bit round trip
+
+
+def test_non_image_file_is_named(tmp_path, inputs, capsys):
+    (inputs / "notes.txt").write_text("not an image")
+    ckpt = save_checkpoint(tmp_path / "best.pt")
+    out = tmp_path / "out"
+    rc = main(["denoise", "--checkpoint", str(ckpt), "--input", str(inputs), "--output", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 1 and "notes.txt" in err and "not a readable image" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()  # checked before anything is written
+
+
+def test_unreadable_checkpoint_and_same_folder(tmp_path, inputs, capsys):
+    bad = tmp_path / "best.pt"
+    bad.write_bytes(b"\x00garbage")
+    assert main(["denoise", "--checkpoint", str(bad), "--input", str(inputs), "--output", str(tmp_path / "o")]) == 1
+    assert "best.pt: cannot read checkpoint" in capsys.readouterr().err
+    good = save_checkpoint(tmp_path / "good.pt")
+    assert main(["denoise", "--checkpoint", str(good), "--input", str(inputs), "--output", str(inputs)]) == 1
+    assert "output folder is the input folder" in capsys.readouterr().err
+    assert main(["denoise", "--checkpoint", str(tmp_path / "missing.pt"), "--input", str(inputs),
+                 "--output", str(tmp_path / "o")]) == 1
+    assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_name_clash_and_16_bit(tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    ramp = (np.arange(64 * 40, dtype=np.uint16).reshape(40, 64) * 25).astype(np.uint16)
+    Image.fromarray(ramp).save(folder / "deep.png")
+    ckpt = save_checkpoint(tmp_path / "best.pt", identity=True)
+    assert main(["denoise", "--checkpoint", str(ckpt), "--input", str(folder), "--output", str(tmp_path / "o"),
+                 "--no-progress"]) == 0
+    with Image.open(tmp_path / "o" / "deep.png") as b:
+        got = np.asarray(b)
+    assert np.array_equal(got, np.round(ramp / 65535 * 255).astype(np.uint8))
+    Image.fromarray(ramp.astype(np.uint8)).save(folder / "deep.jpg")
+    assert main(["denoise", "--checkpoint", str(ckpt), "--input", str(folder), "--output", str(tmp_path / "o")]) == 1
+    assert "would both be written" in capsys.readouterr().err
+
+
+def test_reflect_padding():
+    x = torch.arange(5.0).reshape(1, 1, 1, 5).expand(1, 1, 3, 5)
+    padded = pad_to_multiple(x, 4)
+    assert padded.shape == (1, 1, 4, 8)
+    assert np.array_equal(padded[0, 0].numpy(), np.pad(x[0, 0].numpy(), ((0, 1), (0, 3)), mode="reflect"))
+    tiny = torch.rand(1, 1, 2, 3)  # padding longer than the image: np.pad's repeated reflection
+    expected = np.pad(tiny[0, 0].numpy(), ((0, 14), (0, 13)), mode="reflect")
+    assert np.allclose(pad_to_multiple(tiny, 16)[0, 0].numpy(), expected)
+    assert pad_to_multiple(torch.rand(1, 1, 32, 16), 16).shape == (1, 1, 32, 16)
+
+
+def test_load_denoiser_multiple(tmp_path):
+    d = load_denoiser(save_checkpoint(tmp_path / "u.pt", "unet", base_channels=2), "cpu")
+    assert d.multiple == 16 and not d.model.training and d.meta["sigma"] == 0.1 and "state_dict" not in d.meta

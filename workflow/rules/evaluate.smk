@@ -1,0 +1,83 @@
+# Evaluation: every trained checkpoint on the test split at its own noise level, plus the noisy input itself
+# ("no denoising") per noise level. Outputs per docs/results-layout.md; the scripts write each file atomically.
+# LPIPS needs torchvision's AlexNet weights in the torch hub cache; without them the LPIPS columns are NaN and
+# summary.json says why (README: LPIPS weights). Nothing is downloaded.
+# The config hash goes into the shell command, not into params, so that editing unrelated config keys does not
+# re-run every evaluation (Snakemake re-runs jobs whose params changed).
+
+EVAL = "results/eval"
+EVAL_DEVICE = config["train"]["device"]
+
+EVAL_MODEL_SUMMARIES = expand(
+    f"{EVAL}/{{model}}/sigma{{sigma}}/{{setup}}/summary.json",
+    model=config["train"]["models"], sigma=SIGMAS, setup=config["train"]["setups"],
+)
+EVAL_NOISY_SUMMARIES = expand(f"{EVAL}/noisy/sigma{{sigma}}/summary.json", sigma=SIGMAS)
+EVAL_SUMMARIES = EVAL_MODEL_SUMMARIES + EVAL_NOISY_SUMMARIES  # for rule all and the tables/figures stages
+EVAL_PER_IMAGE = [s.replace("summary.json", "per_image.csv") for s in EVAL_SUMMARIES]
+EVAL_EXAMPLES = [s.replace("summary.json", "examples.npz") for s in EVAL_SUMMARIES]
+
+EVAL_PARAMS = dict(
+    batch_size=config["evaluate"]["batch_size"],
+    figure_images=config["evaluate"]["figure_images"],
+    lpips="" if config["evaluate"]["lpips"] else "--no-lpips",
+    device=EVAL_DEVICE,
+    workers=config["train"]["workers"],
+)
+EVAL_ARGS = (
+    "--device {params.device} --batch-size {params.batch_size} --figure-images {params.figure_images}"
+    " --workers {params.workers} {params.lpips}"
+)
+
+
+rule evaluate:
+    input:
+        checkpoint="results/train/{model}/sigma{sigma}/{setup}/best.pt",
+        clean=f"{DATA}/clean/manifest.json",
+        noisy=f"{DATA}/noisy/sigma{{sigma}}/manifest.json",
+    output:
+        per_image=f"{EVAL}/{{model}}/sigma{{sigma}}/{{setup}}/per_image.csv",
+        summary=f"{EVAL}/{{model}}/sigma{{sigma}}/{{setup}}/summary.json",
+        examples=f"{EVAL}/{{model}}/sigma{{sigma}}/{{setup}}/examples.npz",
+    wildcard_constraints:
+        model=r"(?!noisy/)[a-z][a-z0-9_]*",  # results/eval/noisy/ belongs to evaluate_noisy
+    params:
+        script=script("evaluate.py"),
+        out_dir=lambda wildcards, output: os.path.dirname(output.summary),
+        **EVAL_PARAMS,
+    resources:
+        gpu=1 if EVAL_DEVICE == "cuda" else 0,
+    conda:
+        ENV
+    log:
+        "results/logs/evaluate/{model}_sigma{sigma}_{setup}.log",
+    benchmark:
+        "results/benchmarks/evaluate/{model}_sigma{sigma}_{setup}.tsv"
+    shell:
+        "python {params.script:q} --checkpoint {input.checkpoint:q} --data-dir {DATA} --out-dir {params.out_dir:q}"
+        " --sigma {wildcards.sigma} --setup {wildcards.setup} " + EVAL_ARGS + " > {log:q} 2>&1"
+
+
+rule evaluate_noisy:
+    input:
+        clean=f"{DATA}/clean/manifest.json",
+        noisy=f"{DATA}/noisy/sigma{{sigma}}/manifest.json",
+    output:
+        per_image=f"{EVAL}/noisy/sigma{{sigma}}/per_image.csv",
+        summary=f"{EVAL}/noisy/sigma{{sigma}}/summary.json",
+        examples=f"{EVAL}/noisy/sigma{{sigma}}/examples.npz",
+    params:
+        script=script("evaluate_noisy.py"),
+        out_dir=lambda wildcards, output: os.path.dirname(output.summary),
+        **EVAL_PARAMS,
+    resources:
+        gpu=1 if EVAL_DEVICE == "cuda" else 0,
+    conda:
+        ENV
+    log:
+        "results/logs/evaluate_noisy/sigma{sigma}.log",
+    benchmark:
+        "results/benchmarks/evaluate_noisy/sigma{sigma}.tsv"
+    shell:
+        "python {params.script:q} --data-dir {DATA} --out-dir {params.out_dir:q} --sigma {wildcards.sigma} "
+        + EVAL_ARGS + " > {log:q} 2>&1"

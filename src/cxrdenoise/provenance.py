@@ -60,7 +60,18 @@ def device_info() -> dict[str, Any]:
             }
     except ImportError:
         pass
-    return {"device": "cpu", "device_name": platform.processor() or platform.machine(), "device_count": 0}
+    return {"device": "cpu", "device_name": cpu_name(), "device_count": 0}
+
+
+def cpu_name() -> str:
+    """The processor's model name (platform.processor() often says only 'x86_64')."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 CONFIG_HASH_ENV = "CXRDENOISE_CONFIG_HASH"

@@ -1,0 +1,212 @@
+# Tables III-VI, Figures 4-7 and the training curves: aggregation only (no training, no evaluation here).
+# Each rule depends on exactly the result files its table or figure shows, so re-running one noise level or
+# set-up rebuilds only what shows it. Outputs are wrapped in report() for `snakemake --report`, which must be
+# run as a separate command after the workflow (a rule cannot build the report of its own workflow):
+#   snakemake --cores N all && snakemake --report results/report.html
+# The HTML table of each rule is what the report shows inline; CSV, Markdown and LaTeX sit beside it.
+import glob
+
+_REPORT_MODELS = list(config["train"]["models"])
+_REPORT_SETUPS = list(config["train"]["setups"])
+_REPORT_DATA_SOURCE = config["data"]["source"]
+# The study's Table V and Figure 4 are at 10 % noise; Table VI at 20 % and 30 %. Other sigma lists fall back.
+_TABLE5_SIGMA = "0.1" if "0.1" in SIGMAS else SIGMAS[0]
+_TABLE6_SIGMAS = [s for s in SIGMAS if s in ("0.2", "0.3")] or SIGMAS
+# Figures 5, 6, 7 show sigma 0.1, 0.2, 0.3 as in the study; any other sigma gets figure 8, 9, ...
+_EXAMPLE_FIGS = {s: n for s, n in {"0.1": 5, "0.2": 6, "0.3": 7}.items() if s in SIGMAS}
+for _s in SIGMAS:
+    if _s not in _EXAMPLE_FIGS:
+        _EXAMPLE_FIGS[_s] = max([7, *_EXAMPLE_FIGS.values()]) + 1
+_FIG_SIGMA = {str(n): s for s, n in _EXAMPLE_FIGS.items()}
+
+
+def _records(sigmas, setups, models=None):
+    return [f"results/train/{m}/sigma{s}/{u}/record.json"
+            for s in sigmas for m in (models or _REPORT_MODELS) for u in setups]
+
+
+def _evals(sigmas, setups, name="summary.json", models=None):
+    return [f"results/eval/{m}/sigma{s}/{u}/{name}" for s in sigmas for m in (models or _REPORT_MODELS) for u in setups]
+
+
+def _noisy(sigmas, name="summary.json"):
+    return [f"results/eval/noisy/sigma{s}/{name}" for s in sigmas]
+
+
+def _table6_dncnn(wildcards):
+    """The measured DnCNN row is optional: included when its evaluation exists (or DnCNN is a trained model)."""
+    if "dncnn" in _REPORT_MODELS:
+        return []
+    return sorted(p for s in _TABLE6_SIGMAS for p in glob.glob(f"results/eval/dncnn/sigma{s}/gpu1/summary.json"))
+
+
+def _table(name):
+    """report() wrapping for one table: the HTML is shown inline, the CSV offered for download."""
+    caption = f"../report/{name}.rst"
+    return dict(
+        html=report(f"results/tables/{name}.html", caption=caption, category="Tables", subcategory="Tables",
+                    labels={"table": name}),
+        csv=report(f"results/tables/{name}.csv", caption=caption, category="Tables", subcategory="CSV",
+                   labels={"table": name}),
+        md=f"results/tables/{name}.md",
+        tex=f"results/tables/{name}.tex",
+    )
+
+
+def _figure(name, caption, labels=None):
+    return dict(
+        png=report(f"results/figures/{name}.png", caption=caption, category="Figures",
+                   labels=labels or {"figure": name}),
+        pdf=f"results/figures/{name}.pdf",
+    )
+
+
+_TABLES_CMD = "python {params.script:q} {rule} --out-prefix results/tables/{rule} --data-source {params.source}"
+
+
+rule table3:
+    input:
+        records=_records(SIGMAS, ["gpu1"]),
+        summaries=_evals(SIGMAS, ["gpu1"]),
+        per_image=_evals(SIGMAS, ["gpu1"], "per_image.csv"),
+        noisy=_noisy(SIGMAS),
+    output:
+        **_table("table3"),
+    params:
+        script=script("make_tables.py"),
+        source=_REPORT_DATA_SOURCE,
+    conda:
+        ENV
+    log:
+        "results/logs/report/table3.log",
+    benchmark:
+        "results/benchmarks/report/table3.tsv"
+    shell:
+        _TABLES_CMD + " --records {input.records:q} --summaries {input.summaries:q}"
+        " --per-image {input.per_image:q} --noisy {input.noisy:q} > {log:q} 2>&1"
+
+
+rule table4:
+    input:
+        records=_records(SIGMAS, _REPORT_SETUPS),
+        summaries=_evals(SIGMAS, _REPORT_SETUPS),
+    output:
+        **_table("table4"),
+    params:
+        script=script("make_tables.py"),
+        source=_REPORT_DATA_SOURCE,
+    conda:
+        ENV
+    log:
+        "results/logs/report/table4.log",
+    benchmark:
+        "results/benchmarks/report/table4.tsv"
+    shell:
+        _TABLES_CMD + " --records {input.records:q} --summaries {input.summaries:q} > {log:q} 2>&1"
+
+
+rule table5:
+    input:
+        records=_records([_TABLE5_SIGMA], _REPORT_SETUPS),
+        summaries=_evals([_TABLE5_SIGMA], _REPORT_SETUPS),
+    output:
+        **_table("table5"),
+    params:
+        script=script("make_tables.py"),
+        source=_REPORT_DATA_SOURCE,
+    conda:
+        ENV
+    log:
+        "results/logs/report/table5.log",
+    benchmark:
+        "results/benchmarks/report/table5.tsv"
+    shell:
+        _TABLES_CMD + " --records {input.records:q} --summaries {input.summaries:q} > {log:q} 2>&1"
+
+
+rule table6:
+    input:
+        records=_records(_TABLE6_SIGMAS, ["gpu1"]),
+        summaries=_evals(_TABLE6_SIGMAS, ["gpu1"]),
+        dncnn=_table6_dncnn,
+    output:
+        **_table("table6"),
+    params:
+        script=script("make_tables.py"),
+        source=_REPORT_DATA_SOURCE,
+    conda:
+        ENV
+    log:
+        "results/logs/report/table6.log",
+    benchmark:
+        "results/benchmarks/report/table6.tsv"
+    shell:
+        _TABLES_CMD + " --records {input.records:q} --summaries {input.summaries:q} {input.dncnn:q} > {log:q} 2>&1"
+
+
+rule figure4:
+    input:
+        records=_records([_TABLE5_SIGMA], _REPORT_SETUPS),
+    output:
+        **_figure("figure4", "../report/figure4.rst"),
+    params:
+        script=script("make_figures.py"),
+    conda:
+        ENV
+    log:
+        "results/logs/report/figure4.log",
+    benchmark:
+        "results/benchmarks/report/figure4.tsv"
+    shell:
+        "python {params.script:q} figure4 --records {input.records:q} --out-prefix results/figures/figure4"
+        " > {log:q} 2>&1"
+
+
+rule figures_examples:
+    input:
+        examples=lambda wc: _evals([_FIG_SIGMA[wc.fignum]], ["gpu1"], "examples.npz"),
+        per_image=lambda wc: _evals([_FIG_SIGMA[wc.fignum]], ["gpu1"], "per_image.csv"),
+        noisy=lambda wc: _noisy([_FIG_SIGMA[wc.fignum]], "per_image.csv"),
+    output:
+        **_figure("figure{fignum}", "../report/figures_examples.rst", labels={"figure": "figure{fignum}"}),
+    wildcard_constraints:
+        fignum="|".join(_FIG_SIGMA),
+    params:
+        script=script("make_figures.py"),
+        max_images=config["evaluate"]["figure_images"],
+    conda:
+        ENV
+    log:
+        "results/logs/report/figure{fignum}.log",
+    benchmark:
+        "results/benchmarks/report/figure{fignum}.tsv"
+    shell:
+        "python {params.script:q} examples --examples {input.examples:q} --per-image {input.per_image:q}"
+        " --noisy-per-image {input.noisy:q} --number {wildcards.fignum} --max-images {params.max_images}"
+        " --out-prefix results/figures/figure{wildcards.fignum} > {log:q} 2>&1"
+
+
+rule training_curves:
+    input:
+        records=_records(SIGMAS, _REPORT_SETUPS),
+    output:
+        **_figure("training_curves", "../report/training_curves.rst"),
+    params:
+        script=script("make_figures.py"),
+    conda:
+        ENV
+    log:
+        "results/logs/report/training_curves.log",
+    benchmark:
+        "results/benchmarks/report/training_curves.tsv"
+    shell:
+        "python {params.script:q} curves --records {input.records:q}"
+        " --out-prefix results/figures/training_curves > {log:q} 2>&1"
+
+
+REPORT_TABLES = [f"results/tables/{t}.{ext}" for t in ("table3", "table4", "table5", "table6")
+                 for ext in ("csv", "md", "tex", "html")]
+REPORT_FIGURES = [f"results/figures/{f}.{ext}"
+                  for f in ["figure4", *(f"figure{n}" for n in sorted(_FIG_SIGMA, key=int)), "training_curves"]
+                  for ext in ("png", "pdf")]
+REPORT_TARGETS = REPORT_TABLES + REPORT_FIGURES

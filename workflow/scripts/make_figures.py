@@ -1,0 +1,42 @@
+"""Draw the study's Figure 4, Figures 5-7 (examples) or the training curves (rules figure4, figures_examples,
+training_curves); see cxrdenoise.figures. Writes <out-prefix>.png and .pdf.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from cxrdenoise import figures
+from cxrdenoise.errors import cli_entry
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("figure", choices=("figure4", "examples", "curves"))
+    parser.add_argument("--out-prefix", required=True, help="e.g. results/figures/figure4")
+    parser.add_argument("--records", nargs="*", default=[], help="record.json files (figure4, curves)")
+    parser.add_argument("--examples", nargs="*", default=[], help="examples.npz, one per model (examples)")
+    parser.add_argument("--per-image", nargs="*", default=[], help="per_image.csv, one per model (examples)")
+    parser.add_argument("--noisy-per-image", default=None, help="results/eval/noisy/sigma{s}/per_image.csv")
+    parser.add_argument("--number", type=int, default=None, help="figure number in the title (examples)")
+    parser.add_argument("--max-images", type=int, default=None, help="rows to show (examples; default all)")
+    return parser.parse_args(argv)
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
+    if a.figure == "figure4":
+        written = figures.figure4(a.records, a.out_prefix)
+    elif a.figure == "examples":
+        written = figures.examples_figure(a.examples, a.per_image, a.noisy_per_image, a.out_prefix,
+                                          number=a.number, max_images=a.max_images)
+    else:
+        written = figures.training_curves(a.records, a.out_prefix)
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,43 @@
+"""Build one of the study's tables (III-VI) from result files (rules table3..table6); see cxrdenoise.tables.
+
+Writes <out-prefix>.csv (numbers), .md (README), .tex (paper) and .html (Snakemake report).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from cxrdenoise import tables
+from cxrdenoise.errors import cli_entry
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("table", choices=("table3", "table4", "table5", "table6"))
+    parser.add_argument("--out-prefix", required=True, help="e.g. results/tables/table3")
+    parser.add_argument("--records", nargs="*", default=[], help="results/train/{model}/sigma{s}/{setup}/record.json")
+    parser.add_argument("--summaries", nargs="*", default=[], help="results/eval/{model}/sigma{s}/{setup}/summary.json")
+    parser.add_argument("--per-image", nargs="*", default=[], help="per_image.csv of the runs (table3: paired tests)")
+    parser.add_argument("--noisy", nargs="*", default=[], help="results/eval/noisy/sigma{s}/summary.json (table3)")
+    parser.add_argument("--data-source", default=None, help="config data.source, named in the caption")
+    return parser.parse_args(argv)
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
+    if a.table == "table3":
+        written = tables.make_table3(a.summaries, a.per_image, a.noisy, a.out_prefix, a.records, a.data_source)
+    elif a.table == "table4":
+        written = tables.make_table4(a.records, a.summaries, a.out_prefix, a.data_source)
+    elif a.table == "table5":
+        written = tables.make_table5(a.records, a.summaries, a.out_prefix, a.data_source)
+    else:
+        written = tables.make_table6(a.summaries, a.out_prefix, a.records, a.data_source)
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,424 @@
+"""The training loop shared by all four set-ups: Adam + L1, whole-split validation every epoch, best by
+validation loss, per-epoch records and resume state.
+
+Set-up differences are confined to three places: how the model is wrapped (`parallel.wrap_model`), how many
+processes share the loaders (`loaders.make_loader` with the DistContext), and whether forward/backward run under
+autocast (+ GradScaler on CUDA). Everything else (seeding, validation arithmetic, records) is one code path, so a
+timing difference between set-ups is a difference in parallelism and precision, not in bookkeeping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from ..errors import CxrError
+from ..provenance import CONFIG_HASH_ENV, device_info, provenance
+from . import checkpoint, measure
+from .distributed import DistContext, nodes
+from .loaders import make_loader, padding_count, padding_mask
+from .parallel import unwrap, wrap_model
+from .records import TensorBoard, totals, write_epochs_csv, write_record
+from .settings import TrainSettings
+from .setups import get_setup
+
+ModelFactory = Callable[..., torch.nn.Module]
+EpochHook = Callable[[int, dict], None]
+
+
+def _default_factory(name: str, **kwargs) -> torch.nn.Module:
+    from ..models import build_model
+
+    return build_model(name, **kwargs)
+
+
+def l1_loss(output: torch.Tensor | list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+    """L1 in float32; deep supervision's list of outputs counts each head equally."""
+    outputs = output if isinstance(output, (list, tuple)) else [output]
+    return sum(F.l1_loss(o.float(), target.float()) for o in outputs) / len(outputs)
+
+
+class Trainer:
+    """One training job on one rank. `run()` trains to `settings.epochs`, resuming from last.pt if allowed."""
+
+    def __init__(
+        self,
+        settings: TrainSettings,
+        train_ds: Dataset,
+        val_ds: Dataset,
+        out_dir: str | os.PathLike,
+        ctx: DistContext,
+        *,
+        config_hash: str | None = None,
+        data_digest: str = "",
+        model_factory: ModelFactory | None = None,
+        on_epoch_end: EpochHook | None = None,
+    ):
+        self.t_start = time.perf_counter()
+        self.s, self.ctx, self.out = settings, ctx, Path(out_dir)
+        self.setup = get_setup(settings.setup)
+        self.on_epoch_end = on_epoch_end
+        self.train_ds, self.val_ds = train_ds, val_ds
+        if len(train_ds) == 0 or len(val_ds) == 0:
+            raise CxrError(
+                f"empty split: {len(train_ds)} train and {len(val_ds)} val images for sigma {settings.sigma}"
+            )
+        cuda = ctx.device.type == "cuda"
+        if cuda:
+            torch.backends.cudnn.benchmark = True  # fixed image size: autotuned convolutions; epoch 1 pays for it
+
+        checkpoint.seed_everything(settings.seed)
+        net = (model_factory or _default_factory)(settings.model, **settings.model_kwargs)
+        self.n_parameters = sum(p.numel() for p in net.parameters() if p.requires_grad)
+        # build_model records the complete kwargs (defaults filled in): evaluation rebuilds exactly this net
+        self.model_kwargs = dict(getattr(net, "model_kwargs", settings.model_kwargs))
+        self.noise_mean = float(getattr(train_ds, "noise_mean", settings.noise_mean))  # the shards' own value
+        self.model, self.parallel_info = wrap_model(net, self.setup, ctx)
+        self.bare = unwrap(self.model)
+        self.devices = [torch.device(d) for d in self.parallel_info["devices_used"]]
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.lr)
+        self.amp_dtype = (torch.float16 if cuda else torch.bfloat16) if self.setup.amp else None
+        # float16 gradients can overflow: GradScaler scales the loss and skips steps with inf/NaN gradients
+        self.scaler = torch.amp.GradScaler("cuda") if self.setup.amp and cuda else None
+        self.batch = self.setup.batch_per_process(settings.batch_per_gpu)
+        self.pin = cuda
+        loader_args = dict(seed=settings.seed, workers=settings.workers, pin=self.pin)
+        self.train_loader = make_loader(train_ds, ctx, self.batch, shuffle=True, **loader_args)
+        self.val_loader = make_loader(val_ds, ctx, self.batch, shuffle=False, **loader_args)
+        self.fingerprint = settings.fingerprint(data_digest)
+        # of the whole resolved config: given, or what common.smk exported to every Snakemake job
+        self.config_hash = config_hash or os.environ.get(CONFIG_HASH_ENV)
+
+        self.epochs: list[dict] = []
+        self.best: dict | None = None  # the best.pt payload so far
+        self.resumed_after: list[int] = []
+        self.sampler_epochs: list[dict] = []
+        self.rank_counts: dict[str, list[int]] = {}
+        self.global_step = 0
+
+    # ----------------------------------------------------------------------------------------------- helpers
+    def log(self, msg: str) -> None:
+        if self.ctx.is_main:
+            print(f"[train {self.s.model} sigma{self.s.sigma} {self.s.setup}] {msg}", file=sys.stderr, flush=True)
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.ctx.device.type, dtype=self.amp_dtype)
+
+    def _where(self, epoch: int, step: int | None = None) -> str:
+        at = f"epoch {epoch}" + (f", step {step}" if step is not None else "")
+        return f"model {self.s.model}, setup {self.s.setup}, sigma {self.s.sigma}, {at}"
+
+    # ------------------------------------------------------------------------------------------------ resume
+    def _resume(self) -> int:
+        state, why = checkpoint.load_last(self.out / "last.pt", self.fingerprint, self.s.epochs)
+        start = state["epoch"] if state is not None else 0
+        starts = self.ctx.all_gather_object(start)
+        if len(set(starts)) != 1:
+            raise CxrError(f"ranks disagree on the resume epoch ({starts}): is {self.out} on a shared file system?")
+        self.log(why)
+        if state is None:
+            return 0
+        self.bare.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.epochs = state["epochs"]
+        self.best = state["best"]
+        self.resumed_after = state["resumed_after"] + [start]
+        self.sampler_epochs = state["sampler_epochs"]
+        self.rank_counts = state["rank_counts"]
+        self.global_step = state["global_step"]
+        checkpoint.set_rng_state(state["rng"], self.ctx.device)
+        return start
+
+    # ------------------------------------------------------------------------------------------------- train
+    def train_epoch(self, epoch: int) -> dict:
+        ctx, model, opt, scaler = self.ctx, self.model, self.optimizer, self.scaler
+        self.train_loader.sampler.set_epoch(epoch)
+        model.train()
+        loss_sum, n_images, skipped, steps = 0.0, 0, 0, 0
+        seen: list[int] = []
+        bar = _progress(len(self.train_loader), f"epoch {epoch}/{self.s.epochs}", ctx.is_main)
+        ctx.barrier()
+        t0 = measure.now(self.devices)
+        for step, (idx, noisy, clean) in enumerate(self.train_loader, start=1):
+            noisy = noisy.to(ctx.device, non_blocking=True)
+            clean = clean.to(ctx.device, non_blocking=True)
+            opt.zero_grad(set_to_none=True)
+            with self._autocast():
+                loss = l1_loss(model(noisy), clean)
+            if scaler is not None:
+                scale_before = scaler.get_scale()
+                scaler.scale(loss).backward()
+                scaler.step(opt)  # skipped inside when the scaled gradients overflowed
+                scaler.update()
+                skipped += int(scaler.get_scale() < scale_before)  # the scale only drops after a skipped step
+            else:
+                loss.backward()
+                opt.step()
+            value = loss.item()
+            if not math.isfinite(value):
+                raise CxrError(
+                    f"training loss is {value} at {self._where(epoch, step)}; lower train.lr or check the shards"
+                )
+            loss_sum += value * len(idx)
+            n_images += len(idx)
+            steps += 1
+            seen.extend(idx.tolist())
+            self.global_step += 1
+            if self.global_step % self.s.log_every == 0:
+                self.tb.scalar("train/loss_step", value, self.global_step)
+            bar.update(1)
+            bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+        t1 = measure.now(self.devices)
+        bar.close()
+        loss_sum, n_images, skipped = self.ctx.all_reduce([loss_sum, n_images, skipped])
+        (train_s,) = self.ctx.all_reduce([t1 - t0], op="max")
+        self._check_sampler(epoch, seen)
+        return {
+            "train_loss": loss_sum / n_images,
+            "train_s": train_s,
+            "train_images": int(n_images),
+            "images_per_s": n_images / train_s if train_s > 0 else float("nan"),
+            "amp_skipped_steps": int(skipped),
+            "steps": steps,
+        }
+
+    def _check_sampler(self, epoch: int, seen: list[int]) -> None:
+        """Gather which train indices each rank used: together they must cover the split, repeating only the
+        DistributedSampler padding."""
+        per_rank = self.ctx.all_gather_object(seen)
+        n = len(self.train_ds)
+        union = set().union(*map(set, per_rank))
+        total = sum(len(r) for r in per_rank)
+        self.rank_counts.setdefault("train", [len(r) for r in per_rank])
+        self.sampler_epochs.append(
+            {
+                "epoch": epoch,
+                "covers_train_split": union == set(range(n)),
+                "repeated": total - len(union),
+            }
+        )
+        self._last_rank_indices = per_rank
+
+    # ---------------------------------------------------------------------------------------------- validate
+    @torch.no_grad()
+    def validate(self) -> tuple[float, int, float]:
+        """Mean per-image L1 over the whole val split, in full precision; under DDP each rank sums its share
+        (padding repeats masked out) and the sums and counts are all-reduced. Returns (loss, images, seconds)."""
+        ctx = self.ctx
+        model = self.bare if self.setup.ddp else self.model  # DP splits val batches too; DDP needs no sync here
+        model.eval()
+        n_items = len(self.val_ds)
+        total = torch.zeros((), dtype=torch.float64, device=ctx.device)
+        count, position = 0, 0
+        ctx.barrier()
+        t0 = measure.now(self.devices)
+        for idx, noisy, clean in self.val_loader:
+            noisy = noisy.to(ctx.device, non_blocking=True)
+            clean = clean.to(ctx.device, non_blocking=True)
+            out = model(noisy)
+            if isinstance(out, (list, tuple)):
+                out = out[-1]
+            per_image = (out.float() - clean.float()).abs().flatten(1).mean(1)
+            mask = padding_mask(position, len(idx), n_items, ctx).to(ctx.device)
+            total += per_image[mask].double().sum()
+            count += int(mask.sum())
+            position += len(idx)
+        t1 = measure.now(self.devices)
+        total_sum, count_sum = ctx.all_reduce([total.item(), count])
+        (val_s,) = ctx.all_reduce([t1 - t0], op="max")
+        if "val" not in self.rank_counts:  # same on every rank, so every rank takes this branch together
+            self.rank_counts["val"] = [int(c) for c in ctx.all_gather_object(count)]
+        if int(count_sum) != n_items:
+            raise CxrError(f"validation saw {int(count_sum)} of {n_items} images (sampler padding bug)")
+        return total_sum / count_sum, int(count_sum), val_s
+
+    # --------------------------------------------------------------------------------------------------- run
+    def run(self) -> dict | None:
+        start = self._resume()
+        self.tb = TensorBoard(self.out / "tensorboard" if self.ctx.is_main else None,
+                              purge_step=self.global_step + 1 if start else None)
+        self.record = self._static_record() if self.ctx.is_main else {}
+        try:
+            for epoch in range(start + 1, self.s.epochs + 1):
+                self._one_epoch(epoch)
+        except torch.OutOfMemoryError:
+            raise CxrError(
+                f"CUDA out of memory with {self.batch} images per process (global batch "
+                f"{self.setup.global_batch(self.s.batch_per_gpu)}) for {self._where(len(self.epochs) + 1)}; "
+                "lower train.batch_per_gpu or free the GPU"
+            ) from None
+        finally:
+            self.tb.close()
+        if self.ctx.is_main:
+            checkpoint.save(self.best, self.out / "best.pt")  # again: after a resume Snakemake had deleted it
+            self._write_records(status="finished")
+            if not self.s.keep_last:
+                (self.out / "last.pt").unlink(missing_ok=True)
+        self.ctx.barrier()
+        return self.record if self.ctx.is_main else None
+
+    def _one_epoch(self, epoch: int) -> None:
+        measure.reset_peak(self.devices)
+        row = {"epoch": epoch, **self.train_epoch(epoch)}
+        val_loss, val_images, val_s = self.validate()
+        (peak,) = self.ctx.all_reduce([measure.peak_mb(self.devices)], op="max")
+        row.update(val_loss=val_loss, val_s=val_s, val_images=val_images, peak_mem_mb=peak)
+        if self.scaler is not None:
+            row["amp_scale"] = self.scaler.get_scale()
+        improved = self.best is None or val_loss < self.best["val_loss"]
+        if improved:
+            self.best = self._best_payload(epoch, val_loss)
+        self.epochs.append(row)
+        t0 = time.perf_counter()
+        if self.ctx.is_main:
+            if improved:
+                checkpoint.save(self.best, self.out / "best.pt")
+            checkpoint.save(self._last_state(epoch), self.out / "last.pt")
+        row["checkpoint_s"] = time.perf_counter() - t0
+        if self.ctx.is_main:
+            self._write_records(status="running")
+            for key in ("train_loss", "val_loss", "images_per_s", "train_s", "val_s", "peak_mem_mb"):
+                self.tb.scalar(f"epoch/{key}", row[key], self.global_step)  # one x-axis, so purge_step works
+        self.log(
+            f"epoch {epoch}/{self.s.epochs}: train_loss {row['train_loss']:.5f} val_loss {val_loss:.5f} "
+            f"train {row['train_s']:.1f}s val {val_s:.1f}s {row['images_per_s']:.1f} img/s "
+            f"peak {peak:.0f} MB{' *best*' if improved else ''}"
+        )
+        if self.on_epoch_end is not None:
+            self.on_epoch_end(epoch, {"row": row, "rank": self.ctx.rank, "rank_indices": self._last_rank_indices})
+
+    # ----------------------------------------------------------------------------------------------- records
+    def _best_payload(self, epoch: int, val_loss: float) -> dict:
+        return {
+            "model": self.s.model,
+            "model_kwargs": self.model_kwargs,
+            "state_dict": checkpoint.cpu_state_dict(self.bare),
+            "epoch": epoch,
+            "val_loss": val_loss,
+            "sigma": float(self.s.sigma),
+            "noise_mean": self.noise_mean,
+            "config_hash": self.config_hash,
+            "setup": self.s.setup,
+            "n_parameters": self.n_parameters,
+        }
+
+    def _last_state(self, epoch: int) -> dict:
+        return {
+            "format": checkpoint.LAST_FORMAT,
+            "fingerprint": self.fingerprint,
+            "epoch": epoch,
+            "model": checkpoint.cpu_state_dict(self.bare),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "rng": checkpoint.rng_state(self.ctx.device),
+            "epochs": self.epochs,
+            "best": self.best,
+            "resumed_after": self.resumed_after,
+            "sampler_epochs": self.sampler_epochs,
+            "rank_counts": self.rank_counts,
+            "global_step": self.global_step,
+        }
+
+    def _static_record(self) -> dict:
+        s, setup, ctx = self.s, self.setup, self.ctx
+        cuda = ctx.device.type == "cuda"
+        info = device_info()
+        if cuda:
+            info["device_name"] = torch.cuda.get_device_name(ctx.device)
+        precision = "float32"
+        if self.amp_dtype is not None:
+            precision = "autocast float16 + GradScaler" if self.scaler is not None else "autocast bfloat16"
+        return {
+            "model": s.model,
+            "model_kwargs": self.model_kwargs,
+            "n_parameters": self.n_parameters,
+            "sigma": float(s.sigma),
+            "noise_mean": self.noise_mean,
+            "setup": s.setup,
+            "setup_label": setup.label,
+            "setup_spec": setup.to_dict(),
+            "device": ctx.device.type,
+            "device_name": info["device_name"],
+            "device_count": info["device_count"],
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "gpus_used": len(self.devices) if cuda else 0,
+            "devices_used": self.parallel_info["devices_used"],
+            "nodes": nodes(),
+            "world_size": ctx.world_size,
+            "backend": ctx.backend,
+            "data_parallel_effective": self.parallel_info["data_parallel_effective"],
+            "note": self.parallel_info["note"],
+            "global_batch": setup.global_batch(s.batch_per_gpu),
+            "batch_per_process": self.batch,
+            "batch_per_gpu": s.batch_per_gpu,
+            "lr": s.lr,
+            "lr_scaled_with_batch": False,
+            "optimizer": "Adam",
+            "loss": "L1 (mean over deep-supervision heads when present)",
+            "precision": precision,
+            "amp": setup.amp,
+            "amp_dtype": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else None,
+            "grad_scaler": self.scaler is not None,
+            "validation": "whole val split every epoch, float32, mean of per-image L1",
+            "epochs_planned": s.epochs,
+            "seed": s.seed,
+            "workers": s.workers,
+            "pin_memory": self.pin,
+            "cudnn_benchmark": cuda,
+            "threads_per_process": torch.get_num_threads(),
+            "train_images": len(self.train_ds),
+            "val_images": len(self.val_ds),
+            "train_padding_per_epoch": padding_count(len(self.train_ds), ctx.world_size),
+            "peak_mem_kind": measure.peak_kind(self.devices),
+            "torch_version": torch.__version__,
+            "provenance": provenance(None, config_hash=self.config_hash),
+        }
+
+    def _write_records(self, status: str) -> None:
+        prov = self.record["provenance"]
+        best = self.best or {}
+        self.record.update(
+            status=status,
+            git_commit=prov["git_commit"],
+            config_hash=prov["config_hash"],
+            best_epoch=best.get("epoch"),
+            best_val_loss=best.get("val_loss"),
+            resumed_after_epochs=self.resumed_after,
+            train_indices_per_rank=self.rank_counts.get("train"),
+            val_indices_per_rank=self.rank_counts.get("val"),
+            sampler_check={
+                "epochs_checked": len(self.sampler_epochs),
+                "covers_train_split": all(e["covers_train_split"] for e in self.sampler_epochs),
+                "repeated_per_epoch": max((e["repeated"] for e in self.sampler_epochs), default=0),
+                "expected_padding": padding_count(len(self.train_ds), self.ctx.world_size),
+            },
+            totals={**totals(self.epochs), "wall_s_this_process": time.perf_counter() - self.t_start},
+            epochs=self.epochs,
+        )
+        write_record(self.out / "record.json", self.record)
+        write_epochs_csv(self.out / "epochs.csv", self.epochs)
+
+
+def _progress(total: int, desc: str, main: bool):
+    """tqdm on rank 0 when stderr is a terminal; in log files the one-line-per-epoch summary is enough."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False, disable=not (main and sys.stderr.isatty()), file=sys.stderr)
+
+
+def run_training(settings: TrainSettings, train_ds: Dataset, val_ds: Dataset, out_dir, ctx: DistContext, **kw: Any):
+    """Train one job on this rank; returns the record on rank 0, None elsewhere."""
+    return Trainer(settings, train_ds, val_ds, out_dir, ctx, **kw).run()

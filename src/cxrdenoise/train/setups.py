@@ -1,0 +1,58 @@
+"""The four training set-ups of the study, by name.
+
+One table says how each set-up uses hardware (processes, GPUs, DataParallel, DDP, AMP), so the launcher, the
+training loop, the Snakemake rule and the records all agree instead of re-deriving it from the name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from ..errors import CxrError
+
+
+@dataclass(frozen=True)
+class Setup:
+    """How one set-up runs: `processes` workers, each driving `gpus // processes` GPUs."""
+
+    name: str
+    label: str  # as in the study's tables
+    processes: int  # world size (torchrun --nproc_per_node)
+    gpus: int  # GPUs the set-up is meant to use
+    data_parallel: bool  # nn.DataParallel inside one process
+    ddp: bool  # DistributedDataParallel, one process per GPU
+    amp: bool  # autocast (+ GradScaler on CUDA)
+
+    def global_batch(self, batch_per_gpu: int) -> int:
+        """Images per optimiser step: per-GPU batch times the GPUs that share one step."""
+        return batch_per_gpu * self.gpus
+
+    def batch_per_process(self, batch_per_gpu: int) -> int:
+        """What one process's DataLoader yields: DP splits its batch over its GPUs, DDP does not."""
+        return self.global_batch(batch_per_gpu) // self.processes
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+SETUPS: dict[str, Setup] = {
+    s.name: s
+    for s in (
+        Setup("gpu1", "1 GPU", processes=1, gpus=1, data_parallel=False, ddp=False, amp=False),
+        Setup("dp2", "2 GPUs DP", processes=1, gpus=2, data_parallel=True, ddp=False, amp=False),
+        Setup("ddp2", "2 GPUs DDP", processes=2, gpus=2, data_parallel=False, ddp=True, amp=False),
+        Setup("ddp2_amp", "2 GPUs DDP+AMP", processes=2, gpus=2, data_parallel=False, ddp=True, amp=True),
+    )
+}
+
+
+def get_setup(name: str) -> Setup:
+    try:
+        return SETUPS[name]
+    except KeyError:
+        raise CxrError(f"unknown training setup {name!r}; choose one of {', '.join(SETUPS)}") from None
+
+
+def gpus_needed(name: str, device: str) -> int:
+    """GPUs a job of this set-up occupies (the rule's `resources: gpu=`): none when training on the CPU."""
+    return 0 if device == "cpu" else get_setup(name).gpus

@@ -1,0 +1,80 @@
+"""Set-up registry and settings: global batch, lr, GPUs per rule, what the resume fingerprint covers."""
+
+from pathlib import Path
+
+import pytest
+
+from cxrdenoise.config import load_config
+from cxrdenoise.errors import CxrError
+from cxrdenoise.train.setups import SETUPS, get_setup, gpus_needed
+from cxrdenoise.train.settings import TrainSettings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_setup_table_matches_the_study():
+    assert list(SETUPS) == ["gpu1", "dp2", "ddp2", "ddp2_amp"]
+    assert [SETUPS[n].global_batch(16) for n in SETUPS] == [16, 32, 32, 32]
+    assert [SETUPS[n].batch_per_process(16) for n in SETUPS] == [16, 32, 16, 16]
+    assert [SETUPS[n].processes for n in SETUPS] == [1, 1, 2, 2]
+    assert SETUPS["dp2"].data_parallel and not SETUPS["dp2"].ddp
+    assert SETUPS["ddp2_amp"].amp and not SETUPS["ddp2"].amp
+
+
+def test_gpus_for_the_rule():
+    assert [gpus_needed(n, "cuda") for n in SETUPS] == [1, 2, 2, 2]
+    assert [gpus_needed(n, "cpu") for n in SETUPS] == [0, 0, 0, 0]
+
+
+def test_unknown_setup_is_one_line():
+    with pytest.raises(CxrError, match="unknown training setup 'tpu8'"):
+        get_setup("tpu8")
+
+
+def test_settings_from_the_configs():
+    full = TrainSettings.from_config(load_config(REPO / "config.yaml"), "unetpp", "0.2", "ddp2_amp")
+    assert (full.lr, full.batch_per_gpu, full.epochs, full.device, full.seed) == (1e-3, 16, 50, "cuda", 2025)
+    assert full.model_kwargs == {"base_channels": 64, "deep_supervision": False}
+    demo_config = load_config(REPO / "config.yaml", REPO / "config" / "demo.yaml")
+    demo = TrainSettings.from_config(demo_config, "unet", "0.1", "gpu1")
+    assert (demo.device, demo.epochs, demo.batch_per_gpu, demo.workers, demo.lr) == ("cpu", 2, 4, 0, 1e-3)
+
+
+def test_model_without_config_entry_is_named():
+    with pytest.raises(CxrError, match="model 'resnet' has no entry under `models:`"):
+        TrainSettings.from_config({"models": {"unet": {}}}, "resnet", "0.1", "gpu1")
+
+
+def test_fingerprint_covers_the_math_not_the_length():
+    base = TrainSettings(model="unet", setup="gpu1", sigma="0.1")
+    longer = TrainSettings(model="unet", setup="gpu1", sigma="0.1", epochs=7, workers=0)
+    assert base.fingerprint("d") == longer.fingerprint("d")
+    assert base.fingerprint("d") != TrainSettings(model="unet", setup="gpu1", sigma="0.1", lr=2e-3).fingerprint("d")
+    assert base.fingerprint("d") != base.fingerprint("other data")
+
+
+def test_rule_params_hold_only_what_training_depends_on():
+    import json
+
+    from cxrdenoise.train.settings import rule_settings_json
+
+    config = load_config(REPO / "config.yaml")
+    subset = json.loads(rule_settings_json(config, "unet"))
+    assert subset["models"] == {"unet": {"base_channels": 64}} and subset["noise"] == {"mean": 0.1}
+    assert "setups" not in subset["train"] and "models" not in subset["train"] and "evaluate" not in subset
+    config["train"]["setups"] = ["gpu1"]
+    config["evaluate"]["batch_size"] = 1
+    assert json.loads(rule_settings_json(config, "unet")) == subset  # no retraining for these edits
+    assert TrainSettings.from_config(subset, "unet", "0.1", "gpu1").lr == 1e-3
+
+
+def test_nodes_come_from_slurm_or_torchrun(monkeypatch):
+    from cxrdenoise.train.distributed import nodes
+
+    monkeypatch.delenv("SLURM_NNODES", raising=False)
+    monkeypatch.delenv("GROUP_WORLD_SIZE", raising=False)
+    assert nodes() == 1
+    monkeypatch.setenv("GROUP_WORLD_SIZE", "3")
+    assert nodes() == 3
+    monkeypatch.setenv("SLURM_NNODES", "2")
+    assert nodes() == 2

@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 
 ## demo: install, then run the whole pipeline on synthetic phantoms (no network, CPU, a few minutes)
 demo: install
-	$(RUN) snakemake --cores $(CORES) --configfile config/demo.yaml all
+	$(RUN) snakemake all --cores $(CORES) --configfile config/demo.yaml
 	$(RUN) snakemake --cores $(CORES) --configfile config/demo.yaml --report results/report.html
 
 ## test: the test suite (the same command CI runs)

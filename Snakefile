@@ -4,6 +4,9 @@
 configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
+report: "workflow/report/workflow.rst"
+
+
 wildcard_constraints:
     archive=r"images_\d{3}",
     sigma=r"\d+(\.\d+)?",
@@ -19,9 +22,13 @@ include: "workflow/rules/sample.smk"
 include: "workflow/rules/split.smk"
 include: "workflow/rules/resize.smk"
 include: "workflow/rules/noise.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     input:
-        f"{DATA}/clean/manifest.json",
-        expand(f"{DATA}/noisy/sigma{{sigma}}/manifest.json", sigma=SIGMAS),
+        TRAIN_RECORDS,
+        EVAL_SUMMARIES,
+        REPORT_TARGETS,

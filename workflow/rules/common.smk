@@ -71,3 +71,48 @@ def optional_arg(flag, value):
 def script(name):
     """Absolute path of a thin command-line script in workflow/scripts."""
     return os.path.join(workflow.basedir, "workflow", "scripts", name)
+
+
+# Input lists and report() wrappers for the tables and figures (report.smk).
+
+
+def train_records(models, sigmas, setups):
+    return [f"results/train/{m}/sigma{s}/{u}/record.json" for s in sigmas for m in models for u in setups]
+
+
+def eval_files(models, sigmas, setups, name="summary.json"):
+    return [f"results/eval/{m}/sigma{s}/{u}/{name}" for s in sigmas for m in models for u in setups]
+
+
+def noisy_eval_files(sigmas, name="summary.json"):
+    return [f"results/eval/noisy/sigma{s}/{name}" for s in sigmas]
+
+
+def measured_dncnn(models, sigmas):
+    """The measured DnCNN row of Table VI is optional: included when its evaluation exists."""
+    import glob
+
+    if "dncnn" in models:
+        return []
+    return sorted(p for s in sigmas for p in glob.glob(f"results/eval/dncnn/sigma{s}/gpu1/summary.json"))
+
+
+def report_table(name):
+    """report() wrapping for one table: the HTML is shown inline, the CSV offered for download."""
+    caption = f"../report/{name}.rst"
+    return dict(
+        html=report(f"results/tables/{name}.html", caption=caption, category="Tables", subcategory="Tables",
+                    labels={"table": name}),
+        csv=report(f"results/tables/{name}.csv", caption=caption, category="Tables", subcategory="CSV",
+                   labels={"table": name}),
+        md=f"results/tables/{name}.md",
+        tex=f"results/tables/{name}.tex",
+    )
+
+
+def report_figure(name, caption, labels=None):
+    return dict(
+        png=report(f"results/figures/{name}.png", caption=caption, category="Figures",
+                   labels=labels or {"figure": name}),
+        pdf=f"results/figures/{name}.pdf",
+    )

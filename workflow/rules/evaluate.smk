@@ -2,8 +2,8 @@
 # ("no denoising") per noise level. Outputs per docs/results-layout.md; the scripts write each file atomically.
 # LPIPS needs torchvision's AlexNet weights in the torch hub cache; without them the LPIPS columns are NaN and
 # summary.json says why (README: LPIPS weights). Nothing is downloaded.
-# The config hash goes into the shell command, not into params, so that editing unrelated config keys does not
-# re-run every evaluation (Snakemake re-runs jobs whose params changed).
+# The config hash reaches the result files through the environment (common.smk), not params, so editing an
+# unrelated config key re-runs no evaluation (Snakemake re-runs jobs whose params changed).
 
 EVAL = "results/eval"
 EVAL_DEVICE = config["train"]["device"]
@@ -14,8 +14,8 @@ EVAL_MODEL_SUMMARIES = expand(
 )
 EVAL_NOISY_SUMMARIES = expand(f"{EVAL}/noisy/sigma{{sigma}}/summary.json", sigma=SIGMAS)
 EVAL_SUMMARIES = EVAL_MODEL_SUMMARIES + EVAL_NOISY_SUMMARIES  # for rule all and the tables/figures stages
-EVAL_PER_IMAGE = [s.replace("summary.json", "per_image.csv") for s in EVAL_SUMMARIES]
-EVAL_EXAMPLES = [s.replace("summary.json", "examples.npz") for s in EVAL_SUMMARIES]
+EVAL_PER_IMAGE = [os.path.join(os.path.dirname(s), "per_image.csv") for s in EVAL_SUMMARIES]
+EVAL_EXAMPLES = [os.path.join(os.path.dirname(s), "examples.npz") for s in EVAL_SUMMARIES]
 
 EVAL_PARAMS = dict(
     batch_size=config["evaluate"]["batch_size"],
@@ -23,10 +23,7 @@ EVAL_PARAMS = dict(
     lpips="" if config["evaluate"]["lpips"] else "--no-lpips",
     device=EVAL_DEVICE,
     workers=config["train"]["workers"],
-)
-EVAL_ARGS = (
-    "--device {params.device} --batch-size {params.batch_size} --figure-images {params.figure_images}"
-    " --workers {params.workers} {params.lpips}"
+    data_dir=lambda wildcards, input: os.path.dirname(os.path.dirname(input.clean)),
 )
 
 
@@ -54,8 +51,10 @@ rule evaluate:
     benchmark:
         "results/benchmarks/evaluate/{model}_sigma{sigma}_{setup}.tsv"
     shell:
-        "python {params.script:q} --checkpoint {input.checkpoint:q} --data-dir {DATA} --out-dir {params.out_dir:q}"
-        " --sigma {wildcards.sigma} --setup {wildcards.setup} " + EVAL_ARGS + " > {log:q} 2>&1"
+        "python {params.script:q} --checkpoint {input.checkpoint:q} --data-dir {params.data_dir:q}"
+        " --out-dir {params.out_dir:q} --sigma {wildcards.sigma} --setup {wildcards.setup}"
+        " --device {params.device} --batch-size {params.batch_size} --figure-images {params.figure_images}"
+        " --workers {params.workers} {params.lpips} > {log:q} 2>&1"
 
 
 rule evaluate_noisy:
@@ -79,5 +78,7 @@ rule evaluate_noisy:
     benchmark:
         "results/benchmarks/evaluate_noisy/sigma{sigma}.tsv"
     shell:
-        "python {params.script:q} --data-dir {DATA} --out-dir {params.out_dir:q} --sigma {wildcards.sigma} "
-        + EVAL_ARGS + " > {log:q} 2>&1"
+        "python {params.script:q} --data-dir {params.data_dir:q} --out-dir {params.out_dir:q}"
+        " --sigma {wildcards.sigma}"
+        " --device {params.device} --batch-size {params.batch_size} --figure-images {params.figure_images}"
+        " --workers {params.workers} {params.lpips} > {log:q} 2>&1"

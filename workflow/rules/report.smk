@@ -4,8 +4,6 @@
 # run as a separate command after the workflow (a rule cannot build the report of its own workflow):
 #   snakemake --cores N all && snakemake --report results/report.html
 # The HTML table of each rule is what the report shows inline; CSV, Markdown and LaTeX sit beside it.
-import glob
-
 _REPORT_MODELS = list(config["train"]["models"])
 _REPORT_SETUPS = list(config["train"]["setups"])
 _REPORT_DATA_SOURCE = config["data"]["source"]
@@ -20,60 +18,17 @@ for _s in SIGMAS:
 _FIG_SIGMA = {str(n): s for s, n in _EXAMPLE_FIGS.items()}
 
 
-def _records(sigmas, setups, models=None):
-    return [f"results/train/{m}/sigma{s}/{u}/record.json"
-            for s in sigmas for m in (models or _REPORT_MODELS) for u in setups]
-
-
-def _evals(sigmas, setups, name="summary.json", models=None):
-    return [f"results/eval/{m}/sigma{s}/{u}/{name}" for s in sigmas for m in (models or _REPORT_MODELS) for u in setups]
-
-
-def _noisy(sigmas, name="summary.json"):
-    return [f"results/eval/noisy/sigma{s}/{name}" for s in sigmas]
-
-
-def _table6_dncnn(wildcards):
-    """The measured DnCNN row is optional: included when its evaluation exists (or DnCNN is a trained model)."""
-    if "dncnn" in _REPORT_MODELS:
-        return []
-    return sorted(p for s in _TABLE6_SIGMAS for p in glob.glob(f"results/eval/dncnn/sigma{s}/gpu1/summary.json"))
-
-
-def _table(name):
-    """report() wrapping for one table: the HTML is shown inline, the CSV offered for download."""
-    caption = f"../report/{name}.rst"
-    return dict(
-        html=report(f"results/tables/{name}.html", caption=caption, category="Tables", subcategory="Tables",
-                    labels={"table": name}),
-        csv=report(f"results/tables/{name}.csv", caption=caption, category="Tables", subcategory="CSV",
-                   labels={"table": name}),
-        md=f"results/tables/{name}.md",
-        tex=f"results/tables/{name}.tex",
-    )
-
-
-def _figure(name, caption, labels=None):
-    return dict(
-        png=report(f"results/figures/{name}.png", caption=caption, category="Figures",
-                   labels=labels or {"figure": name}),
-        pdf=f"results/figures/{name}.pdf",
-    )
-
-
-_TABLES_CMD = "python {params.script:q} {rule} --out-prefix results/tables/{rule} --data-source {params.source}"
-
-
 rule table3:
     input:
-        records=_records(SIGMAS, ["gpu1"]),
-        summaries=_evals(SIGMAS, ["gpu1"]),
-        per_image=_evals(SIGMAS, ["gpu1"], "per_image.csv"),
-        noisy=_noisy(SIGMAS),
+        records=train_records(_REPORT_MODELS, SIGMAS, ["gpu1"]),
+        summaries=eval_files(_REPORT_MODELS, SIGMAS, ["gpu1"]),
+        per_image=eval_files(_REPORT_MODELS, SIGMAS, ["gpu1"], "per_image.csv"),
+        noisy=noisy_eval_files(SIGMAS),
     output:
-        **_table("table3"),
+        **report_table("table3"),
     params:
         script=script("make_tables.py"),
+        name="table3",
         source=_REPORT_DATA_SOURCE,
     conda:
         ENV
@@ -82,18 +37,20 @@ rule table3:
     benchmark:
         "results/benchmarks/report/table3.tsv"
     shell:
-        _TABLES_CMD + " --records {input.records:q} --summaries {input.summaries:q}"
+        "python {params.script:q} {params.name} --out-prefix results/tables/{params.name}"
+        " --data-source {params.source} --records {input.records:q} --summaries {input.summaries:q}"
         " --per-image {input.per_image:q} --noisy {input.noisy:q} > {log:q} 2>&1"
 
 
 rule table4:
     input:
-        records=_records(SIGMAS, _REPORT_SETUPS),
-        summaries=_evals(SIGMAS, _REPORT_SETUPS),
+        records=train_records(_REPORT_MODELS, SIGMAS, _REPORT_SETUPS),
+        summaries=eval_files(_REPORT_MODELS, SIGMAS, _REPORT_SETUPS),
     output:
-        **_table("table4"),
+        **report_table("table4"),
     params:
         script=script("make_tables.py"),
+        name="table4",
         source=_REPORT_DATA_SOURCE,
     conda:
         ENV
@@ -102,17 +59,19 @@ rule table4:
     benchmark:
         "results/benchmarks/report/table4.tsv"
     shell:
-        _TABLES_CMD + " --records {input.records:q} --summaries {input.summaries:q} > {log:q} 2>&1"
+        "python {params.script:q} {params.name} --out-prefix results/tables/{params.name}"
+        " --data-source {params.source} --records {input.records:q} --summaries {input.summaries:q} > {log:q} 2>&1"
 
 
 rule table5:
     input:
-        records=_records([_TABLE5_SIGMA], _REPORT_SETUPS),
-        summaries=_evals([_TABLE5_SIGMA], _REPORT_SETUPS),
+        records=train_records(_REPORT_MODELS, [_TABLE5_SIGMA], _REPORT_SETUPS),
+        summaries=eval_files(_REPORT_MODELS, [_TABLE5_SIGMA], _REPORT_SETUPS),
     output:
-        **_table("table5"),
+        **report_table("table5"),
     params:
         script=script("make_tables.py"),
+        name="table5",
         source=_REPORT_DATA_SOURCE,
     conda:
         ENV
@@ -121,18 +80,20 @@ rule table5:
     benchmark:
         "results/benchmarks/report/table5.tsv"
     shell:
-        _TABLES_CMD + " --records {input.records:q} --summaries {input.summaries:q} > {log:q} 2>&1"
+        "python {params.script:q} {params.name} --out-prefix results/tables/{params.name}"
+        " --data-source {params.source} --records {input.records:q} --summaries {input.summaries:q} > {log:q} 2>&1"
 
 
 rule table6:
     input:
-        records=_records(_TABLE6_SIGMAS, ["gpu1"]),
-        summaries=_evals(_TABLE6_SIGMAS, ["gpu1"]),
-        dncnn=_table6_dncnn,
+        records=train_records(_REPORT_MODELS, _TABLE6_SIGMAS, ["gpu1"]),
+        summaries=eval_files(_REPORT_MODELS, _TABLE6_SIGMAS, ["gpu1"]),
+        dncnn=lambda wildcards: measured_dncnn(_REPORT_MODELS, _TABLE6_SIGMAS),
     output:
-        **_table("table6"),
+        **report_table("table6"),
     params:
         script=script("make_tables.py"),
+        name="table6",
         source=_REPORT_DATA_SOURCE,
     conda:
         ENV
@@ -141,14 +102,15 @@ rule table6:
     benchmark:
         "results/benchmarks/report/table6.tsv"
     shell:
-        _TABLES_CMD + " --records {input.records:q} --summaries {input.summaries:q} {input.dncnn:q} > {log:q} 2>&1"
+        "python {params.script:q} {params.name} --out-prefix results/tables/{params.name}"
+        " --data-source {params.source} --records {input.records:q} --summaries {input.summaries:q} {input.dncnn:q} > {log:q} 2>&1"
 
 
 rule figure4:
     input:
-        records=_records([_TABLE5_SIGMA], _REPORT_SETUPS),
+        records=train_records(_REPORT_MODELS, [_TABLE5_SIGMA], _REPORT_SETUPS),
     output:
-        **_figure("figure4", "../report/figure4.rst"),
+        **report_figure("figure4", "../report/figure4.rst"),
     params:
         script=script("make_figures.py"),
     conda:
@@ -164,11 +126,11 @@ rule figure4:
 
 rule figures_examples:
     input:
-        examples=lambda wc: _evals([_FIG_SIGMA[wc.fignum]], ["gpu1"], "examples.npz"),
-        per_image=lambda wc: _evals([_FIG_SIGMA[wc.fignum]], ["gpu1"], "per_image.csv"),
-        noisy=lambda wc: _noisy([_FIG_SIGMA[wc.fignum]], "per_image.csv"),
+        examples=lambda wc: eval_files(_REPORT_MODELS, [_FIG_SIGMA[wc.fignum]], ["gpu1"], "examples.npz"),
+        per_image=lambda wc: eval_files(_REPORT_MODELS, [_FIG_SIGMA[wc.fignum]], ["gpu1"], "per_image.csv"),
+        noisy=lambda wc: noisy_eval_files([_FIG_SIGMA[wc.fignum]], "per_image.csv"),
     output:
-        **_figure("figure{fignum}", "../report/figures_examples.rst", labels={"figure": "figure{fignum}"}),
+        **report_figure("figure{fignum}", "../report/figures_examples.rst", labels={"figure": "figure{fignum}"}),
     wildcard_constraints:
         fignum="|".join(_FIG_SIGMA),
     params:
@@ -188,9 +150,9 @@ rule figures_examples:
 
 rule training_curves:
     input:
-        records=_records(SIGMAS, _REPORT_SETUPS),
+        records=train_records(_REPORT_MODELS, SIGMAS, _REPORT_SETUPS),
     output:
-        **_figure("training_curves", "../report/training_curves.rst"),
+        **report_figure("training_curves", "../report/training_curves.rst"),
     params:
         script=script("make_figures.py"),
     conda:

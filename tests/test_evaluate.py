@@ -158,8 +158,8 @@ def test_workflow_scripts(tmp_path, tiny_data_dir, random_lpips, capsys):
                                    "--no-progress"])
     assert rc == 0 and strict_json(out / "summary.json")["provenance"]["config_hash"] == "h" * 64
     noisy_out = tmp_path / "eval" / "noisy" / "sigma0.1"
-    rc = _script("evaluate_noisy").main(["--data-dir", str(tiny_data_dir), "--out-dir", str(noisy_out),
-                                         "--sigma", "0.1", "--device", "cpu", "--no-lpips", "--no-progress"])
+    rc = _script("evaluate").main(["--noisy", "--data-dir", str(tiny_data_dir), "--out-dir", str(noisy_out),
+                                   "--sigma", "0.1", "--device", "cpu", "--no-lpips", "--no-progress"])
     assert rc == 0 and strict_json(noisy_out / "summary.json")["lpips_status"] == "disabled"
     rc = _script("evaluate").main(["--checkpoint", str(ckpt), "--data-dir", str(tiny_data_dir), "--out-dir", str(out),
                                    "--sigma", "0.3", "--setup", "gpu1", "--device", "cpu", "--no-progress"])

@@ -66,7 +66,7 @@ rule evaluate_noisy:
         summary=f"{EVAL}/noisy/sigma{{sigma}}/summary.json",
         examples=f"{EVAL}/noisy/sigma{{sigma}}/examples.npz",
     params:
-        script=script("evaluate_noisy.py"),
+        script=script("evaluate.py"),
         out_dir=lambda wildcards, output: os.path.dirname(output.summary),
         **EVAL_PARAMS,
     resources:
@@ -78,7 +78,7 @@ rule evaluate_noisy:
     benchmark:
         "results/benchmarks/evaluate_noisy/sigma{sigma}.tsv"
     shell:
-        "python {params.script:q} --data-dir {params.data_dir:q} --out-dir {params.out_dir:q}"
+        "python {params.script:q} --noisy --data-dir {params.data_dir:q} --out-dir {params.out_dir:q}"
         " --sigma {wildcards.sigma}"
         " --device {params.device} --batch-size {params.batch_size} --figure-images {params.figure_images}"
         " --workers {params.workers} {params.lpips} > {log:q} 2>&1"

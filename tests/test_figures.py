@@ -89,10 +89,7 @@ def test_report_rules_have_minimal_inputs(tmp_path):
     write_results_tree(tmp_path, setups=("gpu1", "dp2", "ddp2_amp"))
     (tmp_path / "Snakefile").write_text(textwrap.dedent(f"""\
         configfile: "{REPO / 'config.yaml'}"
-        SIGMAS = ["0.1", "0.2", "0.3"]
-        ENV = "{REPO / 'envs' / 'cxrdenoise.yaml'}"
-        def script(name):
-            return "{REPO / 'workflow' / 'scripts'}/" + name
+        include: "{REPO / 'workflow' / 'rules' / 'common.smk'}"
         include: "{REPO / 'workflow' / 'rules' / 'report.smk'}"
         rule all:
             input: REPORT_TARGETS

@@ -12,7 +12,9 @@ from snakemake.utils import validate
 
 from cxrdenoise.errors import CxrError
 
-_SCHEMA = os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")
+# Paths relative to this file, so the rule files also work when included from another Snakefile.
+_WORKFLOW_DIR = os.path.dirname(str(workflow.current_basedir))
+_SCHEMA = os.path.join(_WORKFLOW_DIR, "schemas", "config.schema.yaml")
 try:
     validate_config(config, _SCHEMA)  # one line naming the bad key, instead of the full schema report
 except CxrError as err:
@@ -70,7 +72,7 @@ def optional_arg(flag, value):
 
 def script(name):
     """Absolute path of a thin command-line script in workflow/scripts."""
-    return os.path.join(workflow.basedir, "workflow", "scripts", name)
+    return os.path.join(_WORKFLOW_DIR, "scripts", name)
 
 
 # Input lists and report() wrappers for the tables and figures (report.smk).

@@ -1,0 +1,182 @@
+"""Result files grouped into `Run` objects, and what a run's record says about how it was made.
+
+Every table and figure reads (model, sigma, setup) from each file's path (docs/results-layout.md), so a
+Snakemake rule can pass exactly the files it depends on and nothing is discovered by globbing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from ..config import sigma_label
+from ..errors import CxrError
+
+MODEL_NAMES = {"noisy": "no denoising", "unet": "U-Net", "unetpp": "U-Net++", "dncnn": "DnCNN"}
+SETUP_NAMES = {"gpu1": "1 GPU", "dp2": "2 GPUs DP", "ddp2": "2 GPUs DDP (no AMP)", "ddp2_amp": "2 GPUs DDP+AMP"}
+
+
+@dataclass
+class Run:
+    """One trained-and-evaluated configuration, with whichever of its files the caller passed."""
+
+    model: str
+    sigma: str
+    setup: str
+    record: dict | None = None
+    record_path: Path | None = None
+    summary: dict | None = None
+    summary_path: Path | None = None
+    per_image_path: Path | None = None
+    examples_path: Path | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} σ={self.sigma}" + (f" {self.setup}" if self.setup else "")
+
+
+def parse_run_path(path: str | Path) -> tuple[str, str, str]:
+    """(model, sigma, setup) from `.../{model}/sigma{sigma}/{setup}/file` or `.../noisy/sigma{sigma}/file`."""
+    parts = Path(path).parts
+    for i in range(len(parts) - 2, 0, -1):
+        if parts[i].startswith("sigma"):
+            try:
+                sigma = sigma_label(parts[i][len("sigma"):])
+            except ValueError:
+                break
+            setup = parts[i + 1] if i + 1 < len(parts) - 1 else ""
+            return parts[i - 1], sigma, setup
+    raise CxrError(f"{path}: not a result path (expected .../{{model}}/sigma{{sigma}}/{{setup}}/<file>)")
+
+
+def read_json(path: str | Path) -> dict:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        raise CxrError(f"{path}: not found") from None
+    except json.JSONDecodeError as err:
+        raise CxrError(f"{path}: not valid JSON ({err})") from None
+
+
+def read_per_image(path: str | Path) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(path, dtype={"image_id": str, "patient_id": str})
+    except FileNotFoundError:
+        raise CxrError(f"{path}: not found") from None
+    if "image_id" not in frame.columns:
+        raise CxrError(f"{path}: no image_id column")
+    return frame
+
+
+def collect_runs(records: Iterable = (), summaries: Iterable = (), per_image: Iterable = (),
+                 examples: Iterable = ()) -> dict[tuple[str, str, str], Run]:
+    """Group files by (model, sigma, setup), in the order first seen (Snakemake's expand keeps config order)."""
+    runs: dict[tuple[str, str, str], Run] = {}
+
+    def run_for(path: Path) -> Run:
+        key = parse_run_path(path)
+        return runs.setdefault(key, Run(*key))
+
+    for p in map(Path, records):
+        run = run_for(p)
+        run.record, run.record_path = read_json(p), p
+        _check_record(run)
+    for p in map(Path, summaries):
+        run = run_for(p)
+        run.summary, run.summary_path = read_json(p), p
+    for p in map(Path, per_image):
+        run_for(p).per_image_path = p
+    for p in map(Path, examples):
+        run_for(p).examples_path = p
+    return runs
+
+
+def _check_record(run: Run) -> None:
+    """A record filed under another run's path would put its numbers in the wrong row: refuse it."""
+    rec = run.record or {}
+    for key, want in (("model", run.model), ("setup", run.setup)):
+        if key in rec and str(rec[key]) != want:
+            raise CxrError(f"{run.record_path}: record says {key}={rec[key]!r} but its path says {want!r}")
+    if rec.get("sigma") is not None and sigma_label(rec["sigma"]) != run.sigma:
+        raise CxrError(f"{run.record_path}: record says sigma={rec['sigma']!r} but its path says {run.sigma!r}")
+
+
+def sigma_order(runs: Iterable[Run]) -> list[str]:
+    return sorted({r.sigma for r in runs}, key=float)
+
+
+def model_order(runs: Iterable[Run]) -> list[str]:
+    return list(dict.fromkeys(r.model for r in runs))
+
+
+def model_name(model: str) -> str:
+    return MODEL_NAMES.get(model, model)
+
+
+# ---------------------------------------------------------------------------------- devices and timings
+
+def _setup_gpus(setup: str) -> int:
+    from ..train.setups import SETUPS  # the one table of what each set-up uses
+
+    return SETUPS[setup].gpus if setup in SETUPS else 1
+
+
+def train_device_label(run: Run) -> str:
+    """'cpu (<processor>)' or 'cuda: 2x <GPU name>': what this run actually trained on."""
+    rec = run.record or {}
+    prov = rec.get("provenance") or {}
+    device = rec.get("device") or prov.get("device") or "unknown"
+    name = rec.get("device_name") or prov.get("device_name") or "unknown"
+    world = int(rec.get("world_size") or 1)
+    if device == "cpu":
+        label = f"cpu ({name})" + (f", {world} processes" if world > 1 else "")
+    else:
+        gpus = rec.get("gpus_used")
+        if not gpus:  # older records: infer from the set-up
+            gpus = world if world > 1 else 1
+            if run.setup.startswith("dp") and rec.get("data_parallel_effective", True):
+                gpus = min(int(rec.get("device_count") or 1), _setup_gpus(run.setup))
+        label = f"{device}: {int(gpus)}x {name}"
+    nodes = int(rec.get("nodes") or 1)
+    return label + (f", {nodes} nodes" if nodes > 1 else "")
+
+
+def eval_device_label(run: Run) -> str:
+    """Where the metrics were computed: the summary's `inference` block, else its top level or provenance."""
+    s = run.summary or {}
+    inf, prov = s.get("inference") or {}, s.get("provenance") or {}
+    device = inf.get("device") or s.get("device") or prov.get("eval_device") or prov.get("device") or "unknown"
+    name = inf.get("device_name") or s.get("device_name") or prov.get("eval_device_name")
+    if device == "cpu" and (not name or name == "cpu"):
+        name = prov.get("device_name") if prov.get("device") == "cpu" else None
+    return f"cpu ({name or 'unknown'})" if device == "cpu" else f"{device}: {name or 'unknown'}"
+
+
+def device_label(run: Run) -> str:
+    """Training device when a record was passed, else where the metrics were computed."""
+    return train_device_label(run) if run.record is not None else eval_device_label(run)
+
+
+def is_cpu(run: Run) -> bool:
+    rec = run.record or {}
+    return (rec.get("device") or (rec.get("provenance") or {}).get("device")) == "cpu"
+
+
+def train_times(run: Run) -> tuple[float, float]:
+    """(training seconds, training + validation seconds), from the totals or else summed per epoch.
+
+    Checkpoint writing (`totals.checkpoint_s`) is in neither.
+    """
+    rec = run.record or {}
+    epochs = rec.get("epochs") or []
+    tot = rec.get("totals") or {}
+    train = tot.get("train_s", rec.get("total_train_s"))
+    val = tot.get("val_s", rec.get("total_val_s"))
+    train = float(train) if train is not None else float(sum(e.get("train_s", 0) for e in epochs))
+    val = float(val) if val is not None else float(sum(e.get("val_s", 0) for e in epochs))
+    return train, train + val

@@ -1,0 +1,105 @@
+"""The numbers one run contributes to a table: our metrics, LPIPS vetted, and the study's values beside them.
+
+`lpips_state` is the single place that decides whether an LPIPS number may be shown, so no table can read a
+random-backbone value by another path.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..errors import CxrError
+from ..reference import paper_row
+from ..render import Footnotes, is_missing
+from .runs import Run
+
+METRICS = ("psnr", "ssim", "ssim_w3", "lpips")
+DP = {"psnr": 3, "ssim": 4, "ssim_w3": 4, "lpips": 4}
+REAL_LPIPS = "alexnet-imagenet"
+RANDOM_LPIPS_CELL = "n/a (random backbone, not LPIPS)"
+RANDOM_LPIPS_NOTE = ("LPIPS was computed with a random AlexNet backbone (a test stand-in): those values are not "
+                     "LPIPS and are not shown.")
+
+
+def _halfwidth(entry: dict) -> float:
+    """The t-interval half-width, whether stored as a number, as [lo, hi], or beside it (stats.mean_ci)."""
+    if entry.get("ci95_t_halfwidth") is not None:
+        return float(entry["ci95_t_halfwidth"])
+    ci = entry.get("ci95_t")
+    if isinstance(ci, (list, tuple)) and len(ci) == 2 and None not in ci:
+        return (float(ci[1]) - float(ci[0])) / 2
+    return float(ci) if isinstance(ci, (int, float)) else math.nan
+
+
+def metric(run: Run, name: str) -> tuple[float, float]:
+    """(mean, t-interval half-width) of one metric; NaN where the summary has no finite value.
+
+    Summaries keep metrics under `metrics` (cxrdenoise.evaluate); a flat layout (metric at the top level) is
+    read too.
+    """
+    s = run.summary or {}
+    entry = (s.get("metrics") or {}).get(name, s.get(name))
+    if not isinstance(entry, dict):
+        raise CxrError(f"{run.summary_path}: no {name!r} entry (expected {{mean, sd, ci95_t, ci95_normal}})")
+    mean = entry.get("mean")
+    return (math.nan if mean is None else float(mean)), _halfwidth(entry)
+
+
+def lpips_state(run: Run) -> tuple[bool, str, str | None, str]:
+    """Whether LPIPS may be shown; if not, the cell text and the footnote that explains it; a status word.
+
+    Only ``lpips_kind == "alexnet-imagenet"`` with status ``ok`` is LPIPS. This is the single place that decides,
+    so no other code path can read a random-backbone number. The status word goes to the CSV, where "n/a" would
+    be read back by pandas as a missing value.
+    """
+    s = run.summary or {}
+    kind, status, message = s.get("lpips_kind"), str(s.get("lpips_status", "")), s.get("lpips_message") or ""
+    if kind == REAL_LPIPS and status == "ok":
+        if is_missing(metric(run, "lpips")[0]):
+            return False, "n/a", f"LPIPS n/a: {run.summary_path} has no finite LPIPS value.", "no finite value"
+        return True, "", None, "ok"
+    if kind == "random-backbone" or "random" in status:
+        return False, RANDOM_LPIPS_CELL, RANDOM_LPIPS_NOTE, "not LPIPS (random backbone)"
+    if kind not in (None, "none", REAL_LPIPS):
+        return (False, f"n/a ({kind}, not LPIPS)", f"LPIPS kind {kind!r} is not AlexNet/ImageNet LPIPS; not shown.",
+                f"not LPIPS ({kind})")
+    for prefix in ("LPIPS unavailable: ", "LPIPS n/a: "):
+        message = message.removeprefix(prefix)
+    return (False, "n/a", f"LPIPS n/a: {message or f'status {status!r} in {run.summary_path}'}",
+            status if status in ("unavailable", "disabled") else "unavailable")
+
+
+def quality(run: Run, foot: Footnotes) -> dict[str, Any]:
+    """Our metrics for one run (numbers) plus their formatted cells, with LPIPS vetted by `lpips_state`."""
+    out: dict[str, Any] = {"n": n_images(run)}
+    for m in ("psnr", "ssim", "ssim_w3"):
+        out[m], out[f"{m}_ci95"] = metric(run, m)
+    ok, cell, note, out["lpips_status"] = lpips_state(run)
+    if ok:
+        out["lpips"], out["lpips_ci95"] = metric(run, "lpips")
+    else:
+        out["lpips"] = out["lpips_ci95"] = math.nan
+        out["lpips_cell"] = cell + (foot.mark(note) if note else "")
+    out["_notes"] = [note] if note else []
+    return out
+
+
+def n_images(run: Run) -> int | None:
+    s = run.summary or {}
+    n = s.get("n_images", s.get("n"))
+    return None if n is None else int(n)
+
+
+def with_paper(q: dict, run: Run) -> dict[str, Any]:
+    """Add the study's values for this run and the differences ours − paper (our SSIM (win 3) vs its SSIM)."""
+    paper = paper_row(run.sigma, run.model, run.setup) or {}
+    out = dict(q)
+    for m in ("psnr", "ssim", "lpips"):
+        out[f"paper_{m}"] = paper.get(m, math.nan)
+        out[f"paper_{m}_ci95"] = paper.get(f"{m}_ci95", math.nan)
+    out["diff_psnr"] = q["psnr"] - out["paper_psnr"]
+    out["diff_ssim_w3"] = q["ssim_w3"] - out["paper_ssim"]
+    out["diff_lpips"] = q["lpips"] - out["paper_lpips"]  # NaN when ours is not shown
+    out["paper_train_s"] = paper.get("train_s", math.nan)
+    return out

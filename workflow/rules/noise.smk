@@ -20,8 +20,8 @@ rule noise_shard:
     benchmark:
         "results/benchmarks/noise_shard/sigma{sigma}_{shard}.tsv"
     shell:
-        "python {params.script:q} noise --clean {input.npy} --sigma {wildcards.sigma} --mean {params.mean}"
-        " --seed {params.seed} --out {output.npy} > {log} 2>&1"
+        "python {params.script:q} noise --clean-npy {input.npy} --sigma {wildcards.sigma} --mean {params.mean}"
+        " --seed {params.seed} --out-npy {output.npy} > {log} 2>&1"
 
 
 rule noisy_manifest:
@@ -36,4 +36,4 @@ rule noisy_manifest:
     log:
         "results/logs/noisy_manifest/sigma{sigma}.log",
     shell:
-        "python {params.script:q} manifest --out {output} {input} > {log} 2>&1"
+        "python {params.script:q} manifest --out-json {output} {input} > {log} 2>&1"

@@ -19,8 +19,8 @@ rule resize_shard:
     benchmark:
         "results/benchmarks/resize_shard/{shard}.tsv"
     shell:
-        "python {params.script:q} resize --split {input} --shard {wildcards.shard}"
-        " --per-shard {params.per_shard} --size {params.size} --dtype {params.dtype} --out {output.npy} > {log} 2>&1"
+        "python {params.script:q} resize --split-csv {input} --shard {wildcards.shard}"
+        " --images-per-shard {params.per_shard} --size {params.size} --dtype {params.dtype} --out-npy {output.npy} > {log} 2>&1"
 
 
 rule clean_manifest:
@@ -35,4 +35,4 @@ rule clean_manifest:
     log:
         "results/logs/clean_manifest.log",
     shell:
-        "python {params.script:q} manifest --out {output} {input} > {log} 2>&1"
+        "python {params.script:q} manifest --out-json {output} {input} > {log} 2>&1"

@@ -8,8 +8,8 @@ rule inventory:
         f"{DATA}/inventory.csv",
     params:
         script=script("data_stage.py"),
-        roots=" ".join(f"--root {r}" for r in image_roots()[0]),
-        metadata=optional_arg("--metadata", metadata_csv()),
+        roots=" ".join(f"--roots {r}" for r in image_roots()[0]),
+        metadata=optional_arg("--metadata-csv", metadata_csv()),
     conda:
         ENV
     log:
@@ -17,7 +17,7 @@ rule inventory:
     benchmark:
         "results/benchmarks/inventory.tsv"
     shell:
-        "python {params.script:q} inventory {params.roots} {params.metadata} --out {output} > {log} 2>&1"
+        "python {params.script:q} inventory {params.roots} {params.metadata} --out-csv {output} > {log} 2>&1"
 
 
 rule sample:
@@ -36,5 +36,5 @@ rule sample:
     benchmark:
         "results/benchmarks/sample.tsv"
     shell:
-        "python {params.script:q} sample --inventory {input} --n {params.n} --seed {params.seed}"
-        " --out {output} > {log} 2>&1"
+        "python {params.script:q} sample --inventory-csv {input} --n-images {params.n} --seed {params.seed}"
+        " --out-csv {output} > {log} 2>&1"

@@ -18,5 +18,5 @@ rule split:
     log:
         "results/logs/split.log",
     shell:
-        "python {params.script:q} split --sample {input} --train {params.train} --val {params.val}"
-        " --seed {params.seed} {params.test_list} --out {output.csv} --summary {output.summary} > {log} 2>&1"
+        "python {params.script:q} split --sample-csv {input} --train {params.train} --val {params.val}"
+        " --seed {params.seed} {params.test_list} --out-csv {output.csv} --out-json {output.summary} > {log} 2>&1"

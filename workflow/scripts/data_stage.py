@@ -6,62 +6,43 @@ import sys
 from cxrdenoise import stages
 from cxrdenoise.errors import cli_entry
 
+# stage name -> (function, its arguments as (flag, argparse options)); flags map onto keyword names.
+REQUIRED = {"required": True}
+INT = {"type": int, "required": True}
+FLOAT = {"type": float, "required": True}
+STAGES = {
+    "inventory": (stages.inventory_stage, [("--roots", {"action": "append", "required": True}),
+                                           ("--metadata-csv", {}), ("--out-csv", REQUIRED)]),
+    "sample": (stages.sample_stage, [("--inventory-csv", REQUIRED), ("--n-images", INT), ("--seed", INT),
+                                     ("--out-csv", REQUIRED)]),
+    "split": (stages.split_stage, [("--sample-csv", REQUIRED), ("--train", FLOAT), ("--val", FLOAT),
+                                   ("--seed", INT), ("--test-list", {}), ("--out-csv", REQUIRED),
+                                   ("--out-json", REQUIRED)]),
+    "resize": (stages.resize_stage, [("--split-csv", REQUIRED), ("--shard", INT), ("--images-per-shard", INT),
+                                     ("--size", INT), ("--dtype", REQUIRED), ("--out-npy", REQUIRED)]),
+    "noise": (stages.noise_stage, [("--clean-npy", REQUIRED), ("--sigma", FLOAT), ("--mean", FLOAT),
+                                   ("--seed", INT), ("--out-npy", REQUIRED)]),
+    "manifest": (stages.manifest_stage, [("--out-json", REQUIRED), ("--config-hash", {}),
+                                         ("sidecars", {"nargs": "+"})]),
+}
+
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__)
     sub = p.add_subparsers(dest="stage", required=True)
-    s = sub.add_parser("inventory")
-    s.add_argument("--root", action="append", required=True)
-    s.add_argument("--metadata")
-    s.add_argument("--out", required=True)
-    s = sub.add_parser("sample")
-    s.add_argument("--inventory", required=True)
-    s.add_argument("--n", type=int, required=True)
-    s.add_argument("--seed", type=int, required=True)
-    s.add_argument("--out", required=True)
-    s = sub.add_parser("split")
-    s.add_argument("--sample", required=True)
-    s.add_argument("--train", type=float, required=True)
-    s.add_argument("--val", type=float, required=True)
-    s.add_argument("--seed", type=int, required=True)
-    s.add_argument("--test-list")
-    s.add_argument("--out", required=True)
-    s.add_argument("--summary", required=True)
-    s = sub.add_parser("resize")
-    s.add_argument("--split", required=True)
-    s.add_argument("--shard", type=int, required=True)
-    s.add_argument("--per-shard", type=int, required=True)
-    s.add_argument("--size", type=int, required=True)
-    s.add_argument("--dtype", required=True)
-    s.add_argument("--out", required=True)
-    s = sub.add_parser("noise")
-    s.add_argument("--clean", required=True)
-    s.add_argument("--sigma", type=float, required=True)
-    s.add_argument("--mean", type=float, required=True)
-    s.add_argument("--seed", type=int, required=True)
-    s.add_argument("--out", required=True)
-    s = sub.add_parser("manifest")
-    s.add_argument("--out", required=True)
-    s.add_argument("--config-hash")
-    s.add_argument("sidecars", nargs="+")
+    for name, (function, arguments) in STAGES.items():
+        s = sub.add_parser(name, help=(function.__doc__ or "").strip().split("\n")[0] or None)
+        for flag, options in arguments:
+            s.add_argument(flag, **options)
+        s.set_defaults(function=function)
     return p
 
 
 @cli_entry
 def main(argv=None) -> int:
-    a = parser().parse_args(argv)
-    if a.stage == "inventory":
-        stages.inventory_stage(a.root, a.out, a.metadata)
-    elif a.stage == "sample":
-        stages.sample_stage(a.inventory, a.n, a.seed, a.out)
-    elif a.stage == "split":
-        stages.split_stage(a.sample, a.train, a.val, a.seed, a.out, a.summary, a.test_list)
-    elif a.stage == "resize":
-        stages.resize_stage(a.split, a.shard, a.per_shard, a.size, a.dtype, a.out)
-    elif a.stage == "noise":
-        stages.noise_stage(a.clean, a.sigma, a.mean, a.seed, a.out)
-    else:
-        stages.manifest_stage(a.sidecars, a.out, a.config_hash)
+    args = vars(parser().parse_args(argv))
+    args.pop("stage")
+    args.pop("function")(**args)
     return 0
 
 

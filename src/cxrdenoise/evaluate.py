@@ -19,7 +19,6 @@ autotuning), then each batch's host-to-device copy, padding, forward pass and cl
 from __future__ import annotations
 
 import math
-import platform
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -36,7 +35,7 @@ from .denoise import Denoiser, load_denoiser, resolve_device
 from .errors import CxrError
 from .lpips_weights import LpipsScorer, load_lpips
 from .metrics import image_metrics
-from .provenance import provenance
+from .provenance import cpu_name, provenance
 from .stats import CI_METHOD, CI_NOTE, summarise
 
 PER_IMAGE_COLUMNS = ["image_id", "patient_id", "psnr", "ssim", "ssim_w3", "lpips", "inference_ms"]
@@ -157,8 +156,7 @@ def run_evaluation(
         [scorer.column] if scorer.column != "lpips" else []
     )
     metrics = summarise(frame, metric_columns)
-    cpu_name = platform.processor() or platform.machine()
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     summary = {
         **header,
         "split": "test",

@@ -37,7 +37,7 @@ def test_settings_from_the_configs():
     assert full.model_kwargs == {"base_channels": 64, "deep_supervision": False}
     demo_config = load_config(REPO / "config.yaml", REPO / "config" / "demo.yaml")
     demo = TrainSettings.from_config(demo_config, "unet", "0.1", "gpu1")
-    assert (demo.device, demo.epochs, demo.batch_per_gpu, demo.workers, demo.lr) == ("cpu", 2, 4, 0, 1e-3)
+    assert (demo.device, demo.epochs, demo.batch_per_gpu, demo.workers, demo.lr) == ("cpu", 15, 2, 0, 1e-3)
 
 
 def test_model_without_config_entry_is_named():

@@ -1,15 +1,21 @@
 # Training: one job per (model, sigma, setup) -> results/train/{model}/sigma{sigma}/{setup}/ (docs/results-layout.md).
-# `resources: gpu=` is what the setup uses (0 on the CPU); Snakemake only counts GPUs, so the job itself claims
+# `resources: gpu=` is what the setup uses in all (0 on the CPU unless train.request_gpus_on_cpu); the SLURM executor
+# turns it into `sbatch --gpus=N` (a count per job). Locally Snakemake only counts GPUs, so the job itself claims
 # free GPU ids with lock files and exports CUDA_VISIBLE_DEVICES before CUDA starts (cxrdenoise.train.gpus).
-# DDP setups are started by the script as `torchrun --standalone --nproc_per_node=2` (a free port per job).
-# An interrupted job resumes from its last.pt (not an output, so Snakemake keeps it) when re-run.
+# DDP setups are started by the script as `torchrun --standalone --nproc_per_node=2` (a free port per job); with
+# `train.nodes: K` > 1 they are rule `train_multinode` instead: K nodes, one torchrun per node via srun.
+# No `tasks` on `train`: on a GPU rule the SLURM executor turns it into --ntasks-per-gpu (more tasks than
+# launches); tasks_per_gpu=0 overrides that for a `tasks` inherited anyway (and for train_multinode's tasks=K).
+# An interrupted job resumes from its last.pt (not an output, so Snakemake keeps it) when re-run or requeued.
 # params carry only the keys training depends on (Snakemake re-runs a job whose params changed), so editing e.g.
 # `evaluate:` does not retrain; the whole config's hash reaches the records through the environment (common.smk).
-from cxrdenoise.train.settings import rule_settings_json
-from cxrdenoise.train.setups import get_setup, gpus_needed
+from cxrdenoise.train.settings import job_gpus, rule_settings_json
+from cxrdenoise.train.setups import SETUPS, get_setup
 
 TRAIN = "results/train"
-TRAIN_DEVICE = config["train"]["device"]
+TRAIN_NODES = config["train"].get("nodes", 1)
+# setups the plain `train` rule runs (on one node): all of them, or only gpu1/dp2 when DDP jobs span nodes
+TRAIN_ONE_NODE_SETUPS = "|".join(n for n, s in SETUPS.items() if TRAIN_NODES == 1 or not s.ddp)
 
 TRAIN_RECORDS = expand(
     f"{TRAIN}/{{model}}/sigma{{sigma}}/{{setup}}/record.json",
@@ -30,13 +36,18 @@ rule train:
     params:
         out_dir=lambda wildcards, output: os.path.dirname(output.record),
         script=script("train.py"),
-        settings=lambda wildcards: rule_settings_json(config, wildcards.model),
+        settings=lambda wildcards: rule_settings_json(config, wildcards.model, wildcards.setup),
         data_dir=lambda wildcards, input: os.path.dirname(os.path.dirname(input.clean)),
+    wildcard_constraints:
+        setup=TRAIN_ONE_NODE_SETUPS,
     conda:
         ENV
+    # per node: one process per GPU (DDP) or one process, each with its DataLoader workers
     threads: lambda wildcards: (config["train"]["workers"] + 1) * get_setup(wildcards.setup).processes
     resources:
-        gpu=lambda wildcards: gpus_needed(wildcards.setup, TRAIN_DEVICE),
+        gpu=lambda wildcards: job_gpus(config, wildcards.setup),
+        nodes=1,  # sbatch --nodes=1: otherwise SLURM may spread a --gpus=2 job over two nodes
+        tasks_per_gpu=0,  # a `tasks` inherited from a profile must not become --ntasks-per-gpu (one launch)
     log:
         "results/logs/train/{model}_sigma{sigma}_{setup}.log",
     benchmark:
@@ -45,3 +56,22 @@ rule train:
         "python {params.script:q} --model {wildcards.model} --sigma {wildcards.sigma} --setup {wildcards.setup}"
         " --data-dir {params.data_dir} --out-dir {params.out_dir:q} --threads {threads} --settings {params.settings:q}"
         " > {log:q} 2>&1"
+
+
+if TRAIN_NODES > 1:
+
+    # DDP on K = train.nodes nodes (SLURM only). The `mpi` resource makes the SLURM executor run the command once,
+    # on the allocation's first node, instead of inside `srun -n1` (which cannot span nodes); the script then
+    # starts `srun ... torchrun --nnodes K --rdzv-backend c10d` itself (cxrdenoise.train.multinode).
+    use rule train as train_multinode with:
+        wildcard_constraints:
+            setup="|".join(n for n, s in SETUPS.items() if s.ddp),
+        resources:
+            gpu=lambda wildcards: job_gpus(config, wildcards.setup),  # K x the setup's GPUs (sbatch --gpus: per job)
+            slurm_extra=lambda wildcards: (  # ... and the same number on every node
+                f"--gpus-per-node={get_setup(wildcards.setup).gpus}" if job_gpus(config, wildcards.setup) else ""
+            ),
+            nodes=TRAIN_NODES,
+            mpi="srun",
+            tasks=TRAIN_NODES,  # one srun task (torchrun agent) per node: sbatch --ntasks=K
+            tasks_per_gpu=0,  # keeps `tasks` from becoming --ntasks-per-gpu on this GPU rule

@@ -73,7 +73,9 @@ def backend_for(device: str) -> str:
 
 
 def nodes() -> int:
-    """Nodes taking part: SLURM's count, else torchrun's agent-group count (one agent per node), else 1."""
+    """Nodes the environment claims: SLURM's count for this step, else torchrun's agent-group count (one agent per
+    node), else 1. record.json's `nodes` counts the distinct hosts of the ranks instead (Trainer._topology), which
+    holds whatever started the processes."""
     for key in ("SLURM_NNODES", "GROUP_WORLD_SIZE"):
         value = os.environ.get(key, "")
         if value.isdigit() and int(value) > 0:

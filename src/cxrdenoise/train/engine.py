@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -24,7 +25,7 @@ from torch.utils.data import Dataset
 from ..errors import CxrError
 from ..provenance import CONFIG_HASH_ENV, device_info, provenance
 from . import checkpoint, measure
-from .distributed import DistContext, nodes
+from .distributed import DistContext
 from .loaders import make_loader, padding_count, padding_mask
 from .parallel import unwrap, wrap_model
 from .records import TensorBoard, totals, write_epochs_csv, write_record
@@ -66,6 +67,7 @@ class Trainer:
         self.t_start = time.perf_counter()
         self.s, self.ctx, self.out = settings, ctx, Path(out_dir)
         self.setup = get_setup(settings.setup)
+        self.nodes = settings.nodes if self.setup.ddp else 1  # nodes the job was started on (train.nodes)
         self.on_epoch_end = on_epoch_end
         self.train_ds, self.val_ds = train_ds, val_ds
         if len(train_ds) == 0 or len(val_ds) == 0:
@@ -246,18 +248,34 @@ class Trainer:
         return total_sum / count_sum, int(count_sum), val_s
 
     # --------------------------------------------------------------------------------------------------- run
+    def _topology(self) -> dict:
+        """Which hosts and GPUs took part, gathered from every rank (all ranks call this together)."""
+        cuda = self.ctx.device.type == "cuda"
+        ranks = self.ctx.all_gather_object((socket.gethostname(), [str(d) for d in self.devices] if cuda else []))
+        per_host: dict[str, set] = {}
+        for host, devices in ranks:  # rank order, so hosts[0] is rank 0's
+            per_host.setdefault(host, set()).update(devices)
+        return {
+            "nodes": len(per_host),
+            "hosts": list(per_host),
+            "gpus_per_node": max(len(d) for d in per_host.values()),
+            "gpus_total": sum(len(d) for d in per_host.values()),
+        }
+
     def run(self) -> dict | None:
+        topology = self._topology()
         start = self._resume()
         self.tb = TensorBoard(self.out / "tensorboard" if self.ctx.is_main else None,
                               purge_step=self.global_step + 1 if start else None)
-        self.record = self._static_record() if self.ctx.is_main else {}
+        self.record = self._static_record(topology) if self.ctx.is_main else {}
         try:
             for epoch in range(start + 1, self.s.epochs + 1):
                 self._one_epoch(epoch)
         except torch.OutOfMemoryError:
             raise CxrError(
                 f"CUDA out of memory with {self.batch} images per process (global batch "
-                f"{self.setup.global_batch(self.s.batch_per_gpu)}) for {self._where(len(self.epochs) + 1)}; "
+                f"{self.setup.global_batch(self.s.batch_per_gpu, self.nodes)}) for "
+                f"{self._where(len(self.epochs) + 1)}; "
                 "lower train.batch_per_gpu or free the GPU"
             ) from None
         finally:
@@ -332,7 +350,7 @@ class Trainer:
             "global_step": self.global_step,
         }
 
-    def _static_record(self) -> dict:
+    def _static_record(self, topology: dict) -> dict:
         s, setup, ctx = self.s, self.setup, self.ctx
         cuda = ctx.device.type == "cuda"
         info = device_info()
@@ -354,14 +372,16 @@ class Trainer:
             "device_name": info["device_name"],
             "device_count": info["device_count"],
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),  # the job that ran this (last) attempt; None outside SLURM
             "gpus_used": len(self.devices) if cuda else 0,
             "devices_used": self.parallel_info["devices_used"],
-            "nodes": nodes(),
+            **topology,  # nodes, hosts, gpus_per_node, gpus_total: what took part, from every rank
+            "nodes_requested": self.nodes,
             "world_size": ctx.world_size,
             "backend": ctx.backend,
             "data_parallel_effective": self.parallel_info["data_parallel_effective"],
             "note": self.parallel_info["note"],
-            "global_batch": setup.global_batch(s.batch_per_gpu),
+            "global_batch": setup.global_batch(s.batch_per_gpu, self.nodes),
             "batch_per_process": self.batch,
             "batch_per_gpu": s.batch_per_gpu,
             "lr": s.lr,

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
 from ..errors import CxrError
-from .setups import get_setup
+from .setups import get_setup, gpus_needed
 
 # Settings that change the trained weights: a `last.pt` written under different values is not resumed.
 _MATH_KEYS = ("model", "model_kwargs", "setup", "sigma", "noise_mean", "lr", "batch_per_gpu", "seed", "device")
@@ -36,6 +36,7 @@ class TrainSettings:
     log_every: int = 50
     keep_last: bool = False  # keep last.pt after a finished run (it holds optimizer state: 3x the weights)
     threads: int | None = None  # CPU threads for the whole job (Snakemake `threads`), split over processes
+    nodes: int = 1  # nodes of a DDP job (train.nodes): torchrun --nnodes; gpu1 and dp2 always run on one node
 
     def __post_init__(self) -> None:
         get_setup(self.setup)
@@ -44,6 +45,8 @@ class TrainSettings:
         for key in ("epochs", "batch_per_gpu", "log_every"):
             if int(getattr(self, key)) < 1:
                 raise CxrError(f"train.{key} must be at least 1, not {getattr(self, key)!r}")
+        if int(self.nodes) < 1:
+            raise CxrError(f"train.nodes must be at least 1, not {self.nodes!r}")
         if self.workers < 0:
             raise CxrError(f"train.workers must be >= 0, not {self.workers!r}")
         if not self.lr > 0:
@@ -75,6 +78,7 @@ class TrainSettings:
             log_every=int(train.get("log_every", 50)),
             keep_last=bool(train.get("keep_last", False)),
             threads=threads,
+            nodes=job_nodes(config, setup),
         )
 
     @classmethod
@@ -87,17 +91,40 @@ class TrainSettings:
     def fingerprint(self, data_digest: str = "") -> str:
         """Hash of what determines the weights (not epochs): resuming is only allowed when it matches."""
         payload = {k: getattr(self, k) for k in _MATH_KEYS}
+        if self.nodes != 1:  # more ranks, larger global batch; left out at 1 so older last.pt files still match
+            payload["nodes"] = self.nodes
         payload["data"] = data_digest
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def rule_settings_json(config: Mapping[str, Any], model: str) -> str:
+def job_nodes(config: Mapping[str, Any], setup: str) -> int:
+    """Nodes one training job of `setup` runs on: `train.nodes` for the DDP set-ups, 1 for gpu1 and dp2."""
+    return int(config.get("train", {}).get("nodes", 1)) if get_setup(setup).ddp else 1
+
+
+def job_gpus(config: Mapping[str, Any], setup: str) -> int:
+    """GPUs one training job of `setup` asks for, all its nodes together (the rule's `resources: gpu=`, which the
+    SLURM executor passes as `sbatch --gpus=N`): 0 with `train.device: cpu` unless `train.request_gpus_on_cpu`."""
+    train = config.get("train", {})
+    return gpus_needed(setup, str(train.get("device", "cuda")), job_nodes(config, setup),
+                       bool(train.get("request_gpus_on_cpu", False)))
+
+
+# train keys that change how a job is scheduled, not what it trains: not passed to the job, and editing them
+# does not make Snakemake retrain
+_SCHEDULING_KEYS = ("models", "setups", "nodes", "request_gpus_on_cpu")
+
+
+def rule_settings_json(config: Mapping[str, Any], model: str, setup: str | None = None) -> str:
     """The config keys one training job depends on, as the JSON the Snakemake rule passes to --settings.
 
     Also the rule's params, so Snakemake re-runs a job exactly when one of these changed (not when the list of
-    models or setups to train, or another stage's keys, changed).
+    models or setups to train, or another stage's keys, changed). `train.nodes` is included only for a DDP
+    `setup` running on more than one node, so setting it leaves gpu1/dp2 (and 1-node) jobs alone.
     """
-    train = {k: v for k, v in config["train"].items() if k not in ("models", "setups")}
+    train = {k: v for k, v in config["train"].items() if k not in _SCHEDULING_KEYS}
+    if setup is not None and job_nodes(config, setup) > 1:
+        train["nodes"] = job_nodes(config, setup)
     subset = {
         "seed": config["seed"],
         "models": {model: config["models"].get(model, {})},

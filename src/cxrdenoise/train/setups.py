@@ -23,9 +23,9 @@ class Setup:
     ddp: bool  # DistributedDataParallel, one process per GPU
     amp: bool  # autocast (+ GradScaler on CUDA)
 
-    def global_batch(self, batch_per_gpu: int) -> int:
-        """Images per optimiser step: per-GPU batch times the GPUs that share one step."""
-        return batch_per_gpu * self.gpus
+    def global_batch(self, batch_per_gpu: int, nodes: int = 1) -> int:
+        """Images per optimiser step: per-GPU batch times the GPUs that share one step (on every node)."""
+        return batch_per_gpu * self.gpus * nodes
 
     def batch_per_process(self, batch_per_gpu: int) -> int:
         """What one process's DataLoader yields: DP splits its batch over its GPUs, DDP does not."""
@@ -53,6 +53,11 @@ def get_setup(name: str) -> Setup:
         raise CxrError(f"unknown training setup {name!r}; choose one of {', '.join(SETUPS)}") from None
 
 
-def gpus_needed(name: str, device: str) -> int:
-    """GPUs a job of this set-up occupies (the rule's `resources: gpu=`): none when training on the CPU."""
-    return 0 if device == "cpu" else get_setup(name).gpus
+def gpus_needed(name: str, device: str, nodes: int = 1, request_on_cpu: bool = False) -> int:
+    """GPUs a job of this set-up occupies in all (the rule's `resources: gpu=`, which the SLURM executor turns
+    into `sbatch --gpus=N`, a count per job): the set-up's GPUs on each of its `nodes`. None when training on the
+    CPU, unless `request_on_cpu` (config `train.request_gpus_on_cpu`: the scheduler still hands out the GPUs,
+    training ignores them)."""
+    if device == "cpu" and not request_on_cpu:
+        return 0
+    return get_setup(name).gpus * nodes

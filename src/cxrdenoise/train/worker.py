@@ -1,8 +1,8 @@
 """One training process: check the shards exist, load the splits, join the process group if DDP, train.
 
 Runs inside the launcher's process for gpu1/dp2, and as `python -m cxrdenoise.train.worker JOB.json` under
-torchrun for ddp2/ddp2_amp. A worker that fails with a CxrError writes its one-line message to the job's error
-folder, so the launcher can repeat it instead of torchrun's traceback.
+torchrun for ddp2/ddp2_amp (on every node of a multi-node job). A worker that fails with a CxrError writes its
+one-line message to the job's error folder, so the launcher can repeat it instead of torchrun's traceback.
 """
 
 from __future__ import annotations
@@ -65,7 +65,10 @@ def run(job: dict[str, Any]) -> dict | None:
     set_threads(settings)
     digest = check_data(job["data_dir"], settings.sigma)
     train_ds, val_ds = load_splits(job["data_dir"], settings.sigma, settings.preload)
-    ctx = init_distributed(settings.device, setup.processes) if setup.ddp else single_process(settings.device)
+    if setup.ddp:  # torchrun starts `processes` workers on each of the job's nodes
+        ctx = init_distributed(settings.device, setup.processes * settings.nodes)
+    else:
+        ctx = single_process(settings.device)
     try:
         return run_training(
             settings, train_ds, val_ds, job["out_dir"], ctx, config_hash=job.get("config_hash"), data_digest=digest

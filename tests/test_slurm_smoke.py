@@ -40,19 +40,6 @@ SLURM_FLAGS = (
 )
 
 
-@pytest.fixture(scope="module")
-def slurm():
-    reason = LocalSlurm.skip_reason()
-    if reason:
-        pytest.skip(reason)
-    pytest.importorskip("snakemake_executor_plugin_slurm", reason="snakemake-executor-plugin-slurm not installed")
-    cluster = LocalSlurm(gpus=2).start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
-
-
 def _run_snakemake(slurm: LocalSlurm, workdir: Path, *extra: str, timeout: int = 300) -> subprocess.CompletedProcess:
     env = slurm.env()
     env.pop("CUDA_VISIBLE_DEVICES", None)  # --export=ALL would hand ours to the jobs

@@ -50,19 +50,6 @@ SLURM_ARGS = (
 )
 
 
-@pytest.fixture(scope="module")
-def slurm():
-    reason = LocalSlurm.skip_reason()
-    if reason:
-        pytest.skip(reason)
-    pytest.importorskip("snakemake_executor_plugin_slurm", reason="snakemake-executor-plugin-slurm not installed")
-    cluster = LocalSlurm(gpus=2).start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
-
-
 def _env(slurm: LocalSlurm | None) -> dict[str, str]:
     env = slurm.env() if slurm is not None else dict(os.environ)
     env.pop("CUDA_VISIBLE_DEVICES", None)

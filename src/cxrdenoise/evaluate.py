@@ -35,7 +35,7 @@ from .denoise import Denoiser, load_denoiser, resolve_device
 from .errors import CxrError
 from .lpips_weights import LpipsScorer, load_lpips
 from .metrics import image_metrics
-from .provenance import cpu_name, provenance
+from .provenance import device_info, provenance
 from .stats import CI_METHOD, CI_NOTE, summarise
 
 PER_IMAGE_COLUMNS = ["image_id", "patient_id", "psnr", "ssim", "ssim_w3", "lpips", "inference_ms"]
@@ -156,7 +156,7 @@ def run_evaluation(
         [scorer.column] if scorer.column != "lpips" else []
     )
     metrics = summarise(frame, metric_columns)
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    device_name = device_info(device)["device_name"]
     summary = {
         **header,
         "split": "test",
@@ -175,7 +175,7 @@ def run_evaluation(
             "timed": denoiser is not None, "definition": TIMING_NOTE if denoiser is not None else "no model run",
         },
         "figure_image_ids": figure_ids,
-        "provenance": provenance(config, **({"config_hash": config_hash} if config_hash else {}),
+        "provenance": provenance(config, config_hash=config_hash, device=device,
                                  eval_device=device.type, eval_device_name=device_name),
     }
     write_per_image(frame, out_dir / "per_image.csv")

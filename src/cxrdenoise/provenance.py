@@ -15,7 +15,7 @@ from typing import Any, Mapping
 _PACKAGES = ("torch", "torchvision", "numpy", "pandas", "pillow", "scikit-image", "lpips", "snakemake")
 
 
-def config_hash(config: Mapping[str, Any]) -> str:
+def hash_config(config: Mapping[str, Any]) -> str:
     """sha256 of the canonical JSON form of a config, so equal configs hash equal whatever their key order."""
     canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
@@ -47,19 +47,20 @@ def git_commit(repo: str | Path | None = None) -> str:
     return commit + ("+dirty" if dirty else "")
 
 
-def device_info() -> dict[str, Any]:
-    """Device label for results: CUDA name and count when present, else 'cpu' with the processor name."""
-    try:
-        import torch
+def device_info(device: Any = None) -> dict[str, Any]:
+    """Device label for results: the device a job actually used (default: CUDA when present, else the CPU).
 
-        if torch.cuda.is_available():
-            return {
-                "device": "cuda",
-                "device_name": torch.cuda.get_device_name(0),
-                "device_count": torch.cuda.device_count(),
-            }
-    except ImportError:
-        pass
+    A CPU job on a machine with GPUs is labelled with the processor, never with a GPU's name.
+    """
+    import torch
+
+    kind = torch.device(device).type if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
+    if kind == "cuda":
+        return {
+            "device": "cuda",
+            "device_name": torch.cuda.get_device_name(device),
+            "device_count": torch.cuda.device_count(),
+        }
     return {"device": "cpu", "device_name": cpu_name(), "device_count": 0}
 
 
@@ -77,15 +78,19 @@ def cpu_name() -> str:
 CONFIG_HASH_ENV = "CXRDENOISE_CONFIG_HASH"
 
 
-def provenance(config: Mapping[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
-    """Provenance for a result file. Inside a Snakemake job the workflow's config hash comes from the
-    environment (set by workflow/rules/common.smk), so rule commands need not carry it."""
+def provenance(config: Mapping[str, Any] | None = None, *, config_hash: str | None = None, device: Any = None,
+               **extra: Any) -> dict[str, Any]:
+    """Provenance for a result file: the hash of `config`, else `config_hash`, else (inside a Snakemake job)
+    the workflow's hash from the environment (set by workflow/rules/common.smk), so commands need not carry it.
+    `device` is the device the job used (see device_info)."""
+    if config is not None:
+        config_hash = hash_config(config)
     record = {
-        "config_hash": config_hash(config) if config is not None else os.environ.get(CONFIG_HASH_ENV),
+        "config_hash": config_hash or os.environ.get(CONFIG_HASH_ENV),
         "git_commit": git_commit(),
         "packages": package_versions(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        **device_info(),
+        **device_info(device),
     }
     record.update(extra)
     return record

@@ -29,9 +29,9 @@ N_SHARDS = -(-config["sample"]["n_images"] // config["shards"]["images_per_shard
 SHARDS = [f"{k:05d}" for k in range(N_SHARDS)]
 
 
-from cxrdenoise.provenance import CONFIG_HASH_ENV, config_hash
+from cxrdenoise.provenance import CONFIG_HASH_ENV, hash_config
 
-CONFIG_HASH = config_hash(config)
+CONFIG_HASH = hash_config(config)
 # Result files record the config hash through the environment rather than params: a changed param reruns a
 # job, and editing an unrelated key should rerun nothing. Snakemake re-reads this file in every job (local
 # or SLURM), so the variable is always set.

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from cxrdenoise.errors import CxrError, cli_entry
-from cxrdenoise.provenance import CONFIG_HASH_ENV, config_hash
+from cxrdenoise.provenance import CONFIG_HASH_ENV, hash_config
 from cxrdenoise.train.launch import launch
 from cxrdenoise.train.settings import TrainSettings
 
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     subset = _json_arg(args.settings, "settings")
     settings = TrainSettings.from_config(subset, args.model, args.sigma, args.setup, threads=args.threads)
-    chash = args.config_hash or os.environ.get(CONFIG_HASH_ENV) or config_hash(subset)
+    chash = args.config_hash or os.environ.get(CONFIG_HASH_ENV) or hash_config(subset)
     launch(settings, args.data_dir, args.out_dir, chash)
     return 0
 

@@ -353,9 +353,7 @@ class Trainer:
     def _static_record(self, topology: dict) -> dict:
         s, setup, ctx = self.s, self.setup, self.ctx
         cuda = ctx.device.type == "cuda"
-        info = device_info()
-        if cuda:
-            info["device_name"] = torch.cuda.get_device_name(ctx.device)
+        info = device_info(ctx.device)
         precision = "float32"
         if self.amp_dtype is not None:
             precision = "autocast float16 + GradScaler" if self.scaler is not None else "autocast bfloat16"
@@ -404,7 +402,7 @@ class Trainer:
             "train_padding_per_epoch": padding_count(len(self.train_ds), ctx.world_size),
             "peak_mem_kind": measure.peak_kind(self.devices),
             "torch_version": torch.__version__,
-            "provenance": provenance(None, config_hash=self.config_hash),
+            "provenance": provenance(config_hash=self.config_hash, device=ctx.device),
         }
 
     def _write_records(self, status: str) -> None:

@@ -2,7 +2,6 @@
 
 import io
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -221,7 +220,7 @@ def test_manifest_records_ids_dtype_shape_and_hashes(tiny_data_dir):
     manifest = json.loads((tiny_data_dir / "clean" / "manifest.json").read_text())
     assert manifest["dtype"] == "float16" and manifest["image_shape"] == [32, 32]
     assert manifest["n_images"] == 24 and len(manifest["shards"]) == 3
-    from cxrdenoise.sampling import file_sha256
+    from cxrdenoise.hashing import file_sha256
     for meta in manifest["shards"]:
         assert file_sha256(tiny_data_dir / "clean" / meta["file"]) == meta["sha256"]
     assert "config_hash" in manifest["provenance"]

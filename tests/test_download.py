@@ -16,6 +16,7 @@ import pytest
 
 from cxrdenoise import download as dl
 from cxrdenoise.errors import CxrError
+from cxrdenoise.hashing import file_sha256
 
 REPO = Path(__file__).resolve().parents[1]
 PAYLOAD = bytes(range(256)) * 400  # 102,400 bytes: several reads, no two offsets alike
@@ -209,7 +210,7 @@ def test_extract_flattens_images_prefix_and_writes_done(tmp_path, fast_provenanc
     assert sorted(p.name for p in out.iterdir()) == ["00000001_000.png", "00000002_001.png"]
     assert (out / "00000002_001.png").read_bytes() == b"png-b"
     record = json.loads(done.read_text())
-    assert record["images"] == 2 and record["archive_sha256"] == dl.sha256_file(archive)
+    assert record["images"] == 2 and record["archive_sha256"] == file_sha256(archive)
     assert record["provenance"] == {"git_commit": "test"}
     assert json.loads(lock.read_text())["images_001.tar.gz"]["sha256"] == record["archive_sha256"]
     assert [p.name for p in out.parent.iterdir() if p.name.startswith(".")] == []  # no temp dir left

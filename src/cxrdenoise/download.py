@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import fcntl
-import hashlib
 import http.client
 import json
 import os
@@ -33,6 +32,7 @@ from tqdm import tqdm
 
 from .atomic import write_json
 from .errors import CxrError
+from .hashing import file_sha256
 from .provenance import provenance
 
 USER_AGENT = "cxrdenoise-download/0.1 (+urllib)"
@@ -45,11 +45,6 @@ _UNSATISFIED_RANGE = re.compile(r"^bytes\s+\*/(\d+)$")
 
 class _Retry(Exception):
     """A failure of one attempt (cut connection, short body, 5xx) that another attempt may fix."""
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 # --------------------------------------------------------------------------------------------- lock file
@@ -225,7 +220,7 @@ def download(
     part = dest.with_name(dest.name + ".part")
     name = dest.name
     if dest.exists():
-        digest = sha256_file(dest)
+        digest = file_sha256(dest)
         if lock_path is not None:
             state = verify_or_record(lock_path, dest, digest, dest.stat().st_size, url)
             _log(f"{name}: already present, sha256 {state}")
@@ -249,7 +244,7 @@ def download(
         raise CxrError(
             f"download failed: {url} did not complete after {retries} attempts (last error: {last_error}){kept}"
         )
-    digest = sha256_file(part)
+    digest = file_sha256(part)
     if lock_path is not None:
         try:
             state = verify_or_record(
@@ -349,7 +344,7 @@ def extract_archive(
     archive, out_dir, done_json = Path(archive), Path(out_dir), Path(done_json)
     if not archive.is_file():
         raise CxrError(f"{archive}: archive not found")
-    digest = sha256_file(archive)
+    digest = file_sha256(archive)
     size = archive.stat().st_size
     if lock_path is not None:
         verify_or_record(lock_path, archive, digest, size)

@@ -19,7 +19,6 @@ either hang or produce numbers that look like LPIPS but are not. So:
 
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ import torch
 from torch import nn
 
 from .errors import CxrError
+from .hashing import file_sha256
 from .metrics import to_lpips_input
 
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
@@ -150,14 +150,11 @@ def load_lpips(enabled: bool = True, backbone: str | None = None, device: str | 
 
 def _check_sha256(path: Path) -> str | None:
     """None if the file's sha256 starts with the prefix in its name, else the reason it is refused."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    if digest.hexdigest().startswith(ALEXNET_SHA256_PREFIX):
+    digest = file_sha256(path)
+    if digest.startswith(ALEXNET_SHA256_PREFIX):
         return None
     return (
-        f"LPIPS unavailable: {path} has sha256 {digest.hexdigest()[:8]}..., expected {ALEXNET_SHA256_PREFIX}... "
+        f"LPIPS unavailable: {path} has sha256 {digest[:8]}..., expected {ALEXNET_SHA256_PREFIX}... "
         f"(truncated or not torchvision's file); replace it with a fresh copy of {ALEXNET_URL}"
     )
 

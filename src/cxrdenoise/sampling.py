@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
 from .errors import CxrError
+from .hashing import file_sha256
 from .seeding import rng_for
 
 COLUMNS = ["image_id", "patient_id", "view_position", "source_path", "source_sha256"]
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def sample_images(inventory: pd.DataFrame, n_images: int, seed: int, progress: bool = True) -> pd.DataFrame:

@@ -6,7 +6,6 @@ code), and the noise is fixed on disk, identical for every rank and every run.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Iterable
@@ -16,9 +15,10 @@ import pandas as pd
 from tqdm import tqdm
 
 from .atomic import atomic_path, write_json
+from .config import sigma_label
 from .errors import CxrError
+from .hashing import file_sha256
 from .imaging import load_grey, resize_grey
-from .sampling import file_sha256
 from .seeding import rng_for
 
 STORAGE_SCALE = {"float16": 1.0, "uint8": 255.0}
@@ -82,7 +82,7 @@ def resize_shard(split: pd.DataFrame, shard: int, images_per_shard: int, size: i
 
 def image_noise(seed: int, image_id: str, sigma: float, mean: float, shape: tuple[int, ...]) -> np.ndarray:
     """Gaussian noise for one image, a function of (seed, image id, sigma) only."""
-    return rng_for(seed, "noise", image_id, f"{float(sigma):g}").normal(mean, sigma, size=shape)
+    return rng_for(seed, "noise", image_id, sigma_label(sigma)).normal(mean, sigma, size=shape)
 
 
 def noise_shard(clean_npy: str | Path, sigma: float, mean: float, seed: int, out_npy: str | Path,
@@ -124,7 +124,3 @@ def write_manifest(sidecars: Iterable[str | Path], out_json: str | Path, **extra
     write_json(out_json, manifest)
     return manifest
 
-
-def manifest_digest(manifest: dict) -> str:
-    """One hash over every shard's sha256, for comparing whole data sets quickly."""
-    return hashlib.sha256("".join(m["sha256"] for m in manifest["shards"]).encode()).hexdigest()

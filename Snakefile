@@ -13,6 +13,7 @@ wildcard_constraints:
     shard=r"\d{5}",
     model=r"[a-z][a-z0-9_]*",
     setup=r"gpu1|dp2|ddp2|ddp2_amp",
+    rep=r"[1-9]\d*",
 
 
 include: "workflow/rules/common.smk"

@@ -57,7 +57,7 @@ def test_example_figures(tree, tmp_path, sigma, number):
 def test_example_figure_refuses_different_images(tree, tmp_path):
     kw = dict(sigmas=("0.1",), setups=("gpu1",))
     examples = paths(tree, "examples", **kw)
-    other = tmp_path / "eval" / "unetpp" / "sigma0.1" / "gpu1" / "examples.npz"
+    other = tmp_path / "eval" / "unetpp" / "sigma0.1" / "gpu1" / "rep1" / "examples.npz"
     other.parent.mkdir(parents=True)
     with np.load(examples[1]) as npz:
         arrays = {k: npz[k] for k in npz.files}
@@ -103,7 +103,9 @@ def test_report_rules_have_minimal_inputs(tmp_path):
         inputs = next((ln.split(":", 1)[1] for ln in block.splitlines() if ln.strip().startswith("input:")), "")
         jobs.setdefault(name, []).append([p.strip() for p in inputs.split(",") if p.strip()])
     (t5,), (f4,), (t3,) = jobs["table5"], jobs["figure4"], jobs["table3"]
-    assert len(t5) == 12 and all("/sigma0.1/" in p for p in t5)
-    assert len(f4) == 6 and all("/sigma0.1/" in p and p.endswith("record.json") for p in f4)
+    # 6 records + 6 summaries (rep1 of each run) + the noisy summary for the "did not denoise" flag
+    assert len(t5) == 13 and all("/sigma0.1/" in p for p in t5)
+    assert all("/rep1/" in p for p in t5 if "/noisy/" not in p)
+    assert len(f4) == 13 and all("/sigma0.1/" in p for p in f4) and sum(p.endswith("record.json") for p in f4) == 6
     assert all("/gpu1/" in p or "/noisy/" in p for p in t3) and sum("/noisy/" in p for p in t3) == 3
     assert len(jobs["figures_examples"]) == 3

@@ -46,7 +46,7 @@ def _all_tables(results: Path, out: Path, dncnn: bool = False) -> dict[str, tabl
 def _summary(results: Path, model: str, sigma: str, setup: str) -> dict:
     import json
 
-    return json.loads((results / "eval" / model / f"sigma{sigma}" / setup / "summary.json").read_text())
+    return json.loads((results / "eval" / model / f"sigma{sigma}" / setup / "rep1" / "summary.json").read_text())
 
 
 def _row(frame: pd.DataFrame, **match) -> pd.Series:
@@ -111,8 +111,8 @@ def test_table3_ci_noisy_rows_and_paired_tests(cpu_tree):
         unet = _row(t3, sigma=float(sigma), model="unet")
         m = _summary(results, "unet", sigma, "gpu1")["metrics"]["psnr"]
         assert unet["psnr_ci95"] == pytest.approx(m["ci95_t_halfwidth"])
-        a = pd.read_csv(results / "eval" / "unet" / f"sigma{sigma}" / "gpu1" / "per_image.csv")
-        b = pd.read_csv(results / "eval" / "unetpp" / f"sigma{sigma}" / "gpu1" / "per_image.csv")
+        a = pd.read_csv(results / "eval" / "unet" / f"sigma{sigma}" / "gpu1" / "rep1" / "per_image.csv")
+        b = pd.read_csv(results / "eval" / "unetpp" / f"sigma{sigma}" / "gpu1" / "rep1" / "per_image.csv")
         assert unet["p_t_psnr"] == pytest.approx(sps.ttest_rel(a["psnr"], b["psnr"]).pvalue)
         assert unet["p_wilcoxon_ssim"] == pytest.approx(sps.wilcoxon(a["ssim"], b["ssim"]).pvalue)
         assert _row(t3, sigma=float(sigma), model="unetpp")["p_t_psnr"] == unet["p_t_psnr"]
@@ -243,8 +243,8 @@ def test_flat_summary_layout_reads_the_same(tmp_path):
 
 def test_record_filed_under_the_wrong_path_is_refused(tmp_path):
     results = write_results_tree(tmp_path, sigmas=("0.1",), setups=("gpu1", "dp2"))
-    src = results / "train" / "unet" / "sigma0.1" / "dp2" / "record.json"
-    shutil.copy(src, results / "train" / "unet" / "sigma0.1" / "gpu1" / "record.json")
+    src = results / "train" / "unet" / "sigma0.1" / "dp2" / "rep1" / "record.json"
+    shutil.copy(src, results / "train" / "unet" / "sigma0.1" / "gpu1" / "rep1" / "record.json")
     with pytest.raises(CxrError, match="path says 'gpu1'"):
         tables.build_table4(paths(results, "record", sigmas=("0.1",), setups=("gpu1",)),
                             paths(results, "summary", sigmas=("0.1",), setups=("gpu1",)))

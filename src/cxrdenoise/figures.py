@@ -5,6 +5,11 @@ study's GPU seconds by orders of magnitude, so the axis goes logarithmic and the
 than pretending the bars are comparable. Figures 5-7 show the same test images for every model at one noise
 level, with a zoomed inset (fine structure is where denoisers differ) and each panel's own PSNR/SSIM taken from
 per_image.csv, so the numbers match the tables. Every file is written atomically (PNG and PDF).
+
+A run whose mean PSNR does not beat no denoising at its noise level (`cxrdenoise.denoised`) is marked "did not
+denoise" in every figure when the no-denoising summaries are given: its Figure 4 bar is greyed and cross-hatched,
+its curves and panels are labelled. With replicates, Figure 4 shows the mean time over them, the curves one line
+per replicate, and Figures 5-7 replicate 1's outputs (said in the title).
 """
 
 from __future__ import annotations
@@ -22,10 +27,11 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .atomic import atomic_path  # noqa: E402
+from .denoised import NOT_DENOISED  # noqa: E402
 from .errors import CxrError  # noqa: E402
 from .reference import PAPER_CITATION, PAPER_HARDWARE, paper_row  # noqa: E402
-from .tables import (collect_runs, is_cpu, model_name, model_order, read_per_image, sigma_order,  # noqa: E402
-                     train_times)
+from .tables import (collect_runs, is_cpu, model_name, model_order, not_denoised, read_per_image,  # noqa: E402
+                     sigma_order, train_times)
 
 SETUP_COLORS = {"gpu1": "#4477aa", "dp2": "#ee6677", "ddp2": "#ccbb44", "ddp2_amp": "#228833"}
 EXAMPLE_FIGURES = {"0.1": 5, "0.2": 6, "0.3": 7}  # the study's figure number per noise level
@@ -46,8 +52,19 @@ def save_figure(fig: plt.Figure, out_prefix: str | Path, dpi: int = 150) -> list
 
 # ---------------------------------------------------------------------------------------------- Figure 4
 
-def figure4(records: Sequence, out_prefix: str | Path) -> list[Path]:
-    """Grouped bars of training time (train + validation) per model and setup at one noise level, paper beside."""
+def _flags(records: Sequence, summaries: Sequence, noisy: Sequence) -> dict[tuple[str, str, str], bool]:
+    """(model, sigma, setup) -> True where the run did not denoise (only for runs whose summaries were given)."""
+    if not summaries or not noisy:
+        return {}
+    baseline = {r.sigma: r for r in collect_runs(summaries=noisy).values()}
+    return {key: bool(not_denoised(run, baseline)) for key, run in collect_runs(records, summaries).items()
+            if run.summary is not None}
+
+
+def figure4(records: Sequence, out_prefix: str | Path, summaries: Sequence = (), noisy: Sequence = ()) -> list[Path]:
+    """Grouped bars of training time (train + validation) per model and setup at one noise level, paper beside;
+    a run that did not denoise (given `summaries` and the `noisy` summaries) is greyed, hatched and labelled."""
+    flags = _flags(records, summaries, noisy)
     runs = [r for r in collect_runs(records=records).values() if r.record is not None]
     sigmas = sigma_order(runs)
     if len(sigmas) != 1:
@@ -66,8 +83,12 @@ def figure4(records: Sequence, out_prefix: str | Path) -> list[Path]:
             color = SETUP_COLORS.get(setup, "grey")
             if run is not None:
                 ours = train_times(run)[1]
-                ax.bar(x, ours, width, color=color, edgecolor="black", linewidth=0.6)
-                _label_bar(ax, x, ours)
+                if flags.get((model, sigmas[0], setup)):
+                    ax.bar(x, ours, width, color="lightgrey", edgecolor=color, hatch="xx", linewidth=1.2)
+                    _label_bar(ax, x, ours, suffix=f" ({NOT_DENOISED})")
+                else:
+                    ax.bar(x, ours, width, color=color, edgecolor="black", linewidth=0.6)
+                    _label_bar(ax, x, ours)
                 values.append(ours)
             if not math.isnan(paper):
                 ax.bar(x + width, paper, width, color=color, alpha=0.45, hatch="///", edgecolor="black", linewidth=0.6)
@@ -85,8 +106,14 @@ def figure4(records: Sequence, out_prefix: str | Path) -> list[Path]:
     handles = [Patch(facecolor=SETUP_COLORS.get(s, "grey"), edgecolor="black", label=s) for s in setups]
     handles += [Patch(facecolor="white", edgecolor="black", label=ours_label),
                 Patch(facecolor="white", edgecolor="black", hatch="///", label=f"paper ({PAPER_HARDWARE})")]
+    if any(flags.values()):
+        handles.append(Patch(facecolor="lightgrey", edgecolor="black", hatch="xx",
+                             label=f"ours, {NOT_DENOISED} (PSNR not above the noisy input)"))
+    n_reps = max(r.n_replicates for r in runs)
     ax.legend(handles=handles, fontsize=8, ncol=2, loc="upper left", frameon=False)
     title = f"Figure 4. Training time at σ = {sigmas[0]}: ours (solid) vs {PAPER_CITATION} (hatched)"
+    if n_reps > 1:
+        title += f"\nours: mean over {n_reps} training runs (train.replicates)"
     if cpu:
         title += "\nours: CPU timing — not comparable to the paper's GPU times"
     ax.set_title(title, fontsize=9)
@@ -95,8 +122,8 @@ def figure4(records: Sequence, out_prefix: str | Path) -> list[Path]:
     return save_figure(fig, out_prefix)
 
 
-def _label_bar(ax: plt.Axes, x: float, value: float) -> None:
-    text = f"{value:.0f}" if value >= 100 else f"{value:.3g}"
+def _label_bar(ax: plt.Axes, x: float, value: float, suffix: str = "") -> None:
+    text = (f"{value:.0f}" if value >= 100 else f"{value:.3g}") + suffix
     ax.annotate(text, (x, value), xytext=(0, 2), textcoords="offset points", ha="center", va="bottom",
                 fontsize=6, rotation=90)
 
@@ -140,9 +167,14 @@ def _scores(frame, image_id: str) -> str:
 
 
 def examples_figure(examples: Sequence, per_image: Sequence, noisy_per_image: str | Path | None,
-                    out_prefix: str | Path, number: int | None = None, max_images: int | None = None) -> list[Path]:
-    """Rows = the same test images; columns = noisy, each model's output, clean; zoomed inset in every panel."""
+                    out_prefix: str | Path, number: int | None = None, max_images: int | None = None,
+                    summaries: Sequence = (), noisy: Sequence = ()) -> list[Path]:
+    """Rows = the same test images; columns = noisy, each model's output, clean; zoomed inset in every panel.
+    One replicate per model (pass replicate 1's files); a model that did not denoise is labelled."""
+    flags = _flags((), summaries, noisy)
     runs = [r for r in collect_runs(per_image=per_image, examples=examples).values() if r.examples_path]
+    if any(r.n_replicates > 1 for r in runs):
+        raise CxrError("examples figure: pass one replicate's examples per model (e.g. rep1), not several")
     sigmas = sigma_order(runs)
     if len(sigmas) != 1:
         raise CxrError(f"examples figure: expected examples of one noise level, got {', '.join(sigmas) or 'none'}")
@@ -157,7 +189,8 @@ def examples_figure(examples: Sequence, per_image: Sequence, noisy_per_image: st
     ids = list(first["image_ids"])[:max_images] if max_images else list(first["image_ids"])
     columns = [("Noisy input", lambda k: first["noisy"][k], lambda i: _scores(noisy_scores, i))]
     for run, data in loaded:
-        columns.append((model_name(run.model), lambda k, d=data: d["denoised"][k],
+        flagged = f" ({NOT_DENOISED})" if flags.get((run.model, run.sigma, run.setup)) else ""
+        columns.append((model_name(run.model) + flagged, lambda k, d=data: d["denoised"][k],
                         lambda i, m=run.model: _scores(scores[m], i)))
     columns.append(("Clean", lambda k: first["clean"][k], lambda i: ""))
     fig, axes = plt.subplots(len(ids), len(columns), figsize=(2.6 * len(columns), 3.0 * len(ids) + 0.4),
@@ -168,7 +201,8 @@ def examples_figure(examples: Sequence, per_image: Sequence, noisy_per_image: st
             _panel(axes[k][c], np.asarray(image(k), dtype=float), box, f"{name}{score(image_id)}")
         axes[k][0].set_ylabel(image_id, fontsize=8)
     label = f"Figure {number}. " if number else ""
-    fig.suptitle(f"{label}Test images at noise σ = {sigmas[0]} (setup {first_run.setup}); "
+    rep = f", replicate {first_run.rep}" if first_run.rep is not None else ""
+    fig.suptitle(f"{label}Test images at noise σ = {sigmas[0]} (setup {first_run.setup}{rep}); "
                  "inset: zoomed region (yellow box)", fontsize=10)
     return save_figure(fig, out_prefix)
 
@@ -192,8 +226,11 @@ def _panel(ax: plt.Axes, image: np.ndarray, box: tuple[int, int, int], title: st
 
 # ---------------------------------------------------------------------------------------------- training curves
 
-def training_curves(records: Sequence, out_prefix: str | Path) -> list[Path]:
-    """Train (solid) and validation (dashed) loss per epoch: one panel per model and noise level, a line per setup."""
+def training_curves(records: Sequence, out_prefix: str | Path, summaries: Sequence = (),
+                    noisy: Sequence = ()) -> list[Path]:
+    """Train (solid) and validation (dashed) loss per epoch: one panel per model and noise level, a line per setup
+    and replicate; a setup that did not denoise says so in its legend label."""
+    flags = _flags(records, summaries, noisy)
     runs = [r for r in collect_runs(records=records).values() if r.record is not None]
     if not runs:
         raise CxrError("training_curves: no training records given")
@@ -203,13 +240,23 @@ def training_curves(records: Sequence, out_prefix: str | Path) -> list[Path]:
     for i, model in enumerate(models):
         for j, sigma in enumerate(sigmas):
             ax = axes[i][j]
+            flagged = []
             for run in (r for r in runs if (r.model, r.sigma) == (model, sigma)):
-                epochs = run.record.get("epochs") or []
-                x = [e["epoch"] for e in epochs]
                 color = SETUP_COLORS.get(run.setup, "grey")
-                ax.plot(x, [e["train_loss"] for e in epochs], "-", color=color, marker=".", label=f"{run.setup} train")
-                ax.plot(x, [e["val_loss"] for e in epochs], "--", color=color, marker=".", label=f"{run.setup} val")
-            ax.set_title(f"{model_name(model)}, σ = {sigma}", fontsize=9)
+                if flags.get((model, sigma, run.setup)):
+                    flagged.append(run.setup)
+                for k, rep in enumerate(run.replicates or [run]):
+                    epochs = (rep.record or {}).get("epochs") or []
+                    x = [e["epoch"] for e in epochs]
+                    alpha = 1.0 if k == 0 else 0.45
+                    ax.plot(x, [e["train_loss"] for e in epochs], "-", color=color, marker=".", alpha=alpha,
+                            label=f"{run.setup} train" if k == 0 else None)
+                    ax.plot(x, [e["val_loss"] for e in epochs], "--", color=color, marker=".", alpha=alpha,
+                            label=f"{run.setup} val" if k == 0 else None)
+            title = f"{model_name(model)}, σ = {sigma}"
+            if flagged:
+                title += f"\n{NOT_DENOISED}: {', '.join(flagged)}"
+            ax.set_title(title, fontsize=9, color="firebrick" if flagged else "black")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
             if j == 0:
@@ -220,6 +267,9 @@ def training_curves(records: Sequence, out_prefix: str | Path) -> list[Path]:
     fig.legend(handles, labels, loc="lower center", ncol=min(8, max(1, len(labels))), fontsize=8, frameon=False,
                bbox_to_anchor=(0.5, -0.02))
     device = "CPU" if any(is_cpu(r) for r in runs) else "GPU"
-    fig.suptitle(f"Training curves: train (solid) and validation (dashed) loss per epoch (ours, {device})", fontsize=10)
+    n_reps = max(r.n_replicates for r in runs)
+    reps = f"; {n_reps} replicates per setup (replicate 1 opaque)" if n_reps > 1 else ""
+    fig.suptitle(f"Training curves: train (solid) and validation (dashed) loss per epoch (ours, {device}){reps}",
+                 fontsize=10)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     return save_figure(fig, out_prefix)

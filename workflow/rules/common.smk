@@ -25,6 +25,13 @@ ENV = "../../envs/cxrdenoise.yaml"  # conda environment of every rule (relative 
 RAW = config["data"]["raw_dir"]
 DATA = "results/data"
 SIGMAS = [sigma_label(s) for s in config["noise"]["sigmas"]]
+# train.replicates: each (model, sigma, setup) is trained N times, under .../{setup}/rep1 ... rep{N} (always present)
+from cxrdenoise.train.settings import replicate_count
+
+try:
+    REPS = [str(k) for k in range(1, replicate_count(config) + 1)]
+except CxrError as err:
+    sys.exit(f"error: {err}")
 N_SHARDS = -(-config["sample"]["n_images"] // config["shards"]["images_per_shard"])
 SHARDS = [f"{k:05d}" for k in range(N_SHARDS)]
 
@@ -78,12 +85,15 @@ def script(name):
 # Input lists and report() wrappers for the tables and figures (report.smk).
 
 
-def train_records(models, sigmas, setups):
-    return [f"results/train/{m}/sigma{s}/{u}/record.json" for s in sigmas for m in models for u in setups]
+def train_records(models, sigmas, setups, reps=None):
+    """record.json of every replicate (all of REPS unless `reps` is given) of each (model, sigma, setup)."""
+    return [f"results/train/{m}/sigma{s}/{u}/rep{k}/record.json"
+            for s in sigmas for m in models for u in setups for k in (reps or REPS)]
 
 
-def eval_files(models, sigmas, setups, name="summary.json"):
-    return [f"results/eval/{m}/sigma{s}/{u}/{name}" for s in sigmas for m in models for u in setups]
+def eval_files(models, sigmas, setups, name="summary.json", reps=None):
+    return [f"results/eval/{m}/sigma{s}/{u}/rep{k}/{name}"
+            for s in sigmas for m in models for u in setups for k in (reps or REPS)]
 
 
 def noisy_eval_files(sigmas, name="summary.json"):
@@ -96,7 +106,7 @@ def measured_dncnn(models, sigmas):
 
     if "dncnn" in models:
         return []
-    return sorted(p for s in sigmas for p in glob.glob(f"results/eval/dncnn/sigma{s}/gpu1/summary.json"))
+    return sorted(p for s in sigmas for p in glob.glob(f"results/eval/dncnn/sigma{s}/gpu1/rep*/summary.json"))
 
 
 def report_table(name):

@@ -1,4 +1,4 @@
-# Evaluation: every trained checkpoint on the test split at its own noise level, plus the noisy input itself
+# Evaluation: every trained checkpoint (every replicate rep{k}) on the test split at its own noise level, plus the noisy input itself
 # ("no denoising") per noise level. Outputs per docs/results-layout.md; the scripts write each file atomically.
 # LPIPS needs torchvision's AlexNet weights in the torch hub cache; without them the LPIPS columns are NaN and
 # summary.json says why (README: LPIPS weights). Nothing is downloaded.
@@ -9,8 +9,8 @@ EVAL = "results/eval"
 EVAL_DEVICE = config["train"]["device"]
 
 EVAL_MODEL_SUMMARIES = expand(
-    f"{EVAL}/{{model}}/sigma{{sigma}}/{{setup}}/summary.json",
-    model=config["train"]["models"], sigma=SIGMAS, setup=config["train"]["setups"],
+    f"{EVAL}/{{model}}/sigma{{sigma}}/{{setup}}/rep{{rep}}/summary.json",
+    model=config["train"]["models"], sigma=SIGMAS, setup=config["train"]["setups"], rep=REPS,
 )
 EVAL_NOISY_SUMMARIES = expand(f"{EVAL}/noisy/sigma{{sigma}}/summary.json", sigma=SIGMAS)
 EVAL_SUMMARIES = EVAL_MODEL_SUMMARIES + EVAL_NOISY_SUMMARIES  # for rule all and the tables/figures stages
@@ -29,13 +29,13 @@ EVAL_PARAMS = dict(
 
 rule evaluate:
     input:
-        checkpoint="results/train/{model}/sigma{sigma}/{setup}/best.pt",
+        checkpoint="results/train/{model}/sigma{sigma}/{setup}/rep{rep}/best.pt",
         clean=f"{DATA}/clean/manifest.json",
         noisy=f"{DATA}/noisy/sigma{{sigma}}/manifest.json",
     output:
-        per_image=f"{EVAL}/{{model}}/sigma{{sigma}}/{{setup}}/per_image.csv",
-        summary=f"{EVAL}/{{model}}/sigma{{sigma}}/{{setup}}/summary.json",
-        examples=f"{EVAL}/{{model}}/sigma{{sigma}}/{{setup}}/examples.npz",
+        per_image=f"{EVAL}/{{model}}/sigma{{sigma}}/{{setup}}/rep{{rep}}/per_image.csv",
+        summary=f"{EVAL}/{{model}}/sigma{{sigma}}/{{setup}}/rep{{rep}}/summary.json",
+        examples=f"{EVAL}/{{model}}/sigma{{sigma}}/{{setup}}/rep{{rep}}/examples.npz",
     wildcard_constraints:
         model=r"(?!noisy/)[a-z][a-z0-9_]*",  # results/eval/noisy/ belongs to evaluate_noisy
     params:
@@ -47,9 +47,9 @@ rule evaluate:
     conda:
         ENV
     log:
-        "results/logs/evaluate/{model}_sigma{sigma}_{setup}.log",
+        "results/logs/evaluate/{model}_sigma{sigma}_{setup}_rep{rep}.log",
     benchmark:
-        "results/benchmarks/evaluate/{model}_sigma{sigma}_{setup}.tsv"
+        "results/benchmarks/evaluate/{model}_sigma{sigma}_{setup}_rep{rep}.tsv"
     shell:
         "python {params.script:q} --checkpoint {input.checkpoint:q} --data-dir {params.data_dir:q}"
         " --out-dir {params.out_dir:q} --sigma {wildcards.sigma} --setup {wildcards.setup}"

@@ -46,6 +46,7 @@ rule table4:
     input:
         records=train_records(_REPORT_MODELS, SIGMAS, _REPORT_SETUPS),
         summaries=eval_files(_REPORT_MODELS, SIGMAS, _REPORT_SETUPS),
+        noisy=noisy_eval_files(SIGMAS),  # the "did not denoise" flag compares each row with no denoising
     output:
         **report_table("table4"),
     params:
@@ -60,13 +61,15 @@ rule table4:
         "results/benchmarks/report/table4.tsv"
     shell:
         "python {params.script:q} {params.name} --out-prefix results/tables/{params.name}"
-        " --data-source {params.source} --records {input.records:q} --summaries {input.summaries:q} > {log:q} 2>&1"
+        " --data-source {params.source} --records {input.records:q} --summaries {input.summaries:q}"
+        " --noisy {input.noisy:q} > {log:q} 2>&1"
 
 
 rule table5:
     input:
         records=train_records(_REPORT_MODELS, [_TABLE5_SIGMA], _REPORT_SETUPS),
         summaries=eval_files(_REPORT_MODELS, [_TABLE5_SIGMA], _REPORT_SETUPS),
+        noisy=noisy_eval_files([_TABLE5_SIGMA]),
     output:
         **report_table("table5"),
     params:
@@ -81,13 +84,15 @@ rule table5:
         "results/benchmarks/report/table5.tsv"
     shell:
         "python {params.script:q} {params.name} --out-prefix results/tables/{params.name}"
-        " --data-source {params.source} --records {input.records:q} --summaries {input.summaries:q} > {log:q} 2>&1"
+        " --data-source {params.source} --records {input.records:q} --summaries {input.summaries:q}"
+        " --noisy {input.noisy:q} > {log:q} 2>&1"
 
 
 rule table6:
     input:
         records=train_records(_REPORT_MODELS, _TABLE6_SIGMAS, ["gpu1"]),
         summaries=eval_files(_REPORT_MODELS, _TABLE6_SIGMAS, ["gpu1"]),
+        noisy=noisy_eval_files(_TABLE6_SIGMAS),
         dncnn=lambda wildcards: measured_dncnn(_REPORT_MODELS, _TABLE6_SIGMAS),
     output:
         **report_table("table6"),
@@ -103,12 +108,15 @@ rule table6:
         "results/benchmarks/report/table6.tsv"
     shell:
         "python {params.script:q} {params.name} --out-prefix results/tables/{params.name}"
-        " --data-source {params.source} --records {input.records:q} --summaries {input.summaries:q} {input.dncnn:q} > {log:q} 2>&1"
+        " --data-source {params.source} --records {input.records:q} --summaries {input.summaries:q} {input.dncnn:q}"
+        " --noisy {input.noisy:q} > {log:q} 2>&1"
 
 
 rule figure4:
     input:
         records=train_records(_REPORT_MODELS, [_TABLE5_SIGMA], _REPORT_SETUPS),
+        summaries=eval_files(_REPORT_MODELS, [_TABLE5_SIGMA], _REPORT_SETUPS),
+        noisy=noisy_eval_files([_TABLE5_SIGMA]),
     output:
         **report_figure("figure4", "../report/figure4.rst"),
     params:
@@ -120,15 +128,17 @@ rule figure4:
     benchmark:
         "results/benchmarks/report/figure4.tsv"
     shell:
-        "python {params.script:q} figure4 --records {input.records:q} --out-prefix results/figures/figure4"
-        " > {log:q} 2>&1"
+        "python {params.script:q} figure4 --records {input.records:q} --summaries {input.summaries:q}"
+        " --noisy {input.noisy:q} --out-prefix results/figures/figure4 > {log:q} 2>&1"
 
 
 rule figures_examples:
-    input:
-        examples=lambda wc: eval_files(_REPORT_MODELS, [_FIG_SIGMA[wc.fignum]], ["gpu1"], "examples.npz"),
-        per_image=lambda wc: eval_files(_REPORT_MODELS, [_FIG_SIGMA[wc.fignum]], ["gpu1"], "per_image.csv"),
+    input:  # replicate 1's outputs (the figure says so)
+        examples=lambda wc: eval_files(_REPORT_MODELS, [_FIG_SIGMA[wc.fignum]], ["gpu1"], "examples.npz", ["1"]),
+        per_image=lambda wc: eval_files(_REPORT_MODELS, [_FIG_SIGMA[wc.fignum]], ["gpu1"], "per_image.csv", ["1"]),
+        summaries=lambda wc: eval_files(_REPORT_MODELS, [_FIG_SIGMA[wc.fignum]], ["gpu1"], "summary.json", ["1"]),
         noisy=lambda wc: noisy_eval_files([_FIG_SIGMA[wc.fignum]], "per_image.csv"),
+        noisy_summary=lambda wc: noisy_eval_files([_FIG_SIGMA[wc.fignum]]),
     output:
         **report_figure("figure{fignum}", "../report/figures_examples.rst", labels={"figure": "figure{fignum}"}),
     wildcard_constraints:
@@ -144,13 +154,16 @@ rule figures_examples:
         "results/benchmarks/report/figure{fignum}.tsv"
     shell:
         "python {params.script:q} examples --examples {input.examples:q} --per-image {input.per_image:q}"
-        " --noisy-per-image {input.noisy:q} --number {wildcards.fignum} --max-images {params.max_images}"
+        " --noisy-per-image {input.noisy:q} --summaries {input.summaries:q} --noisy {input.noisy_summary:q}"
+        " --number {wildcards.fignum} --max-images {params.max_images}"
         " --out-prefix results/figures/figure{wildcards.fignum} > {log:q} 2>&1"
 
 
 rule training_curves:
     input:
         records=train_records(_REPORT_MODELS, SIGMAS, _REPORT_SETUPS),
+        summaries=eval_files(_REPORT_MODELS, SIGMAS, _REPORT_SETUPS),
+        noisy=noisy_eval_files(SIGMAS),
     output:
         **report_figure("training_curves", "../report/training_curves.rst"),
     params:
@@ -162,8 +175,8 @@ rule training_curves:
     benchmark:
         "results/benchmarks/report/training_curves.tsv"
     shell:
-        "python {params.script:q} curves --records {input.records:q}"
-        " --out-prefix results/figures/training_curves > {log:q} 2>&1"
+        "python {params.script:q} curves --records {input.records:q} --summaries {input.summaries:q}"
+        " --noisy {input.noisy:q} --out-prefix results/figures/training_curves > {log:q} 2>&1"
 
 
 REPORT_TABLES = [f"results/tables/{t}.{ext}" for t in ("table3", "table4", "table5", "table6")

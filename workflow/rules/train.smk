@@ -1,4 +1,6 @@
-# Training: one job per (model, sigma, setup) -> results/train/{model}/sigma{sigma}/{setup}/ (docs/results-layout.md).
+# Training: one job per (model, sigma, setup, replicate) -> results/train/{model}/sigma{sigma}/{setup}/rep{rep}/
+# (docs/results-layout.md). train.replicates = N gives rep1 ... repN (rep1 alone by default, as in the study): same
+# data, noise and batch order, initial weights seeded per replicate (cxrdenoise.train.settings.init_seed).
 # `resources: gpu=` is what the setup uses in all (0 on the CPU unless train.request_gpus_on_cpu); the SLURM executor
 # turns it into `sbatch --gpus=N` (a count per job). Locally Snakemake only counts GPUs, so the job itself claims
 # free GPU ids with lock files and exports CUDA_VISIBLE_DEVICES before CUDA starts (cxrdenoise.train.gpus).
@@ -18,8 +20,8 @@ TRAIN_NODES = config["train"].get("nodes", 1)
 TRAIN_ONE_NODE_SETUPS = "|".join(n for n, s in SETUPS.items() if TRAIN_NODES == 1 or not s.ddp)
 
 TRAIN_RECORDS = expand(
-    f"{TRAIN}/{{model}}/sigma{{sigma}}/{{setup}}/record.json",
-    model=config["train"]["models"], sigma=SIGMAS, setup=config["train"]["setups"],
+    f"{TRAIN}/{{model}}/sigma{{sigma}}/{{setup}}/rep{{rep}}/record.json",
+    model=config["train"]["models"], sigma=SIGMAS, setup=config["train"]["setups"], rep=REPS,
 )
 TRAIN_EPOCHS = [r.replace("record.json", "epochs.csv") for r in TRAIN_RECORDS]
 TRAIN_CHECKPOINTS = [r.replace("record.json", "best.pt") for r in TRAIN_RECORDS]
@@ -30,9 +32,9 @@ rule train:
         clean=f"{DATA}/clean/manifest.json",
         noisy=f"{DATA}/noisy/sigma{{sigma}}/manifest.json",
     output:
-        best=f"{TRAIN}/{{model}}/sigma{{sigma}}/{{setup}}/best.pt",
-        record=f"{TRAIN}/{{model}}/sigma{{sigma}}/{{setup}}/record.json",
-        epochs=f"{TRAIN}/{{model}}/sigma{{sigma}}/{{setup}}/epochs.csv",
+        best=f"{TRAIN}/{{model}}/sigma{{sigma}}/{{setup}}/rep{{rep}}/best.pt",
+        record=f"{TRAIN}/{{model}}/sigma{{sigma}}/{{setup}}/rep{{rep}}/record.json",
+        epochs=f"{TRAIN}/{{model}}/sigma{{sigma}}/{{setup}}/rep{{rep}}/epochs.csv",
     params:
         out_dir=lambda wildcards, output: os.path.dirname(output.record),
         script=script("train.py"),
@@ -49,11 +51,12 @@ rule train:
         nodes=1,  # sbatch --nodes=1: otherwise SLURM may spread a --gpus=2 job over two nodes
         tasks_per_gpu=0,  # a `tasks` inherited from a profile must not become --ntasks-per-gpu (one launch)
     log:
-        "results/logs/train/{model}_sigma{sigma}_{setup}.log",
+        "results/logs/train/{model}_sigma{sigma}_{setup}_rep{rep}.log",
     benchmark:
-        "results/benchmarks/train/{model}_sigma{sigma}_{setup}.tsv"
+        "results/benchmarks/train/{model}_sigma{sigma}_{setup}_rep{rep}.tsv"
     shell:
         "python {params.script:q} --model {wildcards.model} --sigma {wildcards.sigma} --setup {wildcards.setup}"
+        " --replicate {wildcards.rep}"
         " --data-dir {params.data_dir} --out-dir {params.out_dir:q} --threads {threads} --settings {params.settings:q}"
         " > {log:q} 2>&1"
 

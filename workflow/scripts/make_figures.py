@@ -18,6 +18,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--examples", nargs="*", default=[], help="examples.npz, one per model (examples)")
     parser.add_argument("--per-image", nargs="*", default=[], help="per_image.csv, one per model (examples)")
     parser.add_argument("--noisy-per-image", default=None, help="results/eval/noisy/sigma{s}/per_image.csv")
+    parser.add_argument("--summaries", nargs="*", default=[],
+                        help="summary.json of the runs shown, with --noisy: marks runs that did not denoise")
+    parser.add_argument("--noisy", nargs="*", default=[], help="results/eval/noisy/sigma{s}/summary.json")
     parser.add_argument("--number", type=int, default=None, help="figure number in the title (examples)")
     parser.add_argument("--max-images", type=int, default=None, help="rows to show (examples; default all)")
     return parser.parse_args(argv)
@@ -27,12 +30,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     if a.figure == "figure4":
-        written = figures.figure4(a.records, a.out_prefix)
+        written = figures.figure4(a.records, a.out_prefix, a.summaries, a.noisy)
     elif a.figure == "examples":
         written = figures.examples_figure(a.examples, a.per_image, a.noisy_per_image, a.out_prefix,
-                                          number=a.number, max_images=a.max_images)
+                                          number=a.number, max_images=a.max_images, summaries=a.summaries,
+                                          noisy=a.noisy)
     else:
-        written = figures.training_curves(a.records, a.out_prefix)
+        written = figures.training_curves(a.records, a.out_prefix, a.summaries, a.noisy)
     for path in written:
         print(f"wrote {path}")
     return 0

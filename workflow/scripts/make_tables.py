@@ -15,10 +15,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("table", choices=("table3", "table4", "table5", "table6"))
     parser.add_argument("--out-prefix", required=True, help="e.g. results/tables/table3")
-    parser.add_argument("--records", nargs="*", default=[], help="results/train/{model}/sigma{s}/{setup}/record.json")
-    parser.add_argument("--summaries", nargs="*", default=[], help="results/eval/{model}/sigma{s}/{setup}/summary.json")
+    parser.add_argument("--records", nargs="*", default=[], help="results/train/{model}/sigma{s}/{setup}/rep{k}/record.json")
+    parser.add_argument("--summaries", nargs="*", default=[], help="results/eval/{model}/sigma{s}/{setup}/rep{k}/summary.json")
     parser.add_argument("--per-image", nargs="*", default=[], help="per_image.csv of the runs (table3: paired tests)")
-    parser.add_argument("--noisy", nargs="*", default=[], help="results/eval/noisy/sigma{s}/summary.json (table3)")
+    parser.add_argument("--noisy", nargs="*", default=[],
+                        help="results/eval/noisy/sigma{s}/summary.json: the no-denoising rows (table3) and the "
+                             "\"did not denoise\" flag (tables 4-6)")
     parser.add_argument("--data-source", default=None, help="config data.source, named in the caption")
     return parser.parse_args(argv)
 
@@ -29,11 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     if a.table == "table3":
         written = tables.make_table3(a.summaries, a.per_image, a.noisy, a.out_prefix, a.records, a.data_source)
     elif a.table == "table4":
-        written = tables.make_table4(a.records, a.summaries, a.out_prefix, a.data_source)
+        written = tables.make_table4(a.records, a.summaries, a.out_prefix, a.data_source, a.noisy)
     elif a.table == "table5":
-        written = tables.make_table5(a.records, a.summaries, a.out_prefix, a.data_source)
+        written = tables.make_table5(a.records, a.summaries, a.out_prefix, a.data_source, a.noisy)
     else:
-        written = tables.make_table6(a.summaries, a.out_prefix, a.records, a.data_source)
+        written = tables.make_table6(a.summaries, a.out_prefix, a.records, a.data_source, a.noisy)
     for path in written:
         print(f"wrote {path}")
     return 0

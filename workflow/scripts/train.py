@@ -1,4 +1,5 @@
-"""Train one (model, sigma, setup): `python workflow/scripts/train.py --model unet --sigma 0.1 --setup ddp2 ...`.
+"""Train one (model, sigma, setup, replicate): `python workflow/scripts/train.py --model unet --sigma 0.1 --setup ddp2
+--replicate 1 ...`.
 
 Thin command line over cxrdenoise.train.launch: it claims GPUs (CUDA only), then trains in this process or
 starts torchrun for the DDP set-ups. Failures print one line (`error: ...`) and exit 1.
@@ -31,6 +32,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--model", required=True)
     p.add_argument("--sigma", required=True, help="sigma label as in the paths, e.g. 0.1")
     p.add_argument("--setup", required=True, help="gpu1 | dp2 | ddp2 | ddp2_amp")
+    p.add_argument("--replicate", type=int, default=1,
+                   help="replicate k of train.replicates (rep{k} in the paths): its initial weights' seed")
     p.add_argument("--data-dir", default="results/data")
     p.add_argument("--out-dir", required=True)
     p.add_argument("--settings", required=True,
@@ -46,7 +49,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     subset = _json_arg(args.settings, "settings")
-    settings = TrainSettings.from_config(subset, args.model, args.sigma, args.setup, threads=args.threads)
+    settings = TrainSettings.from_config(subset, args.model, args.sigma, args.setup, threads=args.threads,
+                                         replicate=args.replicate)
     chash = args.config_hash or os.environ.get(CONFIG_HASH_ENV) or hash_config(subset)
     launch(settings, args.data_dir, args.out_dir, chash)
     return 0

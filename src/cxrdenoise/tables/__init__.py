@@ -13,23 +13,27 @@ tables honest:
 
 The study's SSIM is compared against our ``ssim_w3`` (its code used a 3x3 window); ``ssim`` is the standard one.
 
-Modules: `runs` reads result files into `Run` objects (with device labels and timings), `scores` gives a run's
-numbers and the study's, `cells` the texts the tables share, `rows` what every builder does around its own
-columns, and `table3` ... `table6` one table each.
+Modules: `runs` reads result files into `Run` objects (with device labels and timings), `replicates` combines
+a configuration's replicate runs (mean, between-run SD, t-interval over runs; per-image frames for patient-level
+statistics), `work` the equal-work accounting (steps, images seen, time-to-quality) and the "did not denoise"
+flag, `scores` gives a run's numbers and the study's, `cells` the texts the tables share, `rows` what every
+builder does around its own columns, and `table3` ... `table6` one table each.
 """
 
 from ..render import Table
 from .cells import (CPU_TIMING, DATA_LABELS, DIFF_NOTE, DP_ONE_GPU, DP_ONE_PROCESS, PAPER_NOTE, SETUP_LEGEND,
                     SSIM_NOTE, data_caption, lpips_cell, run_notes)
-from .runs import (MODEL_NAMES, SETUP_NAMES, Run, collect_runs, device_label, eval_device_label, is_cpu, model_name,
-                   model_order, parse_run_path, read_json, read_per_image, sigma_order, train_device_label,
-                   train_times)
+from .replicates import per_image_frame, per_image_means, replicate_caption, spread, t_interval
+from .runs import (MODEL_NAMES, SETUP_NAMES, Run, collect_replicates, collect_runs, device_label, eval_device_label,
+                   is_cpu, model_name, model_order, parse_replicate_path, parse_run_path, read_json, read_per_image,
+                   sigma_order, train_device_label, train_times)
 from .scores import (DP, METRICS, RANDOM_LPIPS_CELL, RANDOM_LPIPS_NOTE, REAL_LPIPS, lpips_state, metric, n_images,
                      quality, with_paper)
 from .table3 import build_table3, make_table3
 from .table4 import build_table4, make_table4
 from .table5 import build_table5, make_table5, time_saving
 from .table6 import QUOTED_DEVICE, build_table6, make_table6
+from .work import (NOT_REACHED, not_denoised, replicates_not_denoised, steps_and_images, time_to_quality)
 
 __all__ = [
     "Table", "Run", "collect_runs", "parse_run_path", "read_json", "read_per_image", "sigma_order", "model_order",
@@ -40,4 +44,6 @@ __all__ = [
     "METRICS", "DP", "MODEL_NAMES", "SETUP_NAMES", "REAL_LPIPS", "RANDOM_LPIPS_CELL", "RANDOM_LPIPS_NOTE",
     "CPU_TIMING", "DP_ONE_PROCESS", "DP_ONE_GPU", "SETUP_LEGEND", "SSIM_NOTE", "DIFF_NOTE", "PAPER_NOTE",
     "QUOTED_DEVICE", "DATA_LABELS",
+    "collect_replicates", "parse_replicate_path", "per_image_frame", "per_image_means", "replicate_caption", "spread",
+    "t_interval", "NOT_REACHED", "not_denoised", "replicates_not_denoised", "steps_and_images", "time_to_quality",
 ]

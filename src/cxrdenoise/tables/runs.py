@@ -1,13 +1,18 @@
 """Result files grouped into `Run` objects, and what a run's record says about how it was made.
 
-Every table and figure reads (model, sigma, setup) from each file's path (docs/results-layout.md), so a
-Snakemake rule can pass exactly the files it depends on and nothing is discovered by globbing.
+Every table and figure reads (model, sigma, setup, replicate) from each file's path (docs/results-layout.md:
+`.../{model}/sigma{sigma}/{setup}/rep{k}/<file>`), so a Snakemake rule can pass exactly the files it depends on
+and nothing is discovered by globbing. `collect_runs` returns one `Run` per (model, sigma, setup): with one
+replicate it is that run's files unchanged; with N >= 2 its `summary` holds the mean over the replicates with the
+between-run SD and a t-interval over the runs (`cxrdenoise.tables.replicates`), its `record` is replicate 1's
+(device, setup and notes are the same for all), and `replicates` lists each run's own files.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
@@ -27,20 +32,38 @@ class Run:
     model: str
     sigma: str
     setup: str
+    rep: int | None = None  # replicate (1-based) of one run; None for the noisy input
     record: dict | None = None
     record_path: Path | None = None
     summary: dict | None = None
     summary_path: Path | None = None
     per_image_path: Path | None = None
     examples_path: Path | None = None
+    replicates: list["Run"] = field(default_factory=list)  # a group's runs in replicate order (itself if one)
 
     @property
     def label(self) -> str:
-        return f"{self.model} σ={self.sigma}" + (f" {self.setup}" if self.setup else "")
+        reps = f" rep{self.rep}" if self.rep is not None and not self.replicates else ""
+        return f"{self.model} σ={self.sigma}" + (f" {self.setup}" if self.setup else "") + reps
+
+    @property
+    def n_replicates(self) -> int:
+        return max(1, len(self.replicates))
+
+
+_REP = re.compile(r"rep([1-9]\d*)")
 
 
 def parse_run_path(path: str | Path) -> tuple[str, str, str]:
-    """(model, sigma, setup) from `.../{model}/sigma{sigma}/{setup}/file` or `.../noisy/sigma{sigma}/file`."""
+    """(model, sigma, setup) from `.../{model}/sigma{sigma}/{setup}/rep{k}/file` or `.../noisy/sigma{sigma}/file`."""
+    return parse_replicate_path(path)[:3]
+
+
+def parse_replicate_path(path: str | Path) -> tuple[str, str, str, int | None]:
+    """(model, sigma, setup, replicate) from a result path; replicate None for the noisy input.
+
+    A trained run's path without the `rep{k}` level (the layout before train.replicates) reads as replicate 1.
+    """
     parts = Path(path).parts
     for i in range(len(parts) - 2, 0, -1):
         if parts[i].startswith("sigma"):
@@ -49,8 +72,12 @@ def parse_run_path(path: str | Path) -> tuple[str, str, str]:
             except ValueError:
                 break
             setup = parts[i + 1] if i + 1 < len(parts) - 1 else ""
-            return parts[i - 1], sigma, setup
-    raise CxrError(f"{path}: not a result path (expected .../{{model}}/sigma{{sigma}}/{{setup}}/<file>)")
+            rep = None
+            if setup:
+                match = _REP.fullmatch(parts[i + 2]) if i + 2 < len(parts) - 1 else None
+                rep = int(match.group(1)) if match else 1
+            return parts[i - 1], sigma, setup, rep
+    raise CxrError(f"{path}: not a result path (expected .../{{model}}/sigma{{sigma}}/{{setup}}/rep{{k}}/<file>)")
 
 
 def read_json(path: str | Path) -> dict:
@@ -73,27 +100,43 @@ def read_per_image(path: str | Path) -> pd.DataFrame:
     return frame
 
 
-def collect_runs(records: Iterable = (), summaries: Iterable = (), per_image: Iterable = (),
-                 examples: Iterable = ()) -> dict[tuple[str, str, str], Run]:
-    """Group files by (model, sigma, setup), in the order first seen (Snakemake's expand keeps config order)."""
-    runs: dict[tuple[str, str, str], Run] = {}
+def collect_replicates(records: Iterable = (), summaries: Iterable = (), per_image: Iterable = (),
+                       examples: Iterable = ()) -> dict[tuple[str, str, str, int | None], Run]:
+    """One `Run` per (model, sigma, setup, replicate), in the order first seen; a file given twice is refused."""
+    runs: dict[tuple[str, str, str, int | None], Run] = {}
 
-    def run_for(path: Path) -> Run:
-        key = parse_run_path(path)
-        return runs.setdefault(key, Run(*key))
+    def run_for(path: Path, attr: str) -> Run:
+        key = parse_replicate_path(path)
+        run = runs.setdefault(key, Run(*key))
+        if getattr(run, attr) is not None:
+            raise CxrError(f"{path}: a second {attr.removesuffix('_path')} for {run.label} "
+                           f"(already have {getattr(run, attr)})")
+        return run
 
     for p in map(Path, records):
-        run = run_for(p)
+        run = run_for(p, "record_path")
         run.record, run.record_path = read_json(p), p
         _check_record(run)
     for p in map(Path, summaries):
-        run = run_for(p)
+        run = run_for(p, "summary_path")
         run.summary, run.summary_path = read_json(p), p
     for p in map(Path, per_image):
-        run_for(p).per_image_path = p
+        run_for(p, "per_image_path").per_image_path = p
     for p in map(Path, examples):
-        run_for(p).examples_path = p
+        run_for(p, "examples_path").examples_path = p
     return runs
+
+
+def collect_runs(records: Iterable = (), summaries: Iterable = (), per_image: Iterable = (),
+                 examples: Iterable = ()) -> dict[tuple[str, str, str], Run]:
+    """Group files by (model, sigma, setup), in the order first seen (Snakemake's expand keeps config order);
+    the replicates of each are combined by `cxrdenoise.tables.replicates.combine`."""
+    from .replicates import combine
+
+    grouped: dict[tuple[str, str, str], list[Run]] = {}
+    for (model, sigma, setup, _rep), run in collect_replicates(records, summaries, per_image, examples).items():
+        grouped.setdefault((model, sigma, setup), []).append(run)
+    return {key: combine(sorted(reps, key=lambda r: r.rep or 0)) for key, reps in grouped.items()}
 
 
 def _check_record(run: Run) -> None:
@@ -102,6 +145,8 @@ def _check_record(run: Run) -> None:
     for key, want in (("model", run.model), ("setup", run.setup)):
         if key in rec and str(rec[key]) != want:
             raise CxrError(f"{run.record_path}: record says {key}={rec[key]!r} but its path says {want!r}")
+    if rec.get("replicate") is not None and run.rep is not None and int(rec["replicate"]) != run.rep:
+        raise CxrError(f"{run.record_path}: record says replicate={rec['replicate']!r} but its path says rep{run.rep}")
     if rec.get("sigma") is not None and sigma_label(rec["sigma"]) != run.sigma:
         raise CxrError(f"{run.record_path}: record says sigma={rec['sigma']!r} but its path says {run.sigma!r}")
 
@@ -168,10 +213,14 @@ def is_cpu(run: Run) -> bool:
 
 
 def train_times(run: Run) -> tuple[float, float]:
-    """(training seconds, training + validation seconds), from the totals or else summed per epoch.
+    """(training seconds, training + validation seconds), from the totals or else summed per epoch; for a group
+    of replicates the mean over them.
 
     Checkpoint writing (`totals.checkpoint_s`) is in neither.
     """
+    if len(run.replicates) > 1:
+        each = [train_times(r) for r in run.replicates]
+        return sum(t for t, _ in each) / len(each), sum(tv for _, tv in each) / len(each)
     rec = run.record or {}
     epochs = rec.get("epochs") or []
     tot = rec.get("totals") or {}

@@ -12,8 +12,10 @@ from ..errors import CxrError
 from ..render import Footnotes, Table, fmt_diff, fmt_p, fmt_paper, fmt_pm, write_table
 from .cells import DIFF_NOTE, PAPER_NOTE, SSIM_NOTE, data_caption, device_cell, join_notes, lpips_cell, run_notes
 from .rows import finish_table
-from .runs import Run, collect_runs, device_label, model_name, model_order, read_per_image, sigma_order
+from .runs import Run, collect_runs, device_label, model_name, model_order, sigma_order
+from .replicates import per_image_means, replicate_caption
 from .scores import DP, METRICS, lpips_state, quality, with_paper
+from .work import FLAG_NOTE, not_denoised
 
 _NUMBERS = ("psnr", "psnr_ci95", "paper_psnr", "paper_psnr_ci95", "diff_psnr",
             "ssim", "ssim_ci95", "ssim_w3", "ssim_w3_ci95", "paper_ssim", "paper_ssim_ci95", "diff_ssim_w3",
@@ -40,12 +42,14 @@ def build_table3(summaries: Sequence, per_image: Sequence, noisy_summaries: Sequ
         for run in group:
             q = with_paper(quality(run, foot), run)
             notes = q.pop("_notes") + run_notes(run, timings=False)
+            if run.setup and not_denoised(run, noisy):
+                notes.append(FLAG_NOTE)
             rows.append({"sigma": float(sigma), "model": run.model, "setup": run.setup or "none",
                          "n": q["n"], "device": device_label(run),
                          **{k: q[k] for k in _NUMBERS}, **pvals.get(run.model, {}), "notes": join_notes(notes)})
             shown.append(_display_row(sigma, run, q, foot, notes))
     caption = ["Mean ± half-width of the 95 % t-interval (Student t, n − 1 df; the study used a normal "
-               "approximation) over the test images, for the 1 GPU (gpu1) runs.", SSIM_NOTE, DIFF_NOTE, PAPER_NOTE,
+               "approximation) over the test images, for the 1 GPU (gpu1) runs.", replicate_caption(runs), SSIM_NOTE, DIFF_NOTE, PAPER_NOTE,
                f"Paired tests pair the two models' scores on the same test images (by image id): paired t-test "
                f"and Wilcoxon signed-rank, two-sided, {model_name(pair[0])} − {model_name(pair[1])}."
                if len(pair) == 2 else ""]
@@ -76,9 +80,9 @@ def _paired(group: list[Run], pair: tuple[str, str], tests: list[dict]) -> dict[
         return {}
     a, b = (by_model[m] for m in pair)
     for run in (a, b):
-        if run.per_image_path is None:
+        if any(r.per_image_path is None for r in run.replicates or [run]):
             raise CxrError(f"table3: paired tests need per_image.csv for {run.label} (not given)")
-    fa, fb = read_per_image(a.per_image_path), read_per_image(b.per_image_path)
+    fa, fb = per_image_means(a), per_image_means(b)  # per image, averaged over replicates when N >= 2
     lpips_ok = lpips_state(a)[0] and lpips_state(b)[0]  # never test a random backbone's numbers
     cols: dict[str, Any] = {"paired_with": f"{pair[0]} vs {pair[1]}"}
     for m in METRICS:

@@ -8,12 +8,15 @@ import math
 from pathlib import Path
 from typing import Sequence
 
+from ..denoised import NOT_DENOISED
 from ..reference import PAPER_CITATION, literature_rows
 from ..render import Footnotes, Table, fmt, fmt_diff, write_table
 from .cells import DATA_LABELS, DIFF_NOTE, PAPER_NOTE, SSIM_NOTE, data_caption, join_notes, row_marks, run_notes
 from .rows import finish_table
 from .runs import Run, collect_runs, device_label, model_name, model_order
 from .scores import quality, with_paper
+from .replicates import replicate_caption
+from .work import FLAG_NOTE, not_denoised
 
 QUOTED_DEVICE = "not run here (quoted)"
 
@@ -29,8 +32,10 @@ def _noise_label(run: Run) -> str:
     return f"σ={run.sigma} of 1" + (f", mean {float(mean):g}" if mean is not None else "") + f" (study: {pct})"
 
 
-def build_table6(summaries: Sequence, records: Sequence = (), data_source: str | None = None) -> Table:
-    """The study's literature comparison: its quoted rows, labelled as such, and our measured rows."""
+def build_table6(summaries: Sequence, records: Sequence = (), data_source: str | None = None,
+                 noisy: Sequence = ()) -> Table:
+    """The study's literature comparison: its quoted rows, labelled as such, and our measured rows (flagged when
+    they did not beat the `noisy` no-denoising summaries)."""
     foot = Footnotes()
     rows, shown = [], []
     for lit in literature_rows().to_dict("records"):
@@ -44,19 +49,22 @@ def build_table6(summaries: Sequence, records: Sequence = (), data_source: str |
                       "SSIM (win 3)": "", "paper PSNR": "", "Δ PSNR": "", "paper SSIM": "", "Δ SSIM (w3)": "",
                       "device": QUOTED_DEVICE})
     runs = [r for r in collect_runs(records, summaries).values() if r.summary is not None]
+    baseline = {r.sigma: r for r in collect_runs(summaries=noisy).values()}
     for model in model_order(runs):
         for run in sorted((r for r in runs if r.model == model), key=lambda r: float(r.sigma)):
             q = with_paper(quality(run, Footnotes()), run)  # no LPIPS column here, so no LPIPS footnote
             src = f"measured (this pipeline, {run.setup}, n={q['n']})"
             data = DATA_LABELS.get(data_source or "", "this pipeline's test set")
             noise = _noise_label(run)
-            notes = run_notes(run, timings=False)
+            flagged = bool(not_denoised(run, baseline))
+            notes = run_notes(run, timings=False) + ([FLAG_NOTE] if flagged else [])
             rows.append({"method": model_name(model), "source": src, "data": data, "noise": noise,
                          **{k: q[k] for k in ("psnr", "ssim", "ssim_w3", "paper_psnr", "diff_psnr", "paper_ssim",
                                               "diff_ssim_w3")},
                          "device": device_label(run), "notes": join_notes(notes)})
             shown.append({"method": f"{model_name(model)} (ours)", "source": src, "data": data, "noise": noise,
-                          "PSNR dB": fmt(q["psnr"], 3), "SSIM": fmt(q["ssim"], 4),
+                          "PSNR dB": fmt(q["psnr"], 3) + (f" ({NOT_DENOISED})" if flagged else ""),
+                          "SSIM": fmt(q["ssim"], 4),
                           "SSIM (win 3)": fmt(q["ssim_w3"], 4), "paper PSNR": fmt(q["paper_psnr"], 3),
                           "Δ PSNR": fmt_diff(q["diff_psnr"], 3), "paper SSIM": fmt(q["paper_ssim"], 4),
                           "Δ SSIM (w3)": fmt_diff(q["diff_ssim_w3"], 4),
@@ -64,12 +72,13 @@ def build_table6(summaries: Sequence, records: Sequence = (), data_source: str |
     caption = ["Quoted rows are copied from the study's Table VI, which took them from the cited papers: BSD68 "
                "natural images with Gaussian noise σ = 15 and 25 on a 0-255 scale (the study calls them "
                "\"15%\"/\"25%\"); they were not measured here and are not comparable with chest X-rays at "
-               "σ = 0.2/0.3 with mean 0.1.", "Measured rows are this pipeline's test-set means.", SSIM_NOTE,
+               "σ = 0.2/0.3 with mean 0.1.", "Measured rows are this pipeline's test-set means.",
+               replicate_caption(runs), SSIM_NOTE,
                DIFF_NOTE, PAPER_NOTE]
     title = "Table VI. Literature comparison: quoted rows (other data, other noise) and our measured rows"
     return finish_table("table6", title, rows, [("", shown)], caption + data_caption(data_source), foot)
 
 
 def make_table6(summaries: Sequence, out_prefix: str | Path, records: Sequence = (),
-                data_source: str | None = None) -> list[Path]:
-    return write_table(build_table6(summaries, records, data_source), out_prefix)
+                data_source: str | None = None, noisy: Sequence = ()) -> list[Path]:
+    return write_table(build_table6(summaries, records, data_source, noisy), out_prefix)

@@ -78,7 +78,7 @@ class Trainer:
         if cuda:
             torch.backends.cudnn.benchmark = True  # fixed image size: autotuned convolutions; epoch 1 pays for it
 
-        checkpoint.seed_everything(settings.seed)
+        checkpoint.seed_everything(settings.init_seed)  # replicates differ here only (train.replicates)
         net = (model_factory or _default_factory)(settings.model, **settings.model_kwargs)
         self.n_parameters = sum(p.numel() for p in net.parameters() if p.requires_grad)
         # build_model records the complete kwargs (defaults filled in): evaluation rebuilds exactly this net
@@ -393,6 +393,8 @@ class Trainer:
             "validation": "whole val split every epoch, float32, mean of per-image L1",
             "epochs_planned": s.epochs,
             "seed": s.seed,
+            "replicate": s.replicate,
+            "init_seed": s.init_seed,  # initial weights; data, noise and batch order use `seed`
             "workers": s.workers,
             "pin_memory": self.pin,
             "cudnn_benchmark": cuda,

@@ -16,6 +16,7 @@ from ..atomic import write_json, write_text
 
 EPOCH_COLUMNS = (
     "epoch", "train_loss", "val_loss", "train_s", "val_s", "images_per_s", "peak_mem_mb", "amp_skipped_steps",
+    "steps", "train_images",
 )
 TIMING_COLUMNS = ("train_s", "val_s", "images_per_s", "peak_mem_mb")  # differ between identical runs
 
@@ -38,7 +39,12 @@ def write_record(path: str | Path, record: dict[str, Any]) -> None:
 
 
 def totals(epochs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Sums over epochs; throughput both overall and without epoch 1 (warm-up, cuDNN autotuning)."""
+    """Sums over epochs; throughput both overall and without epoch 1 (warm-up, cuDNN autotuning).
+
+    Equal-work accounting: `optimizer_steps` counts optimizer updates (one per batch per process; the processes
+    of a DDP job step together, so this is the job's number of updates) and `images_seen` the training images
+    all processes together passed forward and backward (DistributedSampler's padding repeats included).
+    """
     train_s = sum(e["train_s"] for e in epochs)
     val_s = sum(e["val_s"] for e in epochs)
     images = sum(e["train_images"] for e in epochs)
@@ -51,6 +57,8 @@ def totals(epochs: list[dict[str, Any]]) -> dict[str, Any]:
         "train_plus_val_s": train_s + val_s,
         "checkpoint_s": sum(e.get("checkpoint_s", 0.0) for e in epochs),
         "train_images": images,
+        "optimizer_steps": sum(int(e.get("steps", 0)) for e in epochs),
+        "images_seen": images,
         "images_per_s": images / train_s if train_s > 0 else None,
         "images_per_s_after_epoch1": (
             sum(e["train_images"] for e in later) / later_s if later and later_s > 0 else None

@@ -37,6 +37,7 @@ class TrainSettings:
     keep_last: bool = False  # keep last.pt after a finished run (it holds optimizer state: 3x the weights)
     threads: int | None = None  # CPU threads for the whole job (Snakemake `threads`), split over processes
     nodes: int = 1  # nodes of a DDP job (train.nodes): torchrun --nnodes; gpu1 and dp2 always run on one node
+    replicate: int = 1  # which of the train.replicates runs this is (rep{k} in the paths); only the init differs
 
     def __post_init__(self) -> None:
         get_setup(self.setup)
@@ -51,10 +52,20 @@ class TrainSettings:
             raise CxrError(f"train.workers must be >= 0, not {self.workers!r}")
         if not self.lr > 0:
             raise CxrError(f"train.lr must be positive, not {self.lr!r}")
+        if isinstance(self.replicate, bool) or not isinstance(self.replicate, int) or self.replicate < 1:
+            raise CxrError(f"replicate must be an integer >= 1 (rep1, rep2, ...), not {self.replicate!r}")
+
+    @property
+    def init_seed(self) -> int:
+        """Seed of the initial weights: replicate 1 uses the config seed itself (so one replicate is exactly the
+        single run of before), replicate k > 1 a seed derived from (seed, "init", k). Data, noise, split and the
+        batch order (seeded by `seed` + epoch) are the same for every replicate."""
+        return init_seed(self.seed, self.replicate)
 
     @classmethod
     def from_config(
-        cls, config: Mapping[str, Any], model: str, sigma: str, setup: str, threads: int | None = None
+        cls, config: Mapping[str, Any], model: str, sigma: str, setup: str, threads: int | None = None,
+        replicate: int = 1,
     ) -> "TrainSettings":
         """Build from the resolved pipeline config (sections `seed`, `models`, `noise`, `train`)."""
         train = config.get("train", {})
@@ -79,6 +90,7 @@ class TrainSettings:
             keep_last=bool(train.get("keep_last", False)),
             threads=threads,
             nodes=job_nodes(config, setup),
+            replicate=int(replicate),
         )
 
     @classmethod
@@ -93,8 +105,28 @@ class TrainSettings:
         payload = {k: getattr(self, k) for k in _MATH_KEYS}
         if self.nodes != 1:  # more ranks, larger global batch; left out at 1 so older last.pt files still match
             payload["nodes"] = self.nodes
+        if self.replicate != 1:  # other initial weights; left out for rep1, whose init is the config seed's
+            payload["replicate"] = self.replicate
         payload["data"] = data_digest
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def init_seed(seed: int, replicate: int) -> int:
+    """The initial-weights seed of replicate `replicate` (1-based): the config seed for replicate 1, else a
+    63-bit seed derived from (seed, "init", replicate) (cxrdenoise.seeding), recorded in record.json."""
+    if int(replicate) == 1:
+        return int(seed)
+    from ..seeding import derived_seed
+
+    return derived_seed(seed, "init", int(replicate)) % 2**63
+
+
+def replicate_count(config: Mapping[str, Any]) -> int:
+    """train.replicates: how many times each (model, sigma, setup) is trained (default 1, as in the study)."""
+    n = config.get("train", {}).get("replicates", 1)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise CxrError(f"train.replicates must be an integer >= 1, not {n!r}")
+    return n
 
 
 def job_nodes(config: Mapping[str, Any], setup: str) -> int:
@@ -112,7 +144,7 @@ def job_gpus(config: Mapping[str, Any], setup: str) -> int:
 
 # train keys that change how a job is scheduled, not what it trains: not passed to the job, and editing them
 # does not make Snakemake retrain
-_SCHEDULING_KEYS = ("models", "setups", "nodes", "request_gpus_on_cpu")
+_SCHEDULING_KEYS = ("models", "setups", "nodes", "request_gpus_on_cpu", "replicates")
 
 
 def rule_settings_json(config: Mapping[str, Any], model: str, setup: str | None = None) -> str:

@@ -1,0 +1,131 @@
+"""Replicate runs (train.replicates) combined into one table row: the mean over the runs, the between-run SD and a
+95 % t-interval over the runs' means.
+
+With one replicate (the study's protocol) a row is that run unchanged, and its interval is the per-image one of
+its summary. With N >= 2 the interval is over runs (N − 1 df): it says how much a re-run with another
+initialisation would move the number, which a per-image interval of one run cannot.
+
+Hook for patient-level statistics: `per_image_frame(run)` returns the per-image scores of all replicates of a
+row (one row per image and replicate, with `replicate`), and `per_image_means(run)` one row per image averaged
+over the replicates, so a patient-cluster bootstrap or a paired test can take a row's images whatever N is.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import replace
+from typing import Sequence
+
+import pandas as pd
+
+from ..errors import CxrError
+from .runs import Run, read_per_image
+
+AGGREGATED_METRICS = ("psnr", "ssim", "ssim_w3", "lpips")
+RUNS_INTERVAL = "t over runs"
+
+
+def t_interval(values: Sequence[float]) -> tuple[float, float, float]:
+    """(mean, SD, half-width of the 95 % t-interval) over runs; SD and half-width NaN with fewer than 2."""
+    vals = [float(v) for v in values]
+    if not vals or any(not math.isfinite(v) for v in vals):
+        return math.nan, math.nan, math.nan
+    mean = statistics.fmean(vals)
+    if len(vals) < 2:
+        return mean, math.nan, math.nan
+    from scipy import stats
+
+    sd = statistics.stdev(vals)
+    return mean, sd, float(stats.t.ppf(0.975, len(vals) - 1)) * sd / math.sqrt(len(vals))
+
+
+def combine(reps: list[Run]) -> Run:
+    """One row from a (model, sigma, setup)'s replicates (sorted by replicate)."""
+    if len(reps) == 1:
+        return replace(reps[0], replicates=[reps[0]])
+    first = reps[0]
+    group = Run(first.model, first.sigma, first.setup, rep=None, record=first.record, record_path=first.record_path,
+                replicates=list(reps))
+    with_summary = [r for r in reps if r.summary is not None]
+    if with_summary:
+        if len(with_summary) != len(reps):
+            missing = ", ".join(f"rep{r.rep}" for r in reps if r.summary is None)
+            raise CxrError(f"{first.model} σ={first.sigma} {first.setup}: no evaluation summary for {missing} "
+                           f"(have {len(with_summary)} of {len(reps)} replicates)")
+        group.summary, group.summary_path = combined_summary(reps), first.summary_path
+    return group
+
+
+def _entry(summary: dict, name: str) -> dict | None:
+    entry = (summary.get("metrics") or {}).get(name, summary.get(name))
+    return entry if isinstance(entry, dict) else None
+
+
+def combined_summary(reps: list[Run]) -> dict:
+    """A summary.json-shaped dict whose metric means are over the replicates and whose `ci95_t` is over runs."""
+    summaries = [r.summary or {} for r in reps]
+    ns = {s.get("n_images", s.get("n")) for s in summaries}
+    if len(ns) != 1:
+        raise CxrError(f"{reps[0].model} σ={reps[0].sigma} {reps[0].setup}: replicates were evaluated on different "
+                       f"numbers of test images ({sorted(map(str, ns))}); re-run the evaluation")
+    metrics = {}
+    for name in AGGREGATED_METRICS:
+        entries = [_entry(s, name) for s in summaries]
+        if any(e is None for e in entries):
+            continue
+        means = [math.nan if e.get("mean") is None else float(e["mean"]) for e in entries]
+        mean, sd, half = t_interval(means)
+        metrics[name] = {"mean": None if math.isnan(mean) else mean, "sd_between_runs": sd,
+                         "ci95_t": [mean - half, mean + half] if math.isfinite(half) else None,
+                         "ci95_t_halfwidth": half, "interval": RUNS_INTERVAL, "n_runs": len(reps),
+                         "per_run": means}
+    lpips = {(s.get("lpips_kind"), s.get("lpips_status")) for s in summaries}
+    out = dict(summaries[0])  # LPIPS status, device, provenance: replicate 1's ...
+    out.update(metrics=metrics, n_runs=len(reps), replicates=[r.rep for r in reps], interval=RUNS_INTERVAL)
+    if len(lpips) != 1:  # ... unless the replicates disagree about LPIPS: then it is not shown
+        out.update(lpips_kind="none", lpips_status="mixed",
+                   lpips_message=f"the replicates' LPIPS differ in kind or status ({sorted(map(str, lpips))})")
+    return out
+
+
+def spread(run: Run, name: str) -> tuple[int, float, float]:
+    """(runs, between-run SD, half-width of the t-interval over runs) of one metric; NaNs for one run."""
+    entry = _entry(run.summary or {}, name) or {}
+    if int(entry.get("n_runs") or 1) < 2:
+        return 1, math.nan, math.nan
+    return int(entry["n_runs"]), float(entry["sd_between_runs"]), float(entry["ci95_t_halfwidth"])
+
+
+def replicate_caption(runs: Sequence[Run]) -> str:
+    """The caption line saying how many runs each row averages and what its interval is over."""
+    counts = sorted({r.n_replicates for r in runs if r.setup})
+    if not counts or counts == [1]:
+        return ("One training run per configuration (train.replicates: 1, as in the study): intervals are over "
+                "test images, and say nothing about how a re-run with another initialisation would differ.")
+    n = "/".join(map(str, counts))
+    return (f"Each trained row is the mean over {n} training runs (train.replicates; the runs differ only in their "
+            "initial weights: same data, noise and batch order); SD = between-run standard deviation; its 95 % "
+            "interval is a t-interval over the runs' means (N − 1 df), not over test images.")
+
+
+def per_image_frame(run: Run) -> pd.DataFrame:
+    """Per-image scores of every replicate of a row, with a `replicate` column (hook for patient-level stats)."""
+    reps = run.replicates or [run]
+    missing = [r.label for r in reps if r.per_image_path is None]
+    if missing:
+        raise CxrError(f"per-image scores needed for {', '.join(missing)} (per_image.csv not given)")
+    frames = [read_per_image(r.per_image_path).assign(replicate=r.rep) for r in reps]
+    return pd.concat(frames, ignore_index=True)
+
+
+def per_image_means(run: Run) -> pd.DataFrame:
+    """One row per test image: each metric averaged over the row's replicates (identical to the one run's
+    per_image.csv when there is one replicate), for paired tests between rows."""
+    frame = per_image_frame(run)
+    if run.n_replicates == 1:
+        return frame.drop(columns="replicate")
+    keys = [c for c in ("image_id", "patient_id") if c in frame.columns]
+    numeric = [c for c in frame.columns if c not in keys and c != "replicate"
+               and pd.api.types.is_numeric_dtype(frame[c])]
+    return frame.groupby(keys, sort=False, dropna=False)[numeric].mean().reset_index()

@@ -114,9 +114,9 @@ class Interrupter:
     def poll(self) -> None:
         jobs = [j for j in self.slurm.jobs() if j.get("WorkDir") == str(self.workdir)]
         for setup, action in list(self.todo.items()):
-            comment = f"rule_train_wildcards_unet_0.1_{setup}"
+            comment = f"rule_train_wildcards_unet_0.1_{setup}_1"  # wildcards model, sigma, setup, rep
             running = [j for j in jobs if j.get("Comment") == comment and j.get("JobState") == "RUNNING"]
-            record = self.workdir / "results" / "train" / "unet" / "sigma0.1" / setup / "record.json"
+            record = self.workdir / "results" / "train" / "unet" / "sigma0.1" / setup / "rep1" / "record.json"
             if not running or not record.exists():
                 continue
             try:
@@ -204,7 +204,7 @@ def test_demo_through_slurm_profile_matches_local_run_and_resumes(slurm: LocalSl
     assert len({r["Comment"] for r in completed}) == len(completed)  # each job completed once
     for r in completed:
         if _rule_of(r["Comment"]) == "train":
-            setup = "gpu1" if r["Comment"].endswith("_gpu1") else "ddp2_amp"
+            setup = "gpu1" if r["Comment"].endswith("_gpu1_1") else "ddp2_amp"
             assert r["gpus"] == SETUP_GPUS[setup] and r["GresUsed"] == f"gpu:{SETUP_GPUS[setup]}", r
         else:
             assert r["gpus"] == 0, r
@@ -212,7 +212,7 @@ def test_demo_through_slurm_profile_matches_local_run_and_resumes(slurm: LocalSl
     # what the plugin asked for: the setup's GPUs on one node, no task geometry (one launch per job)
     calls = _sbatch_calls(slurm_out)
     for setup, gpus in SETUP_GPUS.items():
-        for call in calls[f"rule_train_wildcards_unet_0.1_{setup}"]:
+        for call in calls[f"rule_train_wildcards_unet_0.1_{setup}_1"]:
             flags = call.split()
             assert f"--gpus={gpus}" in flags and "--nodes=1" in flags and "--requeue" in flags, call
             assert not any(f.startswith("--ntasks") for f in flags), call
@@ -223,44 +223,44 @@ def test_demo_through_slurm_profile_matches_local_run_and_resumes(slurm: LocalSl
 
     # --- the interrupted jobs: cancelled -> resubmitted (new job id); requeued -> same job id, run twice
     cancelled = interrupter.done["gpu1"]
-    gpu1_records = [r for r in records if r["Comment"].endswith("_gpu1") and _rule_of(r["Comment"]) == "train"]
+    gpu1_records = [r for r in records if r["Comment"].endswith("_gpu1_1") and _rule_of(r["Comment"]) == "train"]
     assert [r["JobState"] for r in gpu1_records] == ["CANCELLED", "COMPLETED"], gpu1_records
     assert gpu1_records[0]["JobId"] == cancelled["job_id"] != gpu1_records[1]["JobId"]
-    assert len(calls["rule_train_wildcards_unet_0.1_gpu1"]) == 2  # Snakemake submitted it again
+    assert len(calls["rule_train_wildcards_unet_0.1_gpu1_1"]) == 2  # Snakemake submitted it again
     requeued = interrupter.done["ddp2_amp"]
-    ddp_records = [r for r in records if r["Comment"].endswith("_ddp2_amp") and _rule_of(r["Comment"]) == "train"]
+    ddp_records = [r for r in records if r["Comment"].endswith("_ddp2_amp_1") and _rule_of(r["Comment"]) == "train"]
     assert {r["JobId"] for r in ddp_records} == {requeued["job_id"]} and ddp_records[-1]["JobState"] == "COMPLETED"
-    assert len(calls["rule_train_wildcards_unet_0.1_ddp2_amp"]) == 1  # SLURM ran it again, not Snakemake
+    assert len(calls["rule_train_wildcards_unet_0.1_ddp2_amp_1"]) == 1  # SLURM ran it again, not Snakemake
     assert jobs[requeued["job_id"]]["Restarts"] == "1"
 
     train = Path("results", "train", "unet", "sigma0.1")
     for setup, info in interrupter.done.items():
-        record = json.loads((slurm_dir / train / setup / "record.json").read_text())
+        record = json.loads((slurm_dir / train / setup / "rep1" / "record.json").read_text())
         (resumed,) = record["resumed_after_epochs"]
         assert info["epochs_saved"] <= resumed < EPOCHS, (info, record["resumed_after_epochs"])
-        log = (slurm_dir / "results" / "logs" / "train" / f"unet_sigma0.1_{setup}.log").read_text()
-        assert f"resuming from {train / setup / 'last.pt'} after epoch {resumed}" in log, log
+        log = (slurm_dir / "results" / "logs" / "train" / f"unet_sigma0.1_{setup}_rep1.log").read_text()
+        assert f"resuming from {train / setup / 'rep1' / 'last.pt'} after epoch {resumed}" in log, log
         assert (record["device"], record["status"], record["totals"]["epochs_done"]) == ("cpu", "finished", EPOCHS)
         assert (record["nodes"], record["gpus_total"], record["world_size"]) == (1, 0, SETUP_GPUS[setup])
         assert record["cuda_visible_devices"] == ",".join(map(str, range(SETUP_GPUS[setup])))  # SLURM's GPUs
         assert record["slurm_job_id"] in {r["JobId"] for r in records}
     # one torchrun launcher started both DDP workers (the log holds the last attempt)
-    ddp_log = (slurm_dir / "results" / "logs" / "train" / "unet_sigma0.1_ddp2_amp.log").read_text()
+    ddp_log = (slurm_dir / "results" / "logs" / "train" / "unet_sigma0.1_ddp2_amp_rep1.log").read_text()
     assert ddp_log.count("torch.distributed.run --standalone --nproc_per_node=2") == 1, ddp_log
 
     # --- the outputs equal the local run's
     assert _manifest_hashes(slurm_dir) == _manifest_hashes(local_dir) and _manifest_hashes(local_dir)
     for setup in SETUP_GPUS:
-        ours = torch.load(slurm_dir / train / setup / "best.pt", weights_only=True)
-        theirs = torch.load(local_dir / train / setup / "best.pt", weights_only=True)
+        ours = torch.load(slurm_dir / train / setup / "rep1" / "best.pt", weights_only=True)
+        theirs = torch.load(local_dir / train / setup / "rep1" / "best.pt", weights_only=True)
         assert (ours["epoch"], ours["val_loss"], ours["config_hash"]) == (
             theirs["epoch"], theirs["val_loss"], theirs["config_hash"])
         assert ours["state_dict"].keys() == theirs["state_dict"].keys()
         for name, tensor in ours["state_dict"].items():
             assert torch.equal(tensor, theirs["state_dict"][name]), (setup, name)
-        assert _epoch_losses(slurm_dir / train / setup / "epochs.csv") == _epoch_losses(
-            local_dir / train / setup / "epochs.csv")
-        per_image = Path("results", "eval", "unet", "sigma0.1", setup, "per_image.csv")
+        assert _epoch_losses(slurm_dir / train / setup / "rep1" / "epochs.csv") == _epoch_losses(
+            local_dir / train / setup / "rep1" / "epochs.csv")
+        per_image = Path("results", "eval", "unet", "sigma0.1", setup, "rep1", "per_image.csv")
         assert _scores(slurm_dir / per_image) == _scores(local_dir / per_image)
     for table in ("table3", "table4", "table5", "table6"):
         assert (slurm_dir / "results" / "tables" / f"{table}.csv").exists()

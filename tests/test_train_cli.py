@@ -121,7 +121,8 @@ def snakemake(snake, workdir, *extra):
 def test_rule_dry_run_asks_for_the_setups_gpus(tmp_path):
     snake, config = snakefile(tmp_path)
     cuda = tmp_path / "cuda.yaml"
-    cuda.write_text(json.dumps({"train": {"device": "cuda", "setups": ["gpu1", "ddp2_amp"], "workers": 3}}))
+    cuda.write_text(json.dumps({"train": {"device": "cuda", "setups": ["gpu1", "ddp2_amp"], "workers": 3,
+                                          "replicates": 2}}))
     work = tmp_path / "work"
     for manifest in ("clean/manifest.json", "noisy/sigma0.1/manifest.json"):  # stand-ins: only planning here
         (work / "results" / "data" / manifest).parent.mkdir(parents=True, exist_ok=True)
@@ -129,11 +130,14 @@ def test_rule_dry_run_asks_for_the_setups_gpus(tmp_path):
     proc = snakemake(snake, work, "-n", "-p", "--cores", "8", "--configfile", str(config), str(cuda))
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout + proc.stderr
-    assert "results/train/unet/sigma0.1/gpu1/record.json" in out
-    assert "results/train/unet/sigma0.1/ddp2_amp/best.pt" in out
+    for rep in (1, 2):  # train.replicates: 2 -> rep1 and rep2 of every setup, each its own job
+        assert f"results/train/unet/sigma0.1/gpu1/rep{rep}/record.json" in out
+        assert f"results/train/unet/sigma0.1/ddp2_amp/rep{rep}/best.pt" in out
+        assert (f"--setup gpu1 --replicate {rep} --data-dir results/data "
+                f"--out-dir results/train/unet/sigma0.1/gpu1/rep{rep} --threads 4") in out
+        assert f"--out-dir results/train/unet/sigma0.1/ddp2_amp/rep{rep} --threads 8" in out  # (workers + 1) per process
+    assert "rep3" not in out
     assert "gpu=1" in out and "gpu=2" in out
-    assert "--setup gpu1 --data-dir results/data --out-dir results/train/unet/sigma0.1/gpu1 --threads 4" in out
-    assert "--out-dir results/train/unet/sigma0.1/ddp2_amp --threads 8" in out  # (workers + 1) per process
     assert "--setup ddp2_amp" in out and "train.py" in out
 
 
@@ -147,10 +151,11 @@ def test_rule_trains_gpu1_and_ddp2_on_cpu(tiny_data_dir, tmp_path):
     proc = snakemake(snake, work, "--cores", "2", "--configfile", str(config))
     assert proc.returncode == 0, proc.stderr[-3000:]
     for setup, world in (("gpu1", 1), ("ddp2", 2)):
-        out = work / "results" / "train" / "unet" / "sigma0.1" / setup
+        out = work / "results" / "train" / "unet" / "sigma0.1" / setup / "rep1"
         record = json.loads((out / "record.json").read_text())
         assert record["world_size"] == world and record["status"] == "finished"
         assert len(record["config_hash"]) == 64  # the workflow's, via common.smk's environment variable
         assert (out / "best.pt").exists() and (out / "epochs.csv").exists()
-        assert (work / "results" / "logs" / "train" / f"unet_sigma0.1_{setup}.log").exists()
-        assert (work / "results" / "benchmarks" / "train" / f"unet_sigma0.1_{setup}.tsv").exists()
+        assert record["replicate"] == 1 and record["init_seed"] == record["seed"] == 3
+        assert (work / "results" / "logs" / "train" / f"unet_sigma0.1_{setup}_rep1.log").exists()
+        assert (work / "results" / "benchmarks" / "train" / f"unet_sigma0.1_{setup}_rep1.tsv").exists()

@@ -219,3 +219,44 @@ def test_replicate_caption_says_what_the_interval_is_over(three):
     records, summaries, _ = _inputs(three)
     assert "over test images" in reps_mod.replicate_caption(tables.collect_runs(records[:1], summaries[:1]).values())
     assert "t-interval over the runs" in reps_mod.replicate_caption(tables.collect_runs(records, summaries).values())
+
+
+# ------------------------------------------------------------------------------------------- tiny real training
+
+def _train(out, setup="gpu1", **over):
+    import torch
+
+    from cxrdenoise.train.distributed import single_process
+    from cxrdenoise.train.engine import run_training
+    from test_train_helpers import TinyPairs, settings, tiny_factory
+
+    torch.set_num_threads(1)
+    seen = {}
+    record = run_training(settings(setup, **over), TinyPairs(12), TinyPairs(4, seed=1), out, single_process("cpu"),
+                          model_factory=tiny_factory, config_hash="abc",
+                          on_epoch_end=lambda epoch, info: seen.setdefault(epoch, info["rank_indices"]))
+    return record, seen
+
+
+def test_records_carry_steps_and_images_seen_and_replicates_differ_only_in_init(tmp_path):
+    import csv
+
+    import torch
+
+    one, order1 = _train(tmp_path / "rep1", epochs=2)
+    assert one["totals"]["optimizer_steps"] == 6 and one["totals"]["images_seen"] == 24  # 12 images, batch 4
+    assert [e["steps"] for e in one["epochs"]] == [3, 3] and [e["train_images"] for e in one["epochs"]] == [12, 12]
+    with open(tmp_path / "rep1" / "epochs.csv") as fh:
+        assert [r["steps"] for r in csv.DictReader(fh)] == ["3", "3"]
+    assert (one["replicate"], one["init_seed"], one["seed"]) == (1, 11, 11)
+    dp2, _ = _train(tmp_path / "dp2", setup="dp2", epochs=2)  # global batch 8: half the steps, same images
+    assert dp2["totals"]["optimizer_steps"] == 4 and dp2["totals"]["images_seen"] == 24
+
+    two, order2 = _train(tmp_path / "rep2", epochs=2, replicate=2)
+    assert (two["replicate"], two["init_seed"]) == (2, init_seed(11, 2))
+    assert order1 == order2  # same batches in the same order ...
+    w1 = torch.load(tmp_path / "rep1" / "best.pt", weights_only=True)["state_dict"]
+    w2 = torch.load(tmp_path / "rep2" / "best.pt", weights_only=True)["state_dict"]
+    assert any(not torch.equal(w1[k], w2[k]) for k in w1)  # ... from other initial weights
+    again, _ = _train(tmp_path / "rep2-again", epochs=2, replicate=2)
+    assert [e["val_loss"] for e in again["epochs"]] == [e["val_loss"] for e in two["epochs"]]  # deterministic

@@ -37,7 +37,9 @@ def test_settings_from_the_configs():
     assert full.model_kwargs == {"base_channels": 64, "deep_supervision": False}
     demo_config = load_config(REPO / "config.yaml", REPO / "config" / "demo.yaml")
     demo = TrainSettings.from_config(demo_config, "unet", "0.1", "gpu1")
-    assert (demo.device, demo.epochs, demo.batch_per_gpu, demo.workers, demo.lr) == ("cpu", 15, 2, 0, 1e-3)
+    # the demo's lr is its own (README: how the demo deviates), the study's stays 1e-3
+    assert (demo.device, demo.epochs, demo.batch_per_gpu, demo.workers, demo.lr) == ("cpu", 15, 2, 0, 5e-3)
+    assert (demo.replicate, demo.init_seed) == (1, demo_config["seed"])
 
 
 def test_model_without_config_entry_is_named():
@@ -62,6 +64,7 @@ def test_rule_params_hold_only_what_training_depends_on():
     subset = json.loads(rule_settings_json(config, "unet"))
     assert subset["models"] == {"unet": {"base_channels": 64}} and subset["noise"] == {"mean": 0.1}
     assert "setups" not in subset["train"] and "models" not in subset["train"] and "evaluate" not in subset
+    assert "replicates" not in subset["train"]  # adding replicates trains only the new ones
     config["train"]["setups"] = ["gpu1"]
     config["evaluate"]["batch_size"] = 1
     assert json.loads(rule_settings_json(config, "unet")) == subset  # no retraining for these edits

@@ -135,7 +135,8 @@ def test_rule_dry_run_asks_for_the_setups_gpus(tmp_path):
         assert f"results/train/unet/sigma0.1/ddp2_amp/rep{rep}/best.pt" in out
         assert (f"--setup gpu1 --replicate {rep} --data-dir results/data "
                 f"--out-dir results/train/unet/sigma0.1/gpu1/rep{rep} --threads 4") in out
-        assert f"--out-dir results/train/unet/sigma0.1/ddp2_amp/rep{rep} --threads 8" in out  # (workers + 1) per process
+        # (workers + 1) threads per process
+        assert f"--out-dir results/train/unet/sigma0.1/ddp2_amp/rep{rep} --threads 8" in out
     assert "rep3" not in out
     assert "gpu=1" in out and "gpu=2" in out
     assert "--setup ddp2_amp" in out and "train.py" in out

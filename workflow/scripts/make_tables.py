@@ -15,8 +15,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("table", choices=("table3", "table4", "table5", "table6"))
     parser.add_argument("--out-prefix", required=True, help="e.g. results/tables/table3")
-    parser.add_argument("--records", nargs="*", default=[], help="results/train/{model}/sigma{s}/{setup}/rep{k}/record.json")
-    parser.add_argument("--summaries", nargs="*", default=[], help="results/eval/{model}/sigma{s}/{setup}/rep{k}/summary.json")
+    parser.add_argument("--records", nargs="*", default=[],
+                        help="results/train/{model}/sigma{s}/{setup}/rep{k}/record.json")
+    parser.add_argument("--summaries", nargs="*", default=[],
+                        help="results/eval/{model}/sigma{s}/{setup}/rep{k}/summary.json")
     parser.add_argument("--per-image", nargs="*", default=[], help="per_image.csv of the runs (table3: paired tests)")
     parser.add_argument("--noisy", nargs="*", default=[],
                         help="results/eval/noisy/sigma{s}/summary.json: the no-denoising rows (table3) and the "

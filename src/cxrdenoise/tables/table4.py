@@ -57,7 +57,8 @@ def build_table4(records: Sequence, summaries: Sequence, data_source: str | None
                              **csv_numbers(q), "n_runs": runs_n, "psnr_sd_runs": psnr_sd, "psnr_ci95_runs": psnr_hw,
                              "ssim_w3_sd_runs": ssim_sd, "ssim_w3_ci95_runs": ssim_hw,
                              "optimizer_steps": steps, "images_seen": images,
-                             "did_not_denoise": math.nan if flag is None else flag, "replicates_not_denoised": " ".join(f"rep{k}" for k in bad),
+                             "did_not_denoise": math.nan if flag is None else flag,
+                             "replicates_not_denoised": " ".join(f"rep{k}" for k in bad),
                              "notes": join_notes(notes)})
                 cells = {"σ": sigma, "model": model_name(model), "setup": setup}
                 if replicated:

@@ -107,7 +107,8 @@ def build_table5(records: Sequence, summaries: Sequence, data_source: str | None
             reached = f"{len(pairs['ttq_s'])}/{len(pairs['pairs'])}" if pairs["pairs"] else ""
             rows.append({"sigma": float(sigmas[0]), "model": model, "setup": run.setup, "n": q["n"], **dev,
                          **csv_numbers(q), "n_runs": runs_n, "psnr_sd_runs": psnr_sd, "psnr_ci95_runs": psnr_hw,
-                         "did_not_denoise": math.nan if flag is None else flag, "replicates_not_denoised": " ".join(f"rep{k}" for k in bad),
+                         "did_not_denoise": math.nan if flag is None else flag,
+                         "replicates_not_denoised": " ".join(f"rep{k}" for k in bad),
                          "optimizer_steps": steps, "images_seen": images,
                          "pairs_compared": " ".join(f"rep{k}" for k in pairs["pairs"]),
                          "time_saving_pct": ts_val, "time_saving_sd_pct": ts_val_sd,

@@ -1,4 +1,5 @@
-"""Training stage: one job = one (model, sigma, setup) trained to results/train/{model}/sigma{sigma}/{setup}/.
+"""Training stage: one job = one (model, sigma, setup, replicate) trained to
+results/train/{model}/sigma{sigma}/{setup}/rep{k}/.
 
 Modules, one job each: `setups` (what gpu1/dp2/ddp2/ddp2_amp mean), `settings` (config -> frozen settings),
 `gpus` (claiming GPU ids), `launch` (claim, then run in-process or under torchrun), `multinode` (srun + torchrun

@@ -260,3 +260,15 @@ def test_records_carry_steps_and_images_seen_and_replicates_differ_only_in_init(
     assert any(not torch.equal(w1[k], w2[k]) for k in w1)  # ... from other initial weights
     again, _ = _train(tmp_path / "rep2-again", epochs=2, replicate=2)
     assert [e["val_loss"] for e in again["epochs"]] == [e["val_loss"] for e in two["epochs"]]  # deterministic
+
+
+def test_table3_with_replicates_pairs_per_image_means_and_says_what_its_interval_is_over(three):
+    kw = dict(sigmas=SIGMA, setups=("gpu1",), reps=(1, 2, 3))
+    t3 = tables.build_table3(paths(three, "summary", **kw), paths(three, "per_image", **kw),
+                             noisy_paths(three, sigmas=SIGMA), paths(three, "record", **kw))
+    assert any("over the training runs for the trained rows" in c for c in t3.caption)
+    runs = tables.collect_runs(summaries=paths(three, "summary", **kw), per_image=paths(three, "per_image", **kw))
+    a, b = (tables.per_image_means(runs[(m, "0.1", "gpu1")]) for m in ("unet", "unetpp"))
+    diff = (a.set_index("image_id")["psnr"] - b.set_index("image_id")["psnr"]).to_numpy()
+    row = _row(t3.data, model="unet", setup="gpu1")
+    assert row["paired_n_psnr"] == 12 and row["p_t_psnr"] == pytest.approx(sps.ttest_1samp(diff, 0).pvalue)

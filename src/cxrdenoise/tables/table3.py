@@ -48,8 +48,10 @@ def build_table3(summaries: Sequence, per_image: Sequence, noisy_summaries: Sequ
                          "n": q["n"], "device": device_label(run),
                          **{k: q[k] for k in _NUMBERS}, **pvals.get(run.model, {}), "notes": join_notes(notes)})
             shown.append(_display_row(sigma, run, q, foot, notes))
+    over = ("over the test images" if all(r.n_replicates == 1 for r in runs)
+            else "over the test images for the no-denoising rows, over the training runs for the trained rows")
     caption = ["Mean ± half-width of the 95 % t-interval (Student t, n − 1 df; the study used a normal "
-               "approximation) over the test images, for the 1 GPU (gpu1) runs.", replicate_caption(runs), SSIM_NOTE,
+               f"approximation) {over}, for the 1 GPU (gpu1) runs.", replicate_caption(runs), SSIM_NOTE,
                DIFF_NOTE, PAPER_NOTE,
                f"Paired tests pair the two models' scores on the same test images (by image id): paired t-test "
                f"and Wilcoxon signed-rank, two-sided, {model_name(pair[0])} − {model_name(pair[1])}."

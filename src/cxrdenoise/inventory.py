@@ -6,6 +6,7 @@ and synthetic phantoms all flow through the same code.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -34,6 +35,38 @@ def find_images(roots: list[str | Path]) -> list[Path]:
                     raise CxrError(f"{path}: not an NIH image index (expected NNNNNNNN_NNN.png)")
                 found.append(path)
     return found
+
+
+def listing_digest(roots: list[str | Path], files: list[str | Path | None] = ()) -> str:
+    """sha256 of the PNG listing below `roots` (relative names, sizes, mtimes) and of `files`' sizes and mtimes.
+
+    Cheap (no file is read) and changes whenever an image is added, removed, replaced or edited, so the
+    workflow passes it to the inventory as a parameter and re-reads a folder the user changed. Absent
+    folders or files are digested as absent: the inventory itself then reports them in one line.
+    """
+    digest = hashlib.sha256()
+    for root in roots:
+        root = Path(root)
+        digest.update(f"root {root.name}\n".encode())
+        entries = []
+        for dirpath, _dirs, names in os.walk(root):
+            for name in names:
+                if name.lower().endswith(".png"):
+                    path = Path(dirpath) / name
+                    try:
+                        st = path.stat()
+                    except OSError:
+                        continue
+                    entries.append(f"{path.relative_to(root)}\t{st.st_size}\t{st.st_mtime_ns}")
+        digest.update("\n".join(sorted(entries)).encode())
+    for file in files:
+        if file:
+            try:
+                st = Path(file).stat()
+                digest.update(f"\nfile {Path(file).name}\t{st.st_size}\t{st.st_mtime_ns}".encode())
+            except OSError:
+                digest.update(f"\nfile {Path(file).name} absent".encode())
+    return digest.hexdigest()
 
 
 def read_metadata(path: str | Path) -> pd.DataFrame:

@@ -34,9 +34,11 @@ def _tar_bytes(members: dict[str, bytes]) -> bytes:
 
 _RNG = random.Random(7)
 # a real .tar.gz of ~100 kB (random bytes do not compress): no two offsets alike, checkable end to end
-PAYLOAD = _tar_bytes({"images/00000001_000.png": _RNG.randbytes(50_000), "images/00000002_000.png": _RNG.randbytes(50_000)})
+PAYLOAD = _tar_bytes({"images/00000001_000.png": _RNG.randbytes(50_000),
+                      "images/00000002_000.png": _RNG.randbytes(50_000)})
 # the server's "new version": same length, different bytes, two images as well
-PAYLOAD_V2 = _tar_bytes({"images/00000001_000.png": _RNG.randbytes(50_000), "images/00000002_000.png": _RNG.randbytes(50_000)})
+PAYLOAD_V2 = _tar_bytes({"images/00000001_000.png": _RNG.randbytes(50_000),
+                         "images/00000002_000.png": _RNG.randbytes(50_000)})
 
 
 class FlakyHandler(BaseHTTPRequestHandler):

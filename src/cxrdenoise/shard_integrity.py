@@ -5,8 +5,8 @@ trained on and evaluated without a word. One pass over the file checks, in this 
 and shape against the manifest, the file's length, the values (float16 bit patterns in [0, 1], so NaN, inf and
 out-of-range values are named), and the sha256 recorded when the shard was written. The whole check costs what
 sha256 costs, 0.4-1 GB/s on a shared 2-core CPU with SHA instructions, 2-5 s for the study's 15,000 images
-(benchmarks/bench_shard_verify.py; keyed blake2b takes 1.9x as long), so no weaker hash is used. Each process verifies a file once (DataLoader workers
-inherit that), and a failure is one line naming the shard and the fix.
+(benchmarks/bench_shard_verify.py; keyed blake2b takes 1.9x as long), so no weaker hash is used. Each process
+verifies a file once (DataLoader workers inherit that), and a failure is one line naming the shard and the fix.
 """
 
 from __future__ import annotations

@@ -102,3 +102,11 @@ def test_nodes_come_from_slurm_or_torchrun(monkeypatch):
     assert nodes() == 3
     monkeypatch.setenv("SLURM_NNODES", "2")
     assert nodes() == 2
+
+
+def test_block_is_checked_by_the_schema():
+    assert load_config(REPO / "config.yaml")["models"]["unetpp"]["block"] == "study"
+    with pytest.raises(CxrError, match=r"models.unet.block") as err:
+        load_config(REPO / "config.yaml", overrides={"models": {"unet": {"block": "triple"}}})
+    assert "\n" not in str(err.value)
+    assert load_config(REPO / "config.yaml", overrides={"models": {"unet": {"block": "double_bn"}}})

@@ -31,7 +31,11 @@ def real_images(nih_sample_dir: Path) -> tuple[list[str], np.ndarray]:
     return [p.name for p in paths], np.stack([resize_grey(load_grey(p)[0], 256, p) for p in paths])
 
 
-def test_equal_to_scikit_image_on_real_images_at_every_sigma(nih_sample_dir, project):
+NO_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible")
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=NO_CUDA)])
+def test_equal_to_scikit_image_on_real_images_at_every_sigma(nih_sample_dir, project, device):
     seed, mean, sigmas = project
     assert sigmas == [0.1, 0.2, 0.3]
     ids, clean = real_images(nih_sample_dir)
@@ -45,7 +49,8 @@ def test_equal_to_scikit_image_on_real_images_at_every_sigma(nih_sample_dir, pro
         }
         for case, output in cases.items():
             reference = [image_metrics(o, c) for o, c in zip(output, clean)]
-            batched = batch_image_metrics(torch.from_numpy(output)[:, None], torch.from_numpy(clean))
+            batched = batch_image_metrics(torch.from_numpy(output)[:, None].to(device), torch.from_numpy(clean))
+            assert all(v.device.type == device for v in batched.values())
             for metric in ("psnr", "ssim", "ssim_w3"):
                 ours = batched[metric].tolist()
                 assert len(ours) == 14

@@ -11,9 +11,10 @@ Outputs in one folder (docs/results-layout.md, "Evaluation"), each written atomi
 * ``examples.npz``: ``image_ids``, ``noisy``, ``denoised``, ``clean`` (k, H, W) float32 for the first
   ``figure_images`` test ids in sorted order -- the same images for every model and noise level.
 
-PSNR, SSIM and SSIM (win 3) are computed batched in torch on the evaluation device
+PSNR, SSIM and SSIM (win 3): on a CUDA evaluation device, batched in torch on that device
 (:mod:`cxrdenoise.device_metrics`, equal to the scikit-image reference of :mod:`cxrdenoise.metrics` within 1e-5,
-tested on real radiographs); ``metrics_on_device=False`` scores image by image with scikit-image instead.
+tested on real radiographs), so the GPU does not wait on the host; on the CPU image by image with scikit-image,
+which is faster there (``benchmarks/bench_metrics.py``). ``metrics_on_device`` overrides the choice.
 
 Inference time per image is measured honestly: the first batch is run once untimed (CUDA context, cuDNN
 autotuning), then each batch's host-to-device copy, padding, forward pass and clamp are timed with
@@ -137,9 +138,13 @@ def run_evaluation(
     config: Mapping[str, Any] | None = None,
     config_hash: str | None = None,
     progress: bool = True,
-    metrics_on_device: bool = True,
+    metrics_on_device: bool | None = None,
 ) -> dict[str, Any]:
-    """Score every image of `dataset`, write the three output files into `out_dir`, return the summary."""
+    """Score every image of `dataset`, write the three output files into `out_dir`, return the summary.
+
+    `metrics_on_device`: None = batched torch metrics on CUDA, scikit-image on the CPU; True / False force one."""
+    if metrics_on_device is None:
+        metrics_on_device = device.type == "cuda"
     out_dir = Path(out_dir)
     image_ids = [str(i) for i in dataset.image_ids]
     patient_ids = list(dataset.patient_ids)

@@ -170,12 +170,13 @@ def test_device_metrics_and_scikit_image_paths_agree(tmp_path, tiny_data_dir, mo
     """The evaluation's batched torch metrics score what the per-image scikit-image reference scores."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-weights"))
     monkeypatch.delenv(lw.BACKBONE_ENV, raising=False)
-    ckpt = save_checkpoint(tmp_path / "best.pt", sigma=0.2)
+    ckpt = save_checkpoint(tmp_path / "best.pt", sigma=0.2, name="unet", base_channels=2)
     fast = evaluate_checkpoint(ckpt, tmp_path / "fast", data_dir=tiny_data_dir, device="cpu", progress=False,
                                metrics_on_device=True)
     ref = evaluate_checkpoint(ckpt, tmp_path / "ref", data_dir=tiny_data_dir, device="cpu", progress=False)
     assert fast["metrics_backend"].startswith("torch, batched, float64 on cpu")
     assert ref["metrics_backend"].startswith("scikit-image")  # the CPU default: faster there than torch
+    assert fast["block"] == ref["block"] == "study"  # the U-Net's block, for table captions
     a, b = pd.read_csv(tmp_path / "fast" / "per_image.csv"), pd.read_csv(tmp_path / "ref" / "per_image.csv")
     assert len(a) == len(b) > 0 and list(a["image_id"]) == list(b["image_id"])
     for col in ("psnr", "ssim", "ssim_w3"):

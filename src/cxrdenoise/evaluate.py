@@ -84,6 +84,7 @@ def evaluate_checkpoint(
         "kind": "model",
         "model": meta["model"],
         "model_kwargs": meta["model_kwargs"],
+        "block": (meta["model_kwargs"] or {}).get("block"),  # U-Net conv block (study | double_bn); None for others
         "sigma": float(sigma),
         "noise_mean": meta.get("noise_mean"),
         "setup": setup,

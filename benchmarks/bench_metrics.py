@@ -74,7 +74,8 @@ def skimage_path(noisy: torch.Tensor, clean: torch.Tensor, batch: int) -> list[d
 def torch_path(noisy: torch.Tensor, clean: torch.Tensor, batch: int) -> list[dict[str, float]]:
     rows = []
     for start in range(0, len(noisy), batch):
-        values = {k: v.tolist() for k, v in batch_image_metrics(noisy[start:start + batch], clean[start:start + batch]).items()}
+        metrics = batch_image_metrics(noisy[start:start + batch], clean[start:start + batch])
+        values = {k: v.tolist() for k, v in metrics.items()}
         rows += [dict(zip(values, vals)) for vals in zip(*values.values())]
     return rows
 

@@ -56,7 +56,8 @@ def test_fingerprint_covers_the_math_not_the_length():
 
 def test_block_and_sync_bn_change_the_resume_fingerprint():
     base = TrainSettings(model="unet", setup="ddp2", sigma="0.1")
-    assert base.fingerprint("d") != TrainSettings(model="unet", setup="ddp2", sigma="0.1", sync_bn=True).fingerprint("d")
+    synced = TrainSettings(model="unet", setup="ddp2", sigma="0.1", sync_bn=True)
+    assert base.fingerprint("d") != synced.fingerprint("d")
     # the block the net was built with counts, whether the config names it or leaves it to the default
     assert base.fingerprint("d", block="study") != base.fingerprint("d", block="double_bn")
     named = TrainSettings(model="unet", setup="ddp2", sigma="0.1", model_kwargs={"block": "study"})

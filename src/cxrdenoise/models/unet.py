@@ -13,11 +13,12 @@ from .registry import register
 class UNet(nn.Module):
     """Five-level U-Net denoiser: one grey channel in, one out.
 
-    Encoder: a two-convolution block (see ``block`` below; 3x3 conv, padding 1) at each of 5 levels with ``base_channels * (1, 2, 4, 8, 16)`` channels (64 ... 1024 at the default), 2x2 max-pooling
-    between levels. Decoder: at each of the 4 upper levels a 2x2 transposed convolution (stride 2) halves the
-    channels and doubles the resolution, the result is concatenated with the encoder's output at that level
-    (the skip connection) and a block maps it back to that level's width. Head: a 1x1
-    convolution to one channel, with no output activation (the network regresses intensities).
+    Encoder: a two-convolution block (see ``block`` below; 3x3 convs, padding 1) at each of 5 levels with
+    ``base_channels * (1, 2, 4, 8, 16)`` channels (64 ... 1024 at the default), 2x2 max-pooling between levels.
+    Decoder: at each of the 4 upper levels a 2x2 transposed convolution (stride 2) halves the channels and
+    doubles the resolution, the result is concatenated with the encoder's output at that level (the skip
+    connection) and a block maps it back to that level's width. Head: a 1x1 convolution to one channel, with no
+    output activation (the network regresses intensities).
 
     Unlike the paper (unpadded convolutions, cropped skips) the convolutions are padded, so the output has the
     input's size; the input's H and W must be divisible by 16 (four poolings).

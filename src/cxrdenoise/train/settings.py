@@ -37,6 +37,7 @@ class TrainSettings:
     keep_last: bool = False  # keep last.pt after a finished run (it holds optimizer state: 3x the weights)
     threads: int | None = None  # CPU threads for the whole job (Snakemake `threads`), split over processes
     nodes: int = 1  # nodes of a DDP job (train.nodes): torchrun --nnodes; gpu1 and dp2 always run on one node
+    sync_bn: bool = False  # DDP: SyncBatchNorm instead of per-rank BatchNorm (train.sync_bn); off, as in the study
 
     def __post_init__(self) -> None:
         get_setup(self.setup)
@@ -51,6 +52,11 @@ class TrainSettings:
             raise CxrError(f"train.workers must be >= 0, not {self.workers!r}")
         if not self.lr > 0:
             raise CxrError(f"train.lr must be positive, not {self.lr!r}")
+        if self.sync_bn and self.device == "cpu" and get_setup(self.setup).ddp:
+            raise CxrError(
+                f"train.sync_bn: torch's SyncBatchNorm needs CUDA, but setup {self.setup} runs on the cpu; "
+                "set train.sync_bn: false"
+            )
 
     @classmethod
     def from_config(
@@ -79,6 +85,7 @@ class TrainSettings:
             keep_last=bool(train.get("keep_last", False)),
             threads=threads,
             nodes=job_nodes(config, setup),
+            sync_bn=bool(train.get("sync_bn", False)),
         )
 
     @classmethod
@@ -88,11 +95,18 @@ class TrainSettings:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def fingerprint(self, data_digest: str = "") -> str:
-        """Hash of what determines the weights (not epochs): resuming is only allowed when it matches."""
+    def fingerprint(self, data_digest: str = "", block: str | None = None) -> str:
+        """Hash of what determines the weights (not epochs): resuming is only allowed when it matches.
+
+        `block` is the U-Net block the model was built with (its default filled in), so a last.pt of one block
+        is never resumed into the other when the config leaves `block` out."""
         payload = {k: getattr(self, k) for k in _MATH_KEYS}
         if self.nodes != 1:  # more ranks, larger global batch; left out at 1 so older last.pt files still match
             payload["nodes"] = self.nodes
+        if self.sync_bn:  # left out when off, as nodes
+            payload["sync_bn"] = True
+        if block is not None:
+            payload["model_kwargs"] = {**self.model_kwargs, "block": block}
         payload["data"] = data_digest
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 

@@ -7,6 +7,10 @@
 _REPORT_MODELS = list(config["train"]["models"])
 _REPORT_SETUPS = list(config["train"]["setups"])
 _REPORT_DATA_SOURCE = config["data"]["source"]
+# What every table states it measured (tables.protocol) and the seeded patient bootstrap (cxrdenoise.stats).
+_REPORT_LABELS = f"--data-source {_REPORT_DATA_SOURCE} --image-size {config['resize']['size']}"
+_REPORT_STATS = (f"--bootstrap-resamples {config['evaluate'].get('bootstrap_resamples', 2000)}"
+                 f" --seed {config['seed']}")
 # The study's Table V and Figure 4 are at 10 % noise; Table VI at 20 % and 30 %. Other sigma lists fall back.
 _TABLE5_SIGMA = "0.1" if "0.1" in SIGMAS else SIGMAS[0]
 _TABLE6_SIGMAS = [s for s in SIGMAS if s in ("0.2", "0.3")] or SIGMAS
@@ -24,12 +28,14 @@ rule table3:
         summaries=eval_files(_REPORT_MODELS, SIGMAS, ["gpu1"]),
         per_image=eval_files(_REPORT_MODELS, SIGMAS, ["gpu1"], "per_image.csv"),
         noisy=noisy_eval_files(SIGMAS),
+        noisy_per_image=noisy_eval_files(SIGMAS, "per_image.csv"),
     output:
         **report_table("table3"),
     params:
         script=script("make_tables.py"),
         name="table3",
-        source=_REPORT_DATA_SOURCE,
+        labels=_REPORT_LABELS,
+        stats=_REPORT_STATS,
     conda:
         ENV
     log:
@@ -38,8 +44,8 @@ rule table3:
         "results/benchmarks/report/table3.tsv"
     shell:
         "python {params.script:q} {params.name} --out-prefix results/tables/{params.name}"
-        " --data-source {params.source} --records {input.records:q} --summaries {input.summaries:q}"
-        " --per-image {input.per_image:q} --noisy {input.noisy:q} > {log:q} 2>&1"
+        " {params.labels} {params.stats} --records {input.records:q} --summaries {input.summaries:q}"
+        " --per-image {input.per_image:q} {input.noisy_per_image:q} --noisy {input.noisy:q} > {log:q} 2>&1"
 
 
 rule table4:
@@ -51,7 +57,7 @@ rule table4:
     params:
         script=script("make_tables.py"),
         name="table4",
-        source=_REPORT_DATA_SOURCE,
+        labels=_REPORT_LABELS,
     conda:
         ENV
     log:
@@ -60,7 +66,7 @@ rule table4:
         "results/benchmarks/report/table4.tsv"
     shell:
         "python {params.script:q} {params.name} --out-prefix results/tables/{params.name}"
-        " --data-source {params.source} --records {input.records:q} --summaries {input.summaries:q} > {log:q} 2>&1"
+        " {params.labels} --records {input.records:q} --summaries {input.summaries:q} > {log:q} 2>&1"
 
 
 rule table5:
@@ -72,7 +78,7 @@ rule table5:
     params:
         script=script("make_tables.py"),
         name="table5",
-        source=_REPORT_DATA_SOURCE,
+        labels=_REPORT_LABELS,
     conda:
         ENV
     log:
@@ -81,7 +87,7 @@ rule table5:
         "results/benchmarks/report/table5.tsv"
     shell:
         "python {params.script:q} {params.name} --out-prefix results/tables/{params.name}"
-        " --data-source {params.source} --records {input.records:q} --summaries {input.summaries:q} > {log:q} 2>&1"
+        " {params.labels} --records {input.records:q} --summaries {input.summaries:q} > {log:q} 2>&1"
 
 
 rule table6:
@@ -94,7 +100,7 @@ rule table6:
     params:
         script=script("make_tables.py"),
         name="table6",
-        source=_REPORT_DATA_SOURCE,
+        labels=_REPORT_LABELS,
     conda:
         ENV
     log:
@@ -103,7 +109,7 @@ rule table6:
         "results/benchmarks/report/table6.tsv"
     shell:
         "python {params.script:q} {params.name} --out-prefix results/tables/{params.name}"
-        " --data-source {params.source} --records {input.records:q} --summaries {input.summaries:q} {input.dncnn:q} > {log:q} 2>&1"
+        " {params.labels} --records {input.records:q} --summaries {input.summaries:q} {input.dncnn:q} > {log:q} 2>&1"
 
 
 rule figure4:

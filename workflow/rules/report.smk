@@ -1,4 +1,4 @@
-# Tables III-VI, Figures 4-7 and the training curves: aggregation only (no training, no evaluation here).
+# Tables III-VI, the claims table, Figures 4-7 and the training curves: aggregation only (no training, no evaluation here).
 # Each rule depends on exactly the result files its table or figure shows, so re-running one noise level or
 # set-up rebuilds only what shows it. Outputs are wrapped in report() for `snakemake --report`, which must be
 # run as a separate command after the workflow (a rule cannot build the report of its own workflow):
@@ -112,6 +112,30 @@ rule table6:
         " {params.labels} --records {input.records:q} --summaries {input.summaries:q} {input.dncnn:q} > {log:q} 2>&1"
 
 
+rule claims:
+    input:
+        records=train_records(_REPORT_MODELS, SIGMAS, _REPORT_SETUPS),
+        summaries=eval_files(_REPORT_MODELS, SIGMAS, _REPORT_SETUPS),
+        per_image=eval_files(_REPORT_MODELS, SIGMAS, _REPORT_SETUPS, "per_image.csv"),
+        noisy=noisy_eval_files(SIGMAS),
+    output:
+        **report_table("claims"),
+    params:
+        script=script("make_claims.py"),
+        labels=_REPORT_LABELS,
+        stats=_REPORT_STATS,
+    conda:
+        ENV
+    log:
+        "results/logs/report/claims.log",
+    benchmark:
+        "results/benchmarks/report/claims.tsv"
+    shell:
+        "python {params.script:q} --out-prefix results/tables/claims {params.labels} {params.stats}"
+        " --records {input.records:q} --summaries {input.summaries:q} --per-image {input.per_image:q}"
+        " --noisy {input.noisy:q} > {log:q} 2>&1"
+
+
 rule figure4:
     input:
         records=train_records(_REPORT_MODELS, [_TABLE5_SIGMA], _REPORT_SETUPS),
@@ -172,7 +196,7 @@ rule training_curves:
         " --out-prefix results/figures/training_curves > {log:q} 2>&1"
 
 
-REPORT_TABLES = [f"results/tables/{t}.{ext}" for t in ("table3", "table4", "table5", "table6")
+REPORT_TABLES = [f"results/tables/{t}.{ext}" for t in ("table3", "table4", "table5", "table6", "claims")
                  for ext in ("csv", "md", "tex", "html")]
 REPORT_FIGURES = [f"results/figures/{f}.{ext}"
                   for f in ["figure4", *(f"figure{n}" for n in sorted(_FIG_SIGMA, key=int)), "training_curves"]

@@ -337,7 +337,8 @@ def _significance_claim(ev: Evidence, tests: list[tuple[str, str, dict | None]])
         row.reason = (f"a Holm-adjusted p ≥ {SIGNIFICANCE:g}, on {n_images} test images (the study: "
                       f"{STUDY_TEST_IMAGES:,}), too few to reach such p-values")
     else:
-        row.verdict, row.reason = INCONCLUSIVE, f"every tested p < {SIGNIFICANCE:g}, but not tested: {', '.join(skipped)}"
+        row.verdict = INCONCLUSIVE
+        row.reason = f"every tested p < {SIGNIFICANCE:g}, but not tested: {', '.join(skipped)}"
     return row
 
 

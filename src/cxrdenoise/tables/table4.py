@@ -8,8 +8,8 @@ from typing import Sequence
 from ..errors import CxrError
 from ..reference import PAPER_HARDWARE
 from ..render import Footnotes, Table, fmt, fmt_diff, is_missing, write_table
-from .cells import (CPU_TIMING, DIFF_NOTE, PAPER_NOTE, SETUP_LEGEND, SSIM_NOTE, data_caption, device_cell,
-                    join_notes, metric_cells)
+from .cells import (CPU_TIMING, DIFF_NOTE, PAPER_NOTE, SETUP_LEGEND, SSIM_NOTE, STATS_POINTER, data_caption,
+                    device_cell, join_notes, metric_cells)
 from .protocol import Protocol, mark_for, paper_headers
 from .protocol import n_patients as patients_n
 from .rows import csv_numbers, finish_table, timed_row
@@ -43,7 +43,7 @@ def build_table4(records: Sequence, summaries: Sequence, data_source: str | None
                 shown.append({"σ": sigma, "model": model_name(model), "setup": setup, **metric_cells(q),
                               **_time_cells(q, run, foot), "device": device_cell(dev["device"], notes, foot)})
     caption = ["Test-set means for every noise level, model and training setup (95 % t-intervals in the CSV and "
-               "Table III).", SETUP_LEGEND, SSIM_NOTE, _TIME_NOTE, DIFF_NOTE, PAPER_NOTE]
+               "Table III).", SETUP_LEGEND, STATS_POINTER, SSIM_NOTE, _TIME_NOTE, DIFF_NOTE, PAPER_NOTE]
     title = "Table IV. Quality and training time for every noise level, model and setup"
     return finish_table("table4", title, rows, [("", paper_headers(shown, mark_for(proto, foot)))],
                         caption + data_caption(data_source) + proto.caption(), foot)

@@ -11,8 +11,8 @@ from typing import Sequence
 from ..errors import CxrError
 from ..reference import paper_row
 from ..render import Footnotes, Table, fmt, is_missing, write_table
-from .cells import (CPU_TIMING, DIFF_NOTE, PAPER_NOTE, SETUP_LEGEND, SSIM_NOTE, data_caption, device_cell,
-                    join_notes, metric_cells)
+from .cells import (CPU_TIMING, DIFF_NOTE, PAPER_NOTE, SETUP_LEGEND, SSIM_NOTE, STATS_POINTER, data_caption,
+                    device_cell, join_notes, metric_cells)
 from .protocol import Protocol, mark_for, paper_headers
 from .protocol import n_patients as patients_n
 from .rows import csv_numbers, finish_table, timed_row
@@ -61,7 +61,7 @@ def build_table5(records: Sequence, summaries: Sequence, data_source: str | None
                "run of the same model, from our train+val and train-only times; paper TS % is recomputed from the "
                "study's printed times and agrees with its printed TS within 0.02 points (U-Net++ DDP+AMP: 64.67 "
                "recomputed vs 64.69 printed).",
-               SETUP_LEGEND, SSIM_NOTE, DIFF_NOTE, PAPER_NOTE]
+               SETUP_LEGEND, STATS_POINTER, SSIM_NOTE, DIFF_NOTE, PAPER_NOTE]
     title = f"Table V. Training setups compared at noise σ = {sigmas[0]}"
     return finish_table("table5", title, rows, [("", paper_headers(shown, mark_for(proto, foot)))],
                         caption + data_caption(data_source) + proto.caption(), foot)

@@ -214,8 +214,10 @@ def _timing_blocker(ev: Evidence, runs: Sequence[Run]) -> str | None:
         if is_cpu(run):
             return f"{run.label} was timed on a CPU; the claim is about GPU training time"
         rec = run.record
-        if run.setup != "gpu1" and (rec.get("data_parallel_effective") is False
-                                    or (rec.get("gpus_used") is not None and int(rec["gpus_used"]) < 2)):
+        one_gpu = rec.get("gpus_used") is not None and int(rec["gpus_used"]) < 2
+        if run.setup.startswith("dp") and rec.get("data_parallel_effective") is False:
+            one_gpu = True
+        if run.setup != "gpu1" and one_gpu:
             return f"{run.label} did not train on two GPUs"
     for run in runs:
         flagged = ev.not_denoised(run)

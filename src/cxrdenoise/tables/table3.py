@@ -130,7 +130,7 @@ def _paired(group: list[Run], pair: tuple[str, str], tests: list[dict], results:
         cols[f"paired_n_{m}"] = res["n"]
         pat = patients.compare(fa, fb, a, b, m, resamples, seed)
         lo, hi = pat["ci95_patient_bootstrap"] or (math.nan, math.nan)
-        cols.update({f"diff_{m}_patient_ci_lo": lo, f"diff_{m}_patient_ci_hi": hi,
+        cols.update({f"paired_mean_{m}": pat["mean_diff"], f"paired_ci_lo_{m}": lo, f"paired_ci_hi_{m}": hi,
                      f"p_patient_t_{m}": pat["p_t"], f"p_patient_wilcoxon_{m}": pat["p_wilcoxon"],
                      f"paired_patients_{m}": pat["n_patients"]})
         results.append({**pat, "sigma": a.sigma})

@@ -92,3 +92,28 @@ def test_block_is_a_protocol_item(tmp_path, block, phrase):
     write_table(table, tmp_path / "t4")
     text = (tmp_path / "t4.md").read_text()
     assert phrase in text and table.data["diff_psnr"].isna().all()
+
+
+def test_figures_carry_the_label(local_small, monkeypatch):
+    from cxrdenoise import figures
+
+    results, _, _ = local_small
+    texts = {}
+
+    def capture(fig, out_prefix, dpi=150):
+        texts[Path(out_prefix).name] = [t.get_text() for t in fig.texts]
+        return []
+
+    monkeypatch.setattr(figures, "save_figure", capture)
+    labels = dict(data_source="local", image_size=64)
+    figures.figure4(paths(results, "record", sigmas=("0.1",)), "figure4", **labels)
+    figures.training_curves(paths(results, "record", sigmas=SIGMAS), "curves", **labels)
+    gpu1 = dict(sigmas=("0.1",), setups=("gpu1",))
+    figures.examples_figure(paths(results, "examples", **gpu1), paths(results, "per_image", **gpu1), None,
+                            "figure5", records=paths(results, "record", **gpu1), **labels)
+    for name in ("figure4", "curves", "figure5"):
+        label = next(t for t in texts[name] if t.startswith("Measured:"))
+        assert "chest X-rays from a local folder" in label and "64x64" in label and "base width 8" in label
+        assert "Differs from the study's protocol:" in label and "64x64 images (study: 256x256)" in label
+        assert "not recorded" not in label, label  # a figure drawn from records does not know the test set
+    assert "2551 test images from 2551 patients" in next(t for t in texts["figure5"] if t.startswith("Measured:"))

@@ -143,6 +143,7 @@ rule figure4:
         **report_figure("figure4", "../report/figure4.rst"),
     params:
         script=script("make_figures.py"),
+        labels=_REPORT_LABELS,
     conda:
         ENV
     log:
@@ -150,7 +151,8 @@ rule figure4:
     benchmark:
         "results/benchmarks/report/figure4.tsv"
     shell:
-        "python {params.script:q} figure4 --records {input.records:q} --out-prefix results/figures/figure4"
+        "python {params.script:q} figure4 {params.labels} --records {input.records:q}"
+        " --out-prefix results/figures/figure4"
         " > {log:q} 2>&1"
 
 
@@ -159,12 +161,14 @@ rule figures_examples:
         examples=lambda wc: eval_files(_REPORT_MODELS, [_FIG_SIGMA[wc.fignum]], ["gpu1"], "examples.npz"),
         per_image=lambda wc: eval_files(_REPORT_MODELS, [_FIG_SIGMA[wc.fignum]], ["gpu1"], "per_image.csv"),
         noisy=lambda wc: noisy_eval_files([_FIG_SIGMA[wc.fignum]], "per_image.csv"),
+        records=lambda wc: train_records(_REPORT_MODELS, [_FIG_SIGMA[wc.fignum]], ["gpu1"]),
     output:
         **report_figure("figure{fignum}", "../report/figures_examples.rst", labels={"figure": "figure{fignum}"}),
     wildcard_constraints:
         fignum="|".join(_FIG_SIGMA),
     params:
         script=script("make_figures.py"),
+        labels=_REPORT_LABELS,
         max_images=config["evaluate"]["figure_images"],
     conda:
         ENV
@@ -173,7 +177,8 @@ rule figures_examples:
     benchmark:
         "results/benchmarks/report/figure{fignum}.tsv"
     shell:
-        "python {params.script:q} examples --examples {input.examples:q} --per-image {input.per_image:q}"
+        "python {params.script:q} examples {params.labels} --examples {input.examples:q}"
+        " --per-image {input.per_image:q} --records {input.records:q}"
         " --noisy-per-image {input.noisy:q} --number {wildcards.fignum} --max-images {params.max_images}"
         " --out-prefix results/figures/figure{wildcards.fignum} > {log:q} 2>&1"
 
@@ -185,6 +190,7 @@ rule training_curves:
         **report_figure("training_curves", "../report/training_curves.rst"),
     params:
         script=script("make_figures.py"),
+        labels=_REPORT_LABELS,
     conda:
         ENV
     log:
@@ -192,7 +198,7 @@ rule training_curves:
     benchmark:
         "results/benchmarks/report/training_curves.tsv"
     shell:
-        "python {params.script:q} curves --records {input.records:q}"
+        "python {params.script:q} curves {params.labels} --records {input.records:q}"
         " --out-prefix results/figures/training_curves > {log:q} 2>&1"
 
 

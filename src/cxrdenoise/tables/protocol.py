@@ -75,8 +75,13 @@ def n_patients(run: Run) -> int | None:
 
 
 def _n_images(run: Run) -> int | None:
+    """Test images of a run: the summary's count, else the rows of its per_image.csv when that was given."""
     s = run.summary or {}
     n = s.get("n_images", s.get("n"))
+    if n is None and run.per_image_path is not None:
+        from .runs import read_per_image
+
+        return len(read_per_image(run.per_image_path))
     return None if n is None else int(n)
 
 
@@ -137,7 +142,8 @@ class Protocol:
             blocks = _join(_block(r) for r in mine)
             nets.append(f"{model_name(model)} base width {widths}, block {blocks}")
         trained = [r for r in runs if r.model != "noisy"]
-        parts = [f"Measured: {source}, {_join(n_img)} test images from {_join(n_pat)} patients, {size}"]
+        tested = f", {_join(n_img)} test images from {_join(n_pat)} patients" if n_img else ""
+        parts = [f"Measured: {source}{tested}, {size}"]
         if nets:
             parts.append("; ".join(nets))
         if trained:
@@ -190,3 +196,16 @@ def paper_headers(display: list[dict[str, str]], mark: str) -> list[dict[str, st
 def mark_for(protocol: Protocol, foot: Footnotes) -> str:
     """The footnote mark of the paper columns when any run differs from the study's protocol, else ""."""
     return foot.mark(protocol.paper_label()) if protocol.all_differences() else ""
+
+
+def figure_label(runs: Sequence[Run], data_source: str | None, image_size: int | None) -> str:
+    """The line printed under every figure: what was measured and, if anything, how it differs from the study.
+
+    Items a figure's files cannot know (the test set, for a figure drawn from training records) are left out
+    rather than reported as differences.
+    """
+    proto = Protocol(list(runs), data_source, image_size)
+    diffs = [d for d in proto.all_differences() if d != f"test images {NOT_RECORDED}"]
+    tail = (" Differs from the study's protocol: " + "; ".join(diffs) + "." if diffs
+            else " Protocol as the study's in every item checked.")
+    return proto.measured_line() + tail

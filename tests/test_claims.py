@@ -210,3 +210,25 @@ def test_make_claims_cli(cpu_claims, tmp_path):
     first = (tmp_path / "claims.csv").read_bytes()
     assert subprocess.run(cmd, capture_output=True, env=env).returncode == 0
     assert (tmp_path / "claims.csv").read_bytes() == first  # same seed, same bytes
+
+
+def test_comparisons_cover_models_and_setups_with_holm(cpu_claims, tmp_path):
+    from cxrdenoise.tables.comparisons import build_comparisons
+
+    results, _ = cpu_claims
+    table = build_comparisons(paths(results, "record", setups=SETUPS), paths(results, "summary", setups=SETUPS),
+                              paths(results, "per_image", setups=SETUPS), noisy_paths(results), resamples=200,
+                              seed=3, data_source="local", image_size=64)
+    data = table.data
+    # models: 3 sigmas x 3 set-ups x 2 metrics (no LPIPS without weights); set-ups: 3 x 2 models x 2 x 2 metrics
+    assert (data["kind"] == "models").sum() == 18 and (data["kind"] == "setups").sum() == 24
+    assert set(data.loc[data["kind"] == "setups", "b"]) == {"unet gpu1", "unetpp gpu1"}
+    assert (data["p_t_holm"] >= data["p_t"]).all() and (data["p_t_holm"] <= 1).all()
+    order = data.sort_values("p_t")["p_t_holm"].to_numpy()
+    assert (order[1:] >= order[:-1]).all()  # Holm-adjusted p-values are monotone in the raw ones
+    assert (data["n_patients"] == N // 2).all()
+    flagged = data[data["flag"].notna()]
+    assert len(flagged) and all("unet" in a or "unet" in b for a, b in zip(flagged["a"], flagged["b"]))
+    assert (flagged["sigma"] == 0.3).all()  # only U-Net at σ 0.3 did not denoise
+    write_table(table, tmp_path / "comparisons")
+    assert "did not denoise" in (tmp_path / "comparisons.md").read_text()

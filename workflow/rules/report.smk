@@ -112,12 +112,19 @@ rule table6:
         " {params.labels} --records {input.records:q} --summaries {input.summaries:q} {input.dncnn:q} > {log:q} 2>&1"
 
 
+# The claims table (a verdict per claim of the study) and the paired comparisons between models and set-ups
+# read the same files: every run's record, summary and per-image scores, and the noisy input's summaries.
+_CLAIMS_INPUT = dict(
+    records=train_records(_REPORT_MODELS, SIGMAS, _REPORT_SETUPS),
+    summaries=eval_files(_REPORT_MODELS, SIGMAS, _REPORT_SETUPS),
+    per_image=eval_files(_REPORT_MODELS, SIGMAS, _REPORT_SETUPS, "per_image.csv"),
+    noisy=noisy_eval_files(SIGMAS),
+)
+
+
 rule claims:
     input:
-        records=train_records(_REPORT_MODELS, SIGMAS, _REPORT_SETUPS),
-        summaries=eval_files(_REPORT_MODELS, SIGMAS, _REPORT_SETUPS),
-        per_image=eval_files(_REPORT_MODELS, SIGMAS, _REPORT_SETUPS, "per_image.csv"),
-        noisy=noisy_eval_files(SIGMAS),
+        **_CLAIMS_INPUT,
     output:
         **report_table("claims"),
     params:
@@ -131,7 +138,28 @@ rule claims:
     benchmark:
         "results/benchmarks/report/claims.tsv"
     shell:
-        "python {params.script:q} --out-prefix results/tables/claims {params.labels} {params.stats}"
+        "python {params.script:q} claims --out-prefix results/tables/claims {params.labels} {params.stats}"
+        " --records {input.records:q} --summaries {input.summaries:q} --per-image {input.per_image:q}"
+        " --noisy {input.noisy:q} > {log:q} 2>&1"
+
+
+rule comparisons:
+    input:
+        **_CLAIMS_INPUT,
+    output:
+        **report_table("comparisons"),
+    params:
+        script=script("make_claims.py"),
+        labels=_REPORT_LABELS,
+        stats=_REPORT_STATS,
+    conda:
+        ENV
+    log:
+        "results/logs/report/comparisons.log",
+    benchmark:
+        "results/benchmarks/report/comparisons.tsv"
+    shell:
+        "python {params.script:q} comparisons --out-prefix results/tables/comparisons {params.labels} {params.stats}"
         " --records {input.records:q} --summaries {input.summaries:q} --per-image {input.per_image:q}"
         " --noisy {input.noisy:q} > {log:q} 2>&1"
 
@@ -202,7 +230,7 @@ rule training_curves:
         " --out-prefix results/figures/training_curves > {log:q} 2>&1"
 
 
-REPORT_TABLES = [f"results/tables/{t}.{ext}" for t in ("table3", "table4", "table5", "table6", "claims")
+REPORT_TABLES = [f"results/tables/{t}.{ext}" for t in ("table3", "table4", "table5", "table6", "claims", "comparisons")
                  for ext in ("csv", "md", "tex", "html")]
 REPORT_FIGURES = [f"results/figures/{f}.{ext}"
                   for f in ["figure4", *(f"figure{n}" for n in sorted(_FIG_SIGMA, key=int)), "training_curves"]

@@ -1,4 +1,5 @@
-"""Build the claims table (rule claims): a verdict for every claim of the study; see cxrdenoise.tables.claims.
+"""Build the claims table (rule claims: a verdict for every claim of the study, cxrdenoise.tables.claims) or the
+paired comparisons between models and between set-ups (rule comparisons, cxrdenoise.tables.comparisons).
 
 Writes <out-prefix>.csv (numbers), .md (README), .tex (paper) and .html (Snakemake report).
 """
@@ -9,10 +10,12 @@ import argparse
 
 from cxrdenoise.errors import cli_entry
 from cxrdenoise.tables.claims import make_claims
+from cxrdenoise.tables.comparisons import make_comparisons
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("table", choices=("claims", "comparisons"))
     parser.add_argument("--out-prefix", required=True, help="e.g. results/tables/claims")
     parser.add_argument("--records", nargs="*", default=[], help="results/train/{model}/sigma{s}/{setup}/record.json")
     parser.add_argument("--summaries", nargs="*", default=[], help="results/eval/{model}/sigma{s}/{setup}/summary.json")
@@ -28,8 +31,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
-    written = make_claims(a.records, a.summaries, a.per_image, a.noisy, a.out_prefix, a.data_source, a.image_size,
-                          a.bootstrap_resamples, a.seed)
+    make = make_claims if a.table == "claims" else make_comparisons
+    written = make(a.records, a.summaries, a.per_image, a.noisy, a.out_prefix, a.data_source, a.image_size,
+                   a.bootstrap_resamples, a.seed)
     for path in written:
         print(f"wrote {path}")
     return 0

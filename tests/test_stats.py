@@ -88,7 +88,7 @@ def test_paired_mismatched_ids_fail_clearly(pair):
 # ------------------------------------------------------------------------------ patient-level statistics
 
 from cxrdenoise.stats import (bootstrap_seed, cluster_bootstrap_ci, holm, paired_patient_test,  # noqa: E402
-                              patient_mean_ci)
+                              patient_mean_ci, replicate_mean_frame)
 
 
 def _clustered(n_patients: int = 10, per_patient: int = 5, seed: int = 3) -> pd.DataFrame:
@@ -174,3 +174,19 @@ def test_holm_by_hand():
     assert holm([0.6, None, 0.01, math.nan]) == [pytest.approx(0.6), None, pytest.approx(0.02), None]
     assert holm([0.5, 0.4]) == pytest.approx([0.8, 0.8])
     assert holm([]) == []
+
+
+def test_replicate_mean_frame_averages_image_by_image():
+    frame, _ = _clustered(n_patients=4, per_patient=2)
+    rep2 = frame.assign(psnr=frame["psnr"] + 2.0).iloc[::-1]  # other row order, same images
+    mean = replicate_mean_frame([frame, rep2], metrics=("psnr",))
+    assert mean["image_id"].tolist() == frame["image_id"].tolist() and (mean["n_replicates"] == 2).all()
+    assert mean["psnr"].to_numpy() == pytest.approx(frame["psnr"].to_numpy() + 1.0)
+    with_inf = frame.copy()
+    with_inf.loc[0, "psnr"] = math.inf
+    assert math.isinf(replicate_mean_frame([with_inf, frame], metrics=("psnr",))["psnr"][0])
+    moved = frame.assign(patient_id=frame["patient_id"].where(frame.index != 0, "x"))
+    with pytest.raises(CxrError, match="patient ids differ"):
+        replicate_mean_frame([frame, moved])
+    with pytest.raises(CxrError, match="only in"):
+        replicate_mean_frame([frame, frame.iloc[1:]])

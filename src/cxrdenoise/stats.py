@@ -272,6 +272,34 @@ def paired_patient_test(a: pd.DataFrame, b: pd.DataFrame, metric: str, label_a: 
     return out
 
 
+def replicate_mean_frame(frames: Sequence[pd.DataFrame], metrics: Sequence[str] = ("psnr", "ssim", "ssim_w3",
+                                                                                       "lpips")) -> pd.DataFrame:
+    """Image-by-image mean of replicate runs' per-image frames (same test images, same patients), so that every
+    patient-level interval and paired test above can be applied to the replicate mean unchanged.
+
+    A value that is non-finite in any replicate (PSNR inf, LPIPS NaN) stays non-finite in the mean, so it is
+    dropped and counted downstream exactly as for a single run. Adds ``n_replicates``.
+    """
+    if not frames:
+        raise CxrError("replicate mean: no per-image frames given")
+    first = frames[0]
+    _require_columns(first, ("image_id", "patient_id"), "replicate 1: per-image table")
+    keep = [m for m in metrics if all(m in f.columns for f in frames)]
+    base = first[["image_id", "patient_id"]].copy()
+    stacked = []
+    for k, frame in enumerate(frames, start=1):
+        joined = align_pairs(base, frame[["image_id", "patient_id", *keep]], "replicate 1", f"replicate {k}")
+        if not (joined["patient_id_a"].astype(str) == joined["patient_id_b"].astype(str)).all():
+            raise CxrError(f"replicate {k}: patient ids differ from replicate 1 for the same images")
+        stacked.append(joined.set_index("image_id")[keep].loc[base["image_id"]].to_numpy(dtype=np.float64))
+    values = np.mean(np.stack(stacked), axis=0)  # inf/NaN in any replicate propagate, as intended
+    out = base.reset_index(drop=True)
+    for j, m in enumerate(keep):
+        out[m] = values[:, j]
+    out["n_replicates"] = len(frames)
+    return out
+
+
 def holm(pvalues: Sequence[float | None]) -> list[float | None]:
     """Holm's step-down adjusted p-values, in the input order; None/NaN stay None and do not count in m.
 

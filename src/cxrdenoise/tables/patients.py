@@ -25,7 +25,11 @@ PAIRED_NOTE = ("Paired differences are ours − ours on the same test images (by
 
 
 def run_frame(run: Run, table: str = "table") -> pd.DataFrame:
-    """The per-image scores of one run (image_id, patient_id, metrics); CxrError if the file was not given."""
+    """The per-image scores of one run (image_id, patient_id, metrics); CxrError if the file was not given.
+
+    With replicate runs, this is where `stats.replicate_mean_frame` of the replicates' frames belongs: every
+    patient-level interval, paired test and claim reads a run's scores through here.
+    """
     if run.per_image_path is None:
         raise CxrError(f"{table}: patient-level statistics need per_image.csv for {run.label} (not given)")
     frame = read_per_image(run.per_image_path)
@@ -41,7 +45,8 @@ def count_patients(frame: pd.DataFrame) -> int:
 def mean_intervals(frame: pd.DataFrame, run: Run, metrics: Sequence[str], resamples: int,
                    config_seed: int) -> dict[str, Any]:
     """CSV columns `{metric}_ci95_patient_lo/hi` for each metric present, plus n_patients and the seed base."""
-    out: dict[str, Any] = {"n_patients": count_patients(frame), "bootstrap_resamples": int(resamples)}
+    out: dict[str, Any] = {"n_patients": count_patients(frame), "bootstrap_resamples": int(resamples),
+                           "bootstrap_config_seed": int(config_seed)}
     for m in metrics:
         if m not in frame.columns or not frame[m].notna().any():
             out[f"{m}_ci95_patient_lo"] = out[f"{m}_ci95_patient_hi"] = math.nan

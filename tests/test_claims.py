@@ -222,6 +222,9 @@ def test_comparisons_cover_models_and_setups_with_holm(cpu_claims, tmp_path):
     data = table.data
     # models: 3 sigmas x 3 set-ups x 2 metrics (no LPIPS without weights); set-ups: 3 x 2 models x 2 x 2 metrics
     assert (data["kind"] == "models").sum() == 18 and (data["kind"] == "setups").sum() == 24
+    means = data[data["kind"] == "mean"]  # every run (3 sigmas x 2 models x 3 set-ups) x 2 metrics
+    assert len(means) == 36 and (means["ci_lo"] < means["mean_a"]).all() and (means["mean_a"] < means["ci_hi"]).all()
+    data = data[data["kind"] != "mean"]
     assert set(data.loc[data["kind"] == "setups", "b"]) == {"unet gpu1", "unetpp gpu1"}
     assert (data["p_t_holm"] >= data["p_t"]).all() and (data["p_t_holm"] <= 1).all()
     order = data.sort_values("p_t")["p_t_holm"].to_numpy()

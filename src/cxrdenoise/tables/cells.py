@@ -21,9 +21,10 @@ SETUP_LEGEND = ("Setups: gpu1 = the study's \"1 GPU\"; dp2 = \"2 GPUs DP\" (nn.D
 SSIM_NOTE = ("SSIM is scikit-image's standard SSIM (7x7 window); SSIM (win 3) is what the study's code computed, "
              "so the study's SSIM is compared with SSIM (win 3) in the Δ column.")
 DIFF_NOTE = "Δ = ours − paper."
-STATS_POINTER = ("Means over the test images (n images and n_patients per row in the CSV); their 95 % intervals, "
-                 "image-level t and patient-cluster bootstrap, are in Table III, and the paired differences "
-                 "between models and between set-ups, with patient-level tests, Holm-adjusted, in the claims table.")
+STATS_POINTER = ("Means over the test images (n images and n_patients per row in the CSV); every run's 95 % "
+                 "intervals, image-level t and patient-cluster bootstrap, and the paired differences between models "
+                 "and between set-ups, with patient-level tests, Holm-adjusted, are in the comparisons table; "
+                 "the claims table gives the verdicts.")
 PAPER_NOTE = f"Paper values: {PAPER_CITATION} ({PAPER_HARDWARE}); blank where the study reports none."
 DATA_LABELS = {"nih": "NIH ChestX-ray14 test images", "local": "chest X-ray test images (local folder)",
                "synthetic": "synthetic chest-radiograph phantoms (demo)"}

@@ -1,5 +1,6 @@
-"""Every paired difference the study's tables imply, at the patient level: between models (same σ, same set-up)
-and between set-ups (each against the 1 GPU run of the same model and σ), on the same test images.
+"""Every run's mean with its patient-level interval, and every paired difference the study's tables imply, at
+the patient level: between models (same σ, same set-up) and between set-ups (each against the 1 GPU run of the
+same model and σ), on the same test images. The CSV's `kind` column says which: mean, models or setups.
 
 Each row gives both means, the difference, its 95 % patient-cluster bootstrap interval, the patient-level paired
 t and Wilcoxon p-values and their Holm-adjusted values over the whole table, and flags a run that did not
@@ -15,7 +16,7 @@ from typing import Sequence
 from .. import stats
 from ..denoised import NOT_DENOISED
 from ..errors import CxrError
-from ..render import Footnotes, Table, fmt_diff, fmt_p, write_table
+from ..render import Footnotes, Table, fmt_diff, fmt_p, fmt_pm, write_table
 from . import patients
 from .cells import SETUP_LEGEND, data_caption
 from .claims import DP, METRIC_LABELS, Evidence
@@ -25,6 +26,8 @@ from .runs import collect_runs, model_name, model_order, sigma_order
 from .scores import lpips_state
 
 METRICS = ("psnr", "ssim_w3", "lpips")
+_FLAG_NOTE = (f"A run {NOT_DENOISED} (mean PSNR not above the noisy input's): its numbers are shown but decide "
+              "no claim.")
 
 
 def build_comparisons(records: Sequence, summaries: Sequence, per_image: Sequence, noisy_summaries: Sequence,
@@ -60,11 +63,27 @@ def build_comparisons(records: Sequence, summaries: Sequence, per_image: Sequenc
         raise CxrError("comparisons: no two runs at the same σ with per-image scores were given")
     patients.add_holm(ev.results)
     foot = Footnotes()
-    rows, shown = [], []
+    rows, shown, means = [], [], []
+    for run in sorted(present, key=lambda r: (float(r.sigma), models.index(r.model), setups.index(r.setup))):
+        for m in METRICS:
+            if m == "lpips" and not lpips_state(run)[0]:
+                continue
+            seed_m = stats.bootstrap_seed(seed, "mean", run.model, run.sigma, run.setup, m)
+            r = stats.patient_mean_ci(ev.frame(run), m, resamples, seed_m)
+            lo, hi = r["ci95_patient_bootstrap"] or (math.nan, math.nan)
+            flag = ev.not_denoised(run)
+            rows.append({"kind": "mean", "sigma": float(run.sigma), "a": f"{run.model} {run.setup}", "b": None,
+                         "metric": m, "n_images": r["n"], "n_patients": r["n_patients"], "mean_a": r["mean"],
+                         "ci_t_halfwidth": r["ci95_t_halfwidth"], "ci_lo": lo, "ci_hi": hi,
+                         "bootstrap_seed": seed_m, "flag": flag})
+            means.append({"σ": run.sigma, "run": f"{model_name(run.model)} {run.setup}"
+                          + (foot.mark(_FLAG_NOTE) if flag else ""), "metric": METRIC_LABELS[m],
+                          "images": str(r["n"]), "patients": str(r["n_patients"]),
+                          "mean ± t": fmt_pm(r["mean"], r["ci95_t_halfwidth"], DP[m]),
+                          "95 % CI (patients)": patients.fmt_ci(r["ci95_patient_bootstrap"], DP[m])})
     for kind, a, b, m, res, flags in done:
         lo, hi = res["ci95_patient_bootstrap"] or (math.nan, math.nan)
-        mark = foot.mark(f"A run {NOT_DENOISED} (PSNR not above the noisy input's): its differences are shown "
-                         "but decide no claim.") if flags else ""
+        mark = foot.mark(_FLAG_NOTE) if flags else ""
         rows.append({"kind": kind, "sigma": float(a.sigma), "a": f"{a.model} {a.setup}", "b": f"{b.model} {b.setup}",
                      "metric": m, "n_images": res["n_images"], "n_patients": res["n_patients"],
                      "mean_a": res["mean_a"], "mean_b": res["mean_b"], "mean_diff": res["mean_diff"],
@@ -77,14 +96,16 @@ def build_comparisons(records: Sequence, summaries: Sequence, per_image: Sequenc
                       "95 % CI (patients)": patients.fmt_ci(res["ci95_patient_bootstrap"], DP[m]),
                       "p (patient t)": fmt_p(res["p_t"]), "p Holm (t)": fmt_p(res["p_t_holm"]),
                       "p Holm (Wilcoxon)": fmt_p(res["p_wilcoxon_holm"])})
-    caption = ["Paired differences between models (same σ and set-up) and between set-ups (each against the "
+    caption = ["Every run's mean with its image-level t-interval and its patient-cluster bootstrap interval; then "
+               "the paired differences between models (same σ and set-up) and between set-ups (each against the "
                "1 GPU run of the same model and σ), on the same test images.",
                patients.bootstrap_note(resamples, seed), patients.paired_note(len(ev.results)), SETUP_LEGEND,
                "SSIM is SSIM (win 3), the window the study's code used; LPIPS only where it is real LPIPS."]
     caption += data_caption(data_source) + Protocol(present + list(noisy.values()), data_source,
                                                     image_size).caption()
-    title = "Paired differences between models and between set-ups (patient level)"
-    return finish_table("comparisons", title, rows, [("", shown)], caption, foot)
+    title = "Means and paired differences between models and between set-ups (patient level)"
+    blocks = [("Means", means), ("Paired differences", shown)]
+    return finish_table("comparisons", title, rows, blocks, caption, foot)
 
 
 def make_comparisons(records: Sequence, summaries: Sequence, per_image: Sequence, noisy_summaries: Sequence,

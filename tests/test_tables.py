@@ -30,8 +30,10 @@ def _all_tables(results: Path, out: Path, dncnn: bool = False) -> dict[str, tabl
     t6_sigmas = dict(sigmas=("0.2", "0.3"), setups=("gpu1",))
     dncnn_summaries = paths(results, "summary", models=("dncnn",), **t6_sigmas) if dncnn else []
     built = {
-        "table3": tables.build_table3(paths(results, "summary", **gpu1), paths(results, "per_image", **gpu1),
-                                      noisy_paths(results), paths(results, "record", **gpu1), data_source="nih"),
+        "table3": tables.build_table3(paths(results, "summary", **gpu1),
+                                      paths(results, "per_image", **gpu1) + noisy_paths(results, "per_image"),
+                                      noisy_paths(results), paths(results, "record", **gpu1), data_source="nih",
+                                      resamples=500, seed=1),
         "table4": tables.build_table4(paths(results, "record"), paths(results, "summary"), data_source="nih"),
         "table5": tables.build_table5(paths(results, "record", sigmas=("0.1",)),
                                       paths(results, "summary", sigmas=("0.1",))),
@@ -148,8 +150,15 @@ def test_table3_ci_noisy_rows_and_paired_tests(cpu_tree):
         assert unet["p_wilcoxon_ssim"] == pytest.approx(sps.wilcoxon(a["ssim"], b["ssim"]).pvalue)
         assert _row(t3, sigma=float(sigma), model="unetpp")["p_t_psnr"] == unet["p_t_psnr"]
         assert math.isnan(noisy["p_t_psnr"])
+        # patient level: one image per patient in this fixture, so the per-patient test is the paired t-test
+        assert unet["p_patient_t_psnr"] == pytest.approx(sps.ttest_1samp(a["psnr"] - b["psnr"], 0).pvalue)
+        assert unet["p_holm_t_psnr"] >= unet["p_patient_t_psnr"] and unet["n_patients"] == 12
+        assert unet["paired_ci_lo_psnr"] < unet["paired_mean_psnr"] < unet["paired_ci_hi_psnr"]
+        assert unet["psnr_ci95_patient_lo"] < unet["psnr"] < unet["psnr_ci95_patient_hi"]
+        assert noisy["psnr_ci95_patient_lo"] < noisy["psnr"] < noisy["psnr_ci95_patient_hi"]
     md = (out / "table3.md").read_text()
     assert "95 % t-interval" in md and "Wilcoxon" in md and "paired t" in md
+    assert "patient-cluster percentile bootstrap" in md and "Holm" in md and "12 test images from 12 patients" in md
     assert "| 0.1 | no denoising |" in md
     assert "34.952 ± 0.04" in md  # the study's value with its ±
 

@@ -235,3 +235,16 @@ def test_comparisons_cover_models_and_setups_with_holm(cpu_claims, tmp_path):
     assert (flagged["sigma"] == 0.3).all()  # only U-Net at σ 0.3 did not denoise
     write_table(table, tmp_path / "comparisons")
     assert "did not denoise" in (tmp_path / "comparisons.md").read_text()
+
+
+def test_too_few_patients_make_a_paired_claim_inconclusive(tmp_path):
+    results = write_results_tree(tmp_path, sigmas=("0.1",), setups=("gpu1",), n_images=8)  # 8 patients
+    rng = np.random.default_rng(4)
+    base = rng.normal(30, 1, 8)
+    _set(results, "unet", "0.1", "gpu1", "psnr", base + 2.0 + rng.normal(0, 0.01, 8))
+    _set(results, "unetpp", "0.1", "gpu1", "psnr", base)
+    kw = dict(sigmas=("0.1",), setups=("gpu1",))
+    table = build_claims(paths(results, "record", **kw), paths(results, "summary", **kw),
+                         paths(results, "per_image", **kw), noisy_paths(results, sigmas=("0.1",)), resamples=200)
+    row = _verdict(table, "U-Net better than U-Net++ at σ=0.1 on PSNR")
+    assert row["verdict"] == INCONCLUSIVE and "only 8 test patients" in row["reason"] and row["ci_lo"] > 1.5

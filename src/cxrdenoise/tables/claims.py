@@ -17,6 +17,8 @@ reason in one line. The rules (also in README, "Statistics and verdicts", and do
 * **all differences significant at p < 1e-13** (U-Net vs U-Net++, every σ and metric): *holds* when every
   Holm-adjusted p < 1e-13; *does not hold* when one is ≥ 1e-13 on a test set at least the study's size
   (2,551 images); *inconclusive* on a smaller test set (it cannot reach such p-values) or when a metric is n/a.
+* A paired claim on fewer than `MIN_PATIENTS` (10) test patients is *inconclusive*: a percentile bootstrap over
+  so few patients has too few distinct resamples to be trusted.
 
 Every claim about a run flagged "did not denoise" (`cxrdenoise.denoised.did_not_denoise`) is *inconclusive*
 with that reason; a missing run or an n/a metric (LPIPS without its weights) makes it *not testable here*.
@@ -48,6 +50,7 @@ LPIPS_MARGIN = 0.01  # LPIPS units: "comparable" means the difference's CI lies 
 MINOR_DROP_DB = 0.5  # dB PSNR: a "minor" drop is at most 0.5 dB (CI's lower end ≥ −0.5)
 SIGNIFICANCE = 1e-13
 STUDY_TEST_IMAGES = 2551
+MIN_PATIENTS = 10  # below this a percentile bootstrap over patients has too few distinct resamples to trust
 LOWER_IS_BETTER = {"lpips"}
 METRIC_LABELS = {"psnr": "PSNR", "ssim_w3": "SSIM (win 3)", "lpips": "LPIPS"}
 METRIC_UNITS = {"psnr": " dB", "ssim_w3": "", "lpips": ""}
@@ -173,8 +176,10 @@ def _decide_paired(row: Claim, res: dict) -> None:
     if row.numbers.get("flagged"):
         row.verdict, row.reason = INCONCLUSIVE, row.numbers["flagged"]
         return
-    if not lo_hi:
-        row.verdict, row.reason = INCONCLUSIVE, "fewer than two test patients: no interval"
+    if not lo_hi or res["n_patients"] < MIN_PATIENTS:
+        row.verdict = INCONCLUSIVE
+        row.reason = (f"only {res['n_patients']} test patients; a patient bootstrap interval needs at least "
+                      f"{MIN_PATIENTS}")
         return
     lo, hi = lo_hi
     p = res.get("p_t_holm")
@@ -367,7 +372,8 @@ def _table(rows: list[Claim], ev: Evidence, data_source: str | None, image_size:
         f"needs the CI within ±{LPIPS_MARGIN} LPIPS; a \"minor drop\" needs the CI's lower end ≥ −{MINOR_DROP_DB} "
         f"dB PSNR; time savings compare fixed-epoch train+val seconds with the stated threshold and are not "
         f"testable on a CPU; the p < 1e-13 claim is inconclusive on a test set smaller than the study's "
-        f"{STUDY_TEST_IMAGES:,} images. A claim about a net that did not denoise is inconclusive.",
+        f"{STUDY_TEST_IMAGES:,} images. A claim about a net that did not denoise, or resting on fewer than "
+        f"{MIN_PATIENTS} test patients, is inconclusive.",
         patients.bootstrap_note(resamples, seed),
         patients.paired_note(len(ev.results)),
         "SSIM is compared as SSIM (win 3), the window the study's code used. The study's figures are its own "

@@ -139,7 +139,7 @@ class Protocol:
         for model in dict.fromkeys(r.model for r in runs if r.model != "noisy"):
             mine = [r for r in runs if r.model == model]
             widths = _join(_model_kwargs(r).get("base_channels") for r in mine)
-            blocks = _join(_block(r) for r in mine)
+            blocks = _join(_block(r) or NOT_RECORDED for r in mine)
             nets.append(f"{model_name(model)} base width {widths}, block {blocks}")
         trained = [r for r in runs if r.model != "noisy"]
         tested = f", {_join(n_img)} test images from {_join(n_pat)} patients" if n_img else ""

@@ -96,6 +96,7 @@ class Evidence:
         """The reason text when `run` did not denoise (PSNR not above the noisy input's at its σ), else None."""
         noisy = self.noisy.get(run.sigma)
         noisy_psnr = metric(noisy, "psnr")[0] if noisy is not None else None
+        noisy_psnr = None if noisy_psnr is None or math.isnan(noisy_psnr) else noisy_psnr  # no baseline: no flag
         psnr = metric(run, "psnr")[0]
         if did_not_denoise(None if math.isnan(psnr) else psnr, noisy_psnr):
             vs = f" ≤ no denoising {noisy_psnr:.3f} dB" if noisy_psnr is not None else ""

@@ -67,6 +67,7 @@ def test_evaluate_checkpoint_files(tmp_path, tiny_data_dir, random_lpips):
     assert saved["metrics"]["lpips"]["mean"] is None
     assert saved["metrics"]["lpips_random_backbone"]["n"] == len(test_set)
     assert saved["n_images"] == len(test_set) and saved["sigma"] == 0.1 and saved["setup"] == "gpu1"
+    assert saved["n_patients"] == len(set(test_set.patient_ids)) < len(test_set)  # patients, not images
     assert saved["model"] == "dncnn" and saved["checkpoint_epoch"] == 7 and saved["inference"]["device"] == "cpu"
     assert saved["metrics"]["psnr"]["mean"] == pytest.approx(frame["psnr"].mean())
     ssim = saved["metrics"]["ssim"]

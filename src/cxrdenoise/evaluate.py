@@ -6,7 +6,7 @@ Outputs in one folder (docs/results-layout.md, "Evaluation"), each written atomi
   ``psnr`` may be ``inf`` (exact reproduction), ``lpips`` is ``NaN`` when LPIPS is unavailable or disabled.
   With the test-only random LPIPS backbone the ``lpips`` column is NaN and the values go to an extra column
   ``lpips_random_backbone``, so nothing that reads ``lpips`` can mistake them for LPIPS.
-* ``summary.json``: n, mean / sd / both 95 % CIs per metric (:mod:`cxrdenoise.stats`), inf-PSNR count, LPIPS
+* ``summary.json``: n images and patients, mean / sd / both 95 % CIs per metric (:mod:`cxrdenoise.stats`), inf-PSNR count, LPIPS
   status / kind / message, model, sigma, setup, checkpoint epoch, inference device and provenance.
 * ``examples.npz``: ``image_ids``, ``noisy``, ``denoised``, ``clean`` (k, H, W) float32 for the first
   ``figure_images`` test ids in sorted order -- the same images for every model and noise level.
@@ -174,6 +174,7 @@ def run_evaluation(
         **header,
         "split": "test",
         "n_images": len(frame),
+        "n_patients": int(frame["patient_id"].astype(str).nunique()),  # intervals and tests resample patients
         "metrics": metrics,
         "ci_method": CI_METHOD,
         "ci_note": CI_NOTE,

@@ -46,7 +46,16 @@ def save_figure(fig: plt.Figure, out_prefix: str | Path, dpi: int = 150) -> list
 
 # ---------------------------------------------------------------------------------------------- Figure 4
 
-def figure4(records: Sequence, out_prefix: str | Path) -> list[Path]:
+def stamp(fig: plt.Figure, runs: Sequence, data_source: str | None, image_size: int | None) -> None:
+    """Print what the figure measured under it (data, size, test set, widths, block, epochs, batch, device)."""
+    from .tables.protocol import figure_label
+
+    fig.text(0.01, -0.01, figure_label(runs, data_source, image_size), fontsize=6.5, ha="left", va="top",
+             wrap=True)
+
+
+def figure4(records: Sequence, out_prefix: str | Path, data_source: str | None = None,
+            image_size: int | None = None) -> list[Path]:
     """Grouped bars of training time (train + validation) per model and setup at one noise level, paper beside."""
     runs = [r for r in collect_runs(records=records).values() if r.record is not None]
     sigmas = sigma_order(runs)
@@ -92,6 +101,7 @@ def figure4(records: Sequence, out_prefix: str | Path) -> list[Path]:
     ax.set_title(title, fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
+    stamp(fig, runs, data_source, image_size)
     return save_figure(fig, out_prefix)
 
 
@@ -140,9 +150,14 @@ def _scores(frame, image_id: str) -> str:
 
 
 def examples_figure(examples: Sequence, per_image: Sequence, noisy_per_image: str | Path | None,
-                    out_prefix: str | Path, number: int | None = None, max_images: int | None = None) -> list[Path]:
-    """Rows = the same test images; columns = noisy, each model's output, clean; zoomed inset in every panel."""
-    runs = [r for r in collect_runs(per_image=per_image, examples=examples).values() if r.examples_path]
+                    out_prefix: str | Path, number: int | None = None, max_images: int | None = None,
+                    data_source: str | None = None, image_size: int | None = None,
+                    records: Sequence = ()) -> list[Path]:
+    """Rows = the same test images; columns = noisy, each model's output, clean; zoomed inset in every panel.
+
+    `records` (the runs' record.json) only feed the label under the figure (widths, block, epochs, device).
+    """
+    runs = [r for r in collect_runs(records, per_image=per_image, examples=examples).values() if r.examples_path]
     sigmas = sigma_order(runs)
     if len(sigmas) != 1:
         raise CxrError(f"examples figure: expected examples of one noise level, got {', '.join(sigmas) or 'none'}")
@@ -170,6 +185,7 @@ def examples_figure(examples: Sequence, per_image: Sequence, noisy_per_image: st
     label = f"Figure {number}. " if number else ""
     fig.suptitle(f"{label}Test images at noise σ = {sigmas[0]} (setup {first_run.setup}); "
                  "inset: zoomed region (yellow box)", fontsize=10)
+    stamp(fig, [r for r, _ in loaded], data_source, image_size)
     return save_figure(fig, out_prefix)
 
 
@@ -192,7 +208,8 @@ def _panel(ax: plt.Axes, image: np.ndarray, box: tuple[int, int, int], title: st
 
 # ---------------------------------------------------------------------------------------------- training curves
 
-def training_curves(records: Sequence, out_prefix: str | Path) -> list[Path]:
+def training_curves(records: Sequence, out_prefix: str | Path, data_source: str | None = None,
+                    image_size: int | None = None) -> list[Path]:
     """Train (solid) and validation (dashed) loss per epoch: one panel per model and noise level, a line per setup."""
     runs = [r for r in collect_runs(records=records).values() if r.record is not None]
     if not runs:
@@ -222,4 +239,5 @@ def training_curves(records: Sequence, out_prefix: str | Path) -> list[Path]:
     device = "CPU" if any(is_cpu(r) for r in runs) else "GPU"
     fig.suptitle(f"Training curves: train (solid) and validation (dashed) loss per epoch (ours, {device})", fontsize=10)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
+    stamp(fig, runs, data_source, image_size)
     return save_figure(fig, out_prefix)

@@ -20,6 +20,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--per-image", nargs="*", default=[], help="per_image.csv of the runs (table3: paired tests)")
     parser.add_argument("--noisy", nargs="*", default=[], help="results/eval/noisy/sigma{s}/summary.json (table3)")
     parser.add_argument("--data-source", default=None, help="config data.source, named in the caption")
+    parser.add_argument("--image-size", type=int, default=None, help="config resize.size, named in the caption")
+    parser.add_argument("--bootstrap-resamples", type=int, default=2000, help="evaluate.bootstrap_resamples")
+    parser.add_argument("--seed", type=int, default=0, help="config seed (bootstrap seeds derive from it)")
     return parser.parse_args(argv)
 
 
@@ -27,13 +30,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     if a.table == "table3":
-        written = tables.make_table3(a.summaries, a.per_image, a.noisy, a.out_prefix, a.records, a.data_source)
+        written = tables.make_table3(a.summaries, a.per_image, a.noisy, a.out_prefix, a.records, a.data_source,
+                                     a.image_size, a.bootstrap_resamples, a.seed)
     elif a.table == "table4":
-        written = tables.make_table4(a.records, a.summaries, a.out_prefix, a.data_source)
+        written = tables.make_table4(a.records, a.summaries, a.out_prefix, a.data_source, a.image_size)
     elif a.table == "table5":
-        written = tables.make_table5(a.records, a.summaries, a.out_prefix, a.data_source)
+        written = tables.make_table5(a.records, a.summaries, a.out_prefix, a.data_source, a.image_size)
     else:
-        written = tables.make_table6(a.summaries, a.out_prefix, a.records, a.data_source)
+        written = tables.make_table6(a.summaries, a.out_prefix, a.records, a.data_source, a.image_size)
     for path in written:
         print(f"wrote {path}")
     return 0

@@ -8,8 +8,10 @@ from typing import Sequence
 from ..errors import CxrError
 from ..reference import PAPER_HARDWARE
 from ..render import Footnotes, Table, fmt, fmt_diff, is_missing, write_table
-from .cells import (CPU_TIMING, DIFF_NOTE, PAPER_NOTE, SETUP_LEGEND, SSIM_NOTE, data_caption, device_cell,
-                    join_notes, metric_cells)
+from .cells import (CPU_TIMING, DIFF_NOTE, PAPER_NOTE, SETUP_LEGEND, SSIM_NOTE, STATS_POINTER, data_caption,
+                    device_cell, join_notes, metric_cells)
+from .protocol import Protocol, mark_for, paper_headers
+from .protocol import n_patients as patients_n
 from .rows import csv_numbers, finish_table, timed_row
 from .runs import Run, collect_runs, is_cpu, model_name, model_order, sigma_order
 
@@ -18,12 +20,14 @@ _TIME_NOTE = ("train s = the training passes only; train+val s adds the per-epoc
               f"different hardware even on GPUs (the study: {PAPER_HARDWARE}).")
 
 
-def build_table4(records: Sequence, summaries: Sequence, data_source: str | None = None) -> Table:
+def build_table4(records: Sequence, summaries: Sequence, data_source: str | None = None,
+                 image_size: int | None = None) -> Table:
     """Every noise level × model × setup: quality, training time and device, the study's values where it has them."""
     runs = list(collect_runs(records, summaries).values())
     if not runs:
         raise CxrError("table4: no runs given")
     foot = Footnotes()
+    proto = Protocol(runs, data_source, image_size)
     rows, shown = [], []
     setups = list(dict.fromkeys(r.setup for r in runs))
     for sigma in sigma_order(runs):
@@ -32,15 +36,17 @@ def build_table4(records: Sequence, summaries: Sequence, data_source: str | None
                 run = next((r for r in runs if (r.sigma, r.model, r.setup) == (sigma, model, setup)), None)
                 if run is None:
                     continue
-                q, dev, notes = timed_row(run, foot, "table4")
-                rows.append({"sigma": float(sigma), "model": model, "setup": setup, "n": q["n"], **dev,
+                q, dev, notes = timed_row(run, foot, "table4", proto.comparable(run))
+                rows.append({"sigma": float(sigma), "model": model, "setup": setup, "n": q["n"],
+                             "n_patients": patients_n(run), **dev,
                              **csv_numbers(q), "notes": join_notes(notes)})
                 shown.append({"σ": sigma, "model": model_name(model), "setup": setup, **metric_cells(q),
                               **_time_cells(q, run, foot), "device": device_cell(dev["device"], notes, foot)})
     caption = ["Test-set means for every noise level, model and training setup (95 % t-intervals in the CSV and "
-               "Table III).", SETUP_LEGEND, SSIM_NOTE, _TIME_NOTE, DIFF_NOTE, PAPER_NOTE]
+               "Table III).", SETUP_LEGEND, STATS_POINTER, SSIM_NOTE, _TIME_NOTE, DIFF_NOTE, PAPER_NOTE]
     title = "Table IV. Quality and training time for every noise level, model and setup"
-    return finish_table("table4", title, rows, [("", shown)], caption + data_caption(data_source), foot)
+    return finish_table("table4", title, rows, [("", paper_headers(shown, mark_for(proto, foot)))],
+                        caption + data_caption(data_source) + proto.caption(), foot)
 
 
 def _time_cells(q: dict, run: Run, foot: Footnotes) -> dict[str, str]:
@@ -48,9 +54,10 @@ def _time_cells(q: dict, run: Run, foot: Footnotes) -> dict[str, str]:
     cpu = foot.mark(CPU_TIMING) if is_cpu(run) else ""
     return {"train s": fmt(q["train_s"], 1) + cpu, "train+val s": fmt(q["train_val_s"], 1) + cpu,
             "paper s": fmt(q["paper_train_s"], 1),
-            "Δ s": ("n/c" + cpu if cpu and not is_missing(q["paper_train_s"]) else fmt_diff(q["diff_train_val_s"], 1))}
+            "Δ s": ("n/c" + cpu if (cpu or not q.get("paper_comparable", True)) and not is_missing(q["paper_train_s"])
+                    else fmt_diff(q["diff_train_val_s"], 1))}
 
 
 def make_table4(records: Sequence, summaries: Sequence, out_prefix: str | Path,
-                data_source: str | None = None) -> list[Path]:
-    return write_table(build_table4(records, summaries, data_source), out_prefix)
+                data_source: str | None = None, image_size: int | None = None) -> list[Path]:
+    return write_table(build_table4(records, summaries, data_source, image_size), out_prefix)

@@ -11,8 +11,10 @@ from typing import Sequence
 from ..errors import CxrError
 from ..reference import paper_row
 from ..render import Footnotes, Table, fmt, is_missing, write_table
-from .cells import (CPU_TIMING, DIFF_NOTE, PAPER_NOTE, SETUP_LEGEND, SSIM_NOTE, data_caption, device_cell,
-                    join_notes, metric_cells)
+from .cells import (CPU_TIMING, DIFF_NOTE, PAPER_NOTE, SETUP_LEGEND, SSIM_NOTE, STATS_POINTER, data_caption,
+                    device_cell, join_notes, metric_cells)
+from .protocol import Protocol, mark_for, paper_headers
+from .protocol import n_patients as patients_n
 from .rows import csv_numbers, finish_table, timed_row
 from .runs import collect_runs, is_cpu, model_name, model_order, sigma_order
 
@@ -24,17 +26,19 @@ def time_saving(t_setup: float, t_gpu1: float) -> float:
     return (t_gpu1 - t_setup) / t_gpu1 * 100.0
 
 
-def build_table5(records: Sequence, summaries: Sequence, data_source: str | None = None) -> Table:
+def build_table5(records: Sequence, summaries: Sequence, data_source: str | None = None,
+                 image_size: int | None = None) -> Table:
     """One noise level (the study's 10 %), setups compared: quality, time, time saving vs gpu1 of the same model."""
     runs = list(collect_runs(records, summaries).values())
     sigmas = sigma_order(runs)
     if len(sigmas) != 1:
         raise CxrError(f"table5: expected runs of one noise level, got sigma {', '.join(sigmas) or 'none'}")
     foot = Footnotes()
+    proto = Protocol(runs, data_source, image_size)
     rows, shown = [], []
     for model in model_order(runs):
         group = [r for r in runs if r.model == model]
-        timed = {r.setup: timed_row(r, foot, "table5") for r in group}
+        timed = {r.setup: timed_row(r, foot, "table5", proto.comparable(r)) for r in group}
         base = timed.get("gpu1")
         paper_base = (paper_row(sigmas[0], model, "gpu1") or {}).get("train_s", math.nan)
         for run in group:
@@ -42,7 +46,8 @@ def build_table5(records: Sequence, summaries: Sequence, data_source: str | None
             ts_val = time_saving(q["train_val_s"], base[0]["train_val_s"]) if base else math.nan
             ts_train = time_saving(q["train_s"], base[0]["train_s"]) if base else math.nan
             paper_ts = time_saving(q["paper_train_s"], paper_base)
-            rows.append({"sigma": float(sigmas[0]), "model": model, "setup": run.setup, "n": q["n"], **dev,
+            rows.append({"sigma": float(sigmas[0]), "model": model, "setup": run.setup, "n": q["n"],
+                         "n_patients": patients_n(run), **dev,
                          **csv_numbers(q), "time_saving_pct": ts_val,
                          "time_saving_train_pct": ts_train, "paper_time_saving_pct": paper_ts,
                          "notes": join_notes(notes)})
@@ -56,11 +61,12 @@ def build_table5(records: Sequence, summaries: Sequence, data_source: str | None
                "run of the same model, from our train+val and train-only times; paper TS % is recomputed from the "
                "study's printed times and agrees with its printed TS within 0.02 points (U-Net++ DDP+AMP: 64.67 "
                "recomputed vs 64.69 printed).",
-               SETUP_LEGEND, SSIM_NOTE, DIFF_NOTE, PAPER_NOTE]
+               SETUP_LEGEND, STATS_POINTER, SSIM_NOTE, DIFF_NOTE, PAPER_NOTE]
     title = f"Table V. Training setups compared at noise σ = {sigmas[0]}"
-    return finish_table("table5", title, rows, [("", shown)], caption + data_caption(data_source), foot)
+    return finish_table("table5", title, rows, [("", paper_headers(shown, mark_for(proto, foot)))],
+                        caption + data_caption(data_source) + proto.caption(), foot)
 
 
 def make_table5(records: Sequence, summaries: Sequence, out_prefix: str | Path,
-                data_source: str | None = None) -> list[Path]:
-    return write_table(build_table5(records, summaries, data_source), out_prefix)
+                data_source: str | None = None, image_size: int | None = None) -> list[Path]:
+    return write_table(build_table5(records, summaries, data_source, image_size), out_prefix)

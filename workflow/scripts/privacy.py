@@ -62,11 +62,14 @@ def train_split_patients(data_dir: str, sigma: str) -> list[int]:
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     if a.command == "attacker":
-        from cxrdenoise.privacy.images import load_query_sets, views
+        import numpy as np
+
+        from cxrdenoise.privacy.images import load_query_sets, preprocess, views
         from cxrdenoise.privacy.learned import AttackerSettings, train_attacker
 
         sets = load_query_sets(a.data_dir, "train", a.sigmas, [], size=a.image_size, device="cpu")
         names, stack = views(sets)
+        stack = np.stack([preprocess(v, a.image_size) for v in stack])
         settings = AttackerSettings(seed=a.seed, epochs=a.epochs, lr=a.lr, margin=a.margin, batch_size=a.batch_size,
                                     channels=a.channels, embedding=a.embedding, noise_augment=not a.no_noise_augment)
         record = train_attacker(stack, names, sets.image_ids, sets.patient_ids, settings, a.out_dir,
@@ -100,17 +103,18 @@ def run_score(a: argparse.Namespace) -> None:
     pairing = make_pairing(sets.image_ids, sets.patient_ids, seed=a.seed, negatives_per_query=a.negatives,
                            attacker_patients=attacker_patients)
     if a.attacker == "ncc":
-        embed, label, note, record = ncc.embed, ncc.LABEL, "normalised cross-correlation, no training", None
+        similarity = lambda q, g: ncc.similarity(q, g, a.image_size)  # noqa: E731
+        label, note, record = ncc.LABEL, ncc.NOTE, None
     else:
         if not a.attacker_checkpoint:
             raise CxrError("privacy score --attacker learned needs --attacker-checkpoint")
         net = learned.load_attacker(a.attacker_checkpoint)
-        embed = lambda images: learned.embed(net, images)  # noqa: E731
+        similarity = lambda q, g: learned.similarity(net, q, g, a.image_size)  # noqa: E731
         label = learned.LABEL
         note = ("embedding CNN trained with a triplet loss on train-split patients "
                 f"({len(set(attacker_patients))} patients, disjoint from the test patients)")
         record = a.attacker_checkpoint
-    frame = score_queries(embed, sets, pairing, attacker=a.attacker, seed=a.seed, n_boot=a.bootstrap, top_k=a.top_k)
+    frame = score_queries(similarity, sets, pairing, attacker=a.attacker, seed=a.seed, n_boot=a.bootstrap, top_k=a.top_k)
     summary = {"attacker": a.attacker, "attacker_label": label, "attacker_note": note, "attacker_checkpoint": record,
                "image_size": a.image_size, "source_size": sets.image_shape[-1], "setup": a.setup,
                "n_boot": a.bootstrap, "top_k": a.top_k, "negatives_per_query": a.negatives, "seed": a.seed,

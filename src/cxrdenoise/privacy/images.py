@@ -1,9 +1,9 @@
 """Images as the attackers see them: read from the shards through the evaluation's dataset, denoised with the
-evaluation's loader, then downsampled and contrast-normalised.
+evaluation's loader, and area-downsampled to twice the attackers' size (`work_size`), so an attacker can still
+shift and rescale before it samples its own `size` x `size` view.
 
-Downsampling (area average) and per-image normalisation (zero mean, unit norm) remove what no attacker should
-rely on (exposure, the noise's mean shift) and keep the anatomy; the normalised vectors make the training-free
-attacker's score a plain dot product (normalised cross-correlation).
+`preprocess` (area downsampling to `size`, then zero mean and unit norm per image) removes what no attacker
+should rely on (exposure, the noise's mean shift) and keeps the anatomy.
 """
 
 from __future__ import annotations
@@ -25,20 +25,29 @@ from ..errors import CxrError
 
 def preprocess(images: torch.Tensor | np.ndarray, size: int) -> np.ndarray:
     """(N, H, W) or (N, 1, H, W) in [0, 1] -> (N, size, size) float32, area-downsampled, zero mean, unit L2 norm."""
-    x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images).float()
-    if x.ndim == 3:
-        x = x[:, None]
-    if x.shape[-2:] != (size, size):
-        x = F.interpolate(x, size=(size, size), mode="area")
-    x = x[:, 0].reshape(len(x), -1)
+    x = torch.from_numpy(downsample(images, size)).reshape(len(images), -1)
     x = x - x.mean(dim=1, keepdim=True)
     x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-8)
     return x.reshape(len(x), size, size).cpu().numpy().astype(np.float32)
 
 
+def work_size(size: int) -> int:
+    return 2 * int(size)
+
+
+def downsample(images: torch.Tensor | np.ndarray, size: int) -> np.ndarray:
+    """(N, H, W) or (N, 1, H, W) -> (N, size, size) float32 by area averaging (unchanged if already that size)."""
+    x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images).float()
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.shape[-2:] != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="area")
+    return x[:, 0].cpu().numpy().astype(np.float32)
+
+
 @dataclass
 class QuerySets:
-    """Preprocessed images of one split: the clean ones and every attacked form of them, in the same order."""
+    """Images of one split at `work_size`: the clean ones and every attacked form of them, in the same order."""
 
     image_ids: list[str]
     patient_ids: list[int]
@@ -51,7 +60,9 @@ class QuerySets:
 
 def load_query_sets(data_dir: str | Path, split: str, sigmas: Sequence[str], checkpoints: Sequence[str | Path], *,
                     size: int, device: str | None = None, batch_size: int = 16) -> QuerySets:
-    """Clean, noisy (each sigma) and denoised (each checkpoint, on the noisy images of its own sigma) images."""
+    """Clean, noisy (each sigma) and denoised (each checkpoint, on the noisy images of its own sigma) images,
+    area-downsampled to `work_size(size)`."""
+    work = work_size(size)
     sigmas = [sigma_label(s) for s in sigmas]
     if not sigmas:
         raise CxrError("privacy: no noise level given (noise.sigmas)")
@@ -74,10 +85,10 @@ def load_query_sets(data_dir: str | Path, split: str, sigmas: Sequence[str], che
         clean, noisy, denoised = [], [], {path: [] for path, _ in denoisers[s]}
         for noisy_b, clean_b in DataLoader(dataset, batch_size=batch_size, shuffle=False):
             if s == sigmas[0]:
-                clean.append(preprocess(clean_b, size))
-            noisy.append(preprocess(noisy_b, size))
+                clean.append(downsample(clean_b, work))
+            noisy.append(downsample(noisy_b, work))
             for path, denoiser in denoisers[s]:
-                denoised[path].append(preprocess(denoiser(noisy_b).cpu(), size))
+                denoised[path].append(downsample(denoiser(noisy_b).cpu(), work))
         if s == sigmas[0]:
             out.clean = np.concatenate(clean)
         out.noisy[s] = np.concatenate(noisy)

@@ -30,6 +30,7 @@ from ..errors import CxrError
 from ..provenance import provenance
 from ..seeding import derived_seed, rng_for
 from ..train.checkpoint import LAST_FORMAT, cpu_state_dict, load_last, save
+from .images import preprocess
 
 NAME = "learned"
 LABEL = "siamese CNN (learned, triplet loss)"
@@ -93,7 +94,9 @@ def _loss(net: EmbeddingNet, views: torch.Tensor, batch: np.ndarray, margin: flo
 
 
 def fingerprint(settings: AttackerSettings, image_ids: Sequence[str], view_names: Sequence[str], shape) -> str:
-    text = json.dumps({"settings": asdict(settings), "ids": list(image_ids), "views": list(view_names),
+    """What last.pt must have been trained with to be resumed (every setting but the number of epochs)."""
+    kept = {k: v for k, v in asdict(settings).items() if k != "epochs"}
+    text = json.dumps({"settings": kept, "ids": list(image_ids), "views": list(view_names),
                        "shape": list(shape)}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -160,6 +163,11 @@ def load_attacker(path: str | Path) -> EmbeddingNet:
     except Exception as err:  # any unreadable or foreign file
         raise CxrError(f"{path}: not a privacy attacker checkpoint ({type(err).__name__}); rerun rule privacy_attacker") from None
     return net.eval()
+
+
+def similarity(net: EmbeddingNet, queries: np.ndarray, gallery: np.ndarray, size: int) -> np.ndarray:
+    """(n_query, n_gallery) cosine similarity of the embeddings of the preprocessed images."""
+    return embed(net, preprocess(queries, size)) @ embed(net, preprocess(gallery, size)).T
 
 
 def embed(net: EmbeddingNet, images: np.ndarray, batch_size: int = 256) -> np.ndarray:

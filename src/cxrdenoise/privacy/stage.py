@@ -34,19 +34,20 @@ def query_images(sets: QuerySets) -> list[tuple[str, str, str | None, np.ndarray
     return out
 
 
-def score_queries(embed: Callable[[np.ndarray], np.ndarray], sets: QuerySets, pairing: Pairing, *, attacker: str,
-                  seed: int, n_boot: int, top_k: Sequence[int]) -> pd.DataFrame:
-    """One row per query kind: verification AUC and retrieval top-k, each with a patient bootstrap interval."""
-    gallery = embed(sets.clean)
+def score_queries(similarity: Callable[[np.ndarray, np.ndarray], np.ndarray], sets: QuerySets, pairing: Pairing, *,
+                  attacker: str, seed: int, n_boot: int, top_k: Sequence[int]) -> pd.DataFrame:
+    """One row per query kind: verification AUC and retrieval top-k, each with a patient bootstrap interval.
+
+    `similarity(queries, gallery)` is the attacker: (n_query, n_gallery) scores, higher = more alike."""
     same, valid = pairing.same_patient(), pairing.valid()
     pair_patients = pairing.query_patients[pairing.pair_query]
     rows = []
     for kind, model, sigma, images in query_images(sets):
-        queries = embed(images[pairing.query_index])
-        scores = (queries[pairing.pair_query] * gallery[pairing.pair_gallery]).sum(axis=1)
+        sim = similarity(images[pairing.query_index], sets.clean)
+        scores = sim[pairing.pair_query, pairing.pair_gallery]
         auc = patient_bootstrap(weighted_auc(scores, pairing.pair_label), pair_patients, seed=seed, key="auc",
                                 n_boot=n_boot)
-        ranks = match_ranks(queries @ gallery.T, same, valid)
+        ranks = match_ranks(sim, same, valid)
         row: dict[str, Any] = {"attacker": attacker, "query": kind, "model": model, "sigma": sigma,
                                **pairing.counts(), "auc": auc["estimate"], "auc_lo": auc["lo"], "auc_hi": auc["hi"],
                                "mean_rank": float(ranks.mean())}

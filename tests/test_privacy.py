@@ -182,3 +182,77 @@ def test_claim_verdicts_follow_the_stated_rule():
     blind = privacy_claim(_rows((0.55, 0.5, 0.6), (0.5, 0.45, 0.55), (0.5, 0.45, 0.55)), data_source="synthetic")
     assert blind["verdict"] == "inconclusive" and "cannot show privacy" in blind["evidence"]
     assert "phantoms" in blind["evidence"]
+
+
+# ---------------------------------------------------------------------------------------------- the stage
+
+SCRIPT = Path(__file__).resolve().parents[1] / "workflow" / "scripts" / "privacy.py"
+
+
+def _script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("privacy_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _checkpoint(path: Path, model: str, sigma: float) -> Path:
+    from cxrdenoise.models import build_model
+
+    torch.manual_seed(0)
+    kwargs = {"base_channels": 4}
+    net = build_model(model, **kwargs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": model, "model_kwargs": kwargs, "state_dict": net.state_dict(), "sigma": sigma,
+                "epoch": 1, "setup": "gpu1"}, path)
+    return path
+
+
+def test_stage_end_to_end_on_tiny_data(tmp_path, tiny_data_dir):
+    """attacker -> score (both attackers, denoised queries from a checkpoint) -> table -> figure."""
+    main = _script().main
+    common = ["--data-dir", str(tiny_data_dir), "--sigmas", "0.1", "0.2", "--seed", "3", "--image-size", "16"]
+    out = tmp_path / "privacy"
+    assert main(["attacker", *common, "--out-dir", str(out / "learned"), "--epochs", "2", "--lr", "1e-3",
+                 "--margin", "0.2", "--batch-size", "4", "--channels", "4", "--embedding", "8"]) == 0
+    record = json.loads((out / "learned" / "record.json").read_text())
+    assert record["views"] == ["clean", "noisy sigma 0.1", "noisy sigma 0.2"] and record["image_size"] == 16
+    ckpt = _checkpoint(tmp_path / "train" / "unet" / "best.pt", "unet", 0.1)
+    for attacker in ("ncc", "learned"):
+        extra = ["--attacker-checkpoint", str(out / "learned" / "attacker.pt")] if attacker == "learned" else []
+        assert main(["score", *common, "--attacker", attacker, *extra, "--checkpoints", str(ckpt), "--setup", "gpu1",
+                     "--negatives", "3", "--bootstrap", "50", "--top-k", "1", "2", "--out-dir", str(out / attacker)]) == 0
+    frame = pd.read_csv(out / "ncc" / "metrics.csv", keep_default_na=False, na_values=["NaN"])
+    assert frame["query"].tolist() == ["clean", "obfuscated", "obfuscated", "denoised"]
+    assert frame["model"].tolist() == ["", "", "", "unet"]
+    summary = json.loads((out / "ncc" / "summary.json").read_text())
+    # tiny_data_dir's test split: 5 images of 3 patients, two of whom have two images
+    assert summary["n_gallery_images"] == 5 and summary["n_query_patients"] == 2 and summary["n_queries"] == 4
+    assert summary["n_pairs_same"] == 4 and frame["n_pairs_same"].eq(4).all()
+    assert frame[["auc", "top1", "top2"]].apply(lambda c: c.between(0, 1)).all().all()
+    assert summary["provenance"]["config_hash"] is None or isinstance(summary["provenance"]["config_hash"], str)
+    metrics = [str(out / a / "metrics.csv") for a in ("ncc", "learned")]
+    summaries = [str(out / a / "summary.json") for a in ("ncc", "learned")]
+    prefix = tmp_path / "tables" / "privacy"
+    assert main(["table", "--metrics", *metrics, "--summaries", *summaries, "--out-prefix", str(prefix),
+                 "--data-source", "synthetic"]) == 0
+    md = prefix.with_suffix(".md").read_text()
+    assert "NCC (training-free)" in md and "siamese CNN" in md and "Study's privacy claim:" in md
+    assert "phantom" in md and "2 patients" not in md  # the gallery line names images and patients
+    assert "5 test images of 3 patients" in md and "16×16 px" in md
+    table = pd.read_csv(prefix.with_suffix(".csv"))
+    assert len(table) == 8 and set(table["attacker"]) == {"ncc", "learned"}
+    fig = tmp_path / "figures" / "privacy"
+    assert main(["figure", "--metrics", *metrics, "--summaries", *summaries, "--out-prefix", str(fig),
+                 "--data-source", "synthetic"]) == 0
+    assert fig.with_suffix(".png").stat().st_size > 1000 and fig.with_suffix(".pdf").exists()
+
+
+def test_stage_refuses_a_checkpoint_of_another_sigma(tmp_path, tiny_data_dir):
+    from cxrdenoise.privacy.images import load_query_sets
+
+    ckpt = _checkpoint(tmp_path / "best.pt", "unet", 0.3)
+    with pytest.raises(CxrError, match="trained at sigma 0.3"):
+        load_query_sets(tiny_data_dir, "test", ["0.1"], [ckpt], size=16)

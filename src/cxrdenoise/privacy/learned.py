@@ -51,14 +51,15 @@ class AttackerSettings:
 
 
 class EmbeddingNet(nn.Module):
-    """Four stride-2 conv blocks, global average pooling and a linear layer to a unit-norm embedding."""
+    """Four stride-2 conv blocks (GroupNorm: batch-size independent), global average pooling and a linear layer
+    to a unit-norm embedding."""
 
     def __init__(self, channels: int = 8, embedding: int = 32):
         super().__init__()
         c = channels
         layers, cin = [], 1
         for cout in (c, 2 * c, 4 * c, 4 * c):
-            layers += [nn.Conv2d(cin, cout, 3, stride=2, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+            layers += [nn.Conv2d(cin, cout, 3, stride=2, padding=1), nn.GroupNorm(1, cout), nn.ReLU(inplace=True)]
             cin = cout
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(cin, embedding)

@@ -59,7 +59,7 @@ def privacy_figure(metrics: Sequence[str | Path], summaries: Sequence[str | Path
     info = infos[0] if infos else {}
     data = DATA_LABELS.get(data_source or "", data_source or "")
     fig.suptitle(f"Patient re-identification: {data}; {info.get('n_query_patients', '?')} query patients, "
-                 f"{info.get('n_gallery_images', '?')} gallery images, {info.get('image_size', '?')} px"
-                 + (" — demo, phantoms" if data_source == "synthetic" else ""), fontsize=9)
+                 f"{info.get('n_pairs_same', '?')} / {info.get('n_pairs_different', '?')} same / different-patient pairs, "
+                 f"{info.get('n_gallery_images', '?')} gallery images, {info.get('image_size', '?')} px", fontsize=9)
     fig.tight_layout()
     return save_figure(fig, out_prefix)

@@ -25,7 +25,7 @@ CROP = 0.2
 MAX_SHIFT = 0.1
 SHIFT_STEPS = 5
 SCALES = (0.9, 1.0, 1.1)
-NOTE = ("gallery mean subtracted, then normalised cross-correlation of the central {100 * (1 - 2 * CROP):.0f} % of contrast-normalised images, "
+NOTE = (f"gallery mean subtracted, then normalised cross-correlation of the central {100 * (1 - 2 * CROP):.0f} % of contrast-normalised images, "
         f"maximised over shifts up to ±{100 * MAX_SHIFT / 2:.0f} % of the width and scales {', '.join(map(str, SCALES))}; "
         "no training")
 

@@ -56,8 +56,10 @@ def _ci(est: float, lo: float, hi: float, dp: int = 3) -> str:
 def build_privacy(metrics: Sequence[str | Path], summaries: Sequence[str | Path], data_source: str | None = None,
                   max_auc: float = DEFAULT_MAX_AUC) -> Table:
     frame, infos = read_privacy(metrics, summaries)
-    frame = frame.assign(_q=frame["query"].map(QUERY_ORDER), _s=frame["sigma"].astype(float).fillna(-1.0))
-    frame = frame.sort_values(["attacker", "_q", "_s", "model"], kind="stable").drop(columns=["_q", "_s"])
+    attackers = {a: i for i, a in enumerate(dict.fromkeys(frame["attacker"]))}  # in the order given (config order)
+    frame = frame.assign(_a=frame["attacker"].map(attackers), _q=frame["query"].map(QUERY_ORDER),
+                         _s=frame["sigma"].astype(float).fillna(-1.0))
+    frame = frame.sort_values(["_a", "_q", "_s", "model"], kind="stable").drop(columns=["_a", "_q", "_s"])
     top_ks = sorted(int(c[3:]) for c in frame.columns if c.startswith("top") and c[3:].isdigit())
     foot = Footnotes()
     labels = {i["attacker"]: i.get("attacker_label", i["attacker"]) for i in infos}
@@ -65,7 +67,7 @@ def build_privacy(metrics: Sequence[str | Path], summaries: Sequence[str | Path]
     for _, r in frame.iterrows():
         rows.append({k: (None if is_missing(v) or v == "" else v) for k, v in r.items()})
         cell = {"attacker": labels.get(r["attacker"], r["attacker"]), "query": r["query"],
-                "σ": "" if r["sigma"] is None else f"{float(r['sigma']):g}",
+                "σ": "" if is_missing(r["sigma"]) else f"{float(r['sigma']):g}",
                 "denoiser": model_name(r["model"]) if r["model"] else "",
                 "patients": str(int(r["n_query_patients"])), "queries": str(int(r["n_queries"])),
                 "pairs same / diff.": f"{int(r['n_pairs_same'])} / {int(r['n_pairs_different'])}",

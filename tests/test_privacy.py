@@ -227,6 +227,8 @@ def test_stage_end_to_end_on_tiny_data(tmp_path, tiny_data_dir):
     frame = pd.read_csv(out / "ncc" / "metrics.csv", keep_default_na=False, na_values=["NaN"])
     assert frame["query"].tolist() == ["clean", "obfuscated", "obfuscated", "denoised"]
     assert frame["model"].tolist() == ["", "", "", "unet"]
+    # an untrained net does not denoise: flagged in the metrics and footnoted in the table
+    assert frame["did_not_denoise"].tolist()[-1] in (True, "True") and frame["psnr"].iloc[1] > frame["psnr"].iloc[2]
     summary = json.loads((out / "ncc" / "summary.json").read_text())
     # tiny_data_dir's test split: 5 images of 3 patients, two of whom have two images
     assert summary["n_gallery_images"] == 5 and summary["n_query_patients"] == 2 and summary["n_queries"] == 4
@@ -240,7 +242,7 @@ def test_stage_end_to_end_on_tiny_data(tmp_path, tiny_data_dir):
                  "--data-source", "synthetic"]) == 0
     md = prefix.with_suffix(".md").read_text()
     assert "NCC (training-free)" in md and "siamese CNN" in md and "Study's privacy claim:" in md
-    assert "phantom" in md and "nan" not in md
+    assert "phantom" in md and "nan" not in md and "did not denoise: this denoiser" in md
     assert md.index("| NCC (training-free) | clean |  |") < md.index("| siamese CNN")  # config order, blank σ
     assert "5 test images of 3 patients" in md and "16×16 px" in md
     table = pd.read_csv(prefix.with_suffix(".csv"))

@@ -121,7 +121,7 @@ def run_score(a: argparse.Namespace) -> None:
                "split": "test", **pairing.counts(),
                "checkpoints": {f"{m} sigma{s}": v for (m, s), v in sets.checkpoints.items()},
                "rows": frame.to_dict(orient="records")}
-    write_results(frame, a.out_dir, summary)
+    write_results(frame, a.out_dir, summary, device=a.device)
     for _, r in frame.iterrows():
         print(f"{a.attacker} {r['query']} {r['model']} {r['sigma']}: AUC {r['auc']:.3f} top{a.top_k[0]} {r[f'top{a.top_k[0]}']:.3f}",
               file=sys.stdout)

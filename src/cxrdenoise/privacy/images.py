@@ -56,6 +56,13 @@ class QuerySets:
     noisy: dict[str, np.ndarray] = field(default_factory=dict)                    # sigma label -> images
     denoised: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)     # (model, sigma) -> images
     checkpoints: dict[tuple[str, str], dict] = field(default_factory=dict)        # (model, sigma) -> metadata
+    psnr: dict[tuple[str, str], float] = field(default_factory=dict)  # ("noisy" or model, sigma) -> mean test PSNR
+
+
+def _psnr(output: torch.Tensor, clean: torch.Tensor) -> np.ndarray:
+    """Per-image PSNR (data range 1) at full resolution, to flag a denoiser that did not denoise."""
+    mse = ((output.float().cpu() - clean.float()) ** 2).flatten(1).mean(dim=1).double()
+    return (10.0 * torch.log10(1.0 / mse.clamp_min(1e-12))).numpy()
 
 
 def load_query_sets(data_dir: str | Path, split: str, sigmas: Sequence[str], checkpoints: Sequence[str | Path], *,
@@ -83,20 +90,26 @@ def load_query_sets(data_dir: str | Path, split: str, sigmas: Sequence[str], che
         elif list(map(str, dataset.image_ids)) != out.image_ids:
             raise CxrError(f"privacy: the {split} images at sigma {s} differ from those at sigma {sigmas[0]}")
         clean, noisy, denoised = [], [], {path: [] for path, _ in denoisers[s]}
+        psnr: dict[str, list] = {"noisy": [], **{path: [] for path, _ in denoisers[s]}}
         for noisy_b, clean_b in DataLoader(dataset, batch_size=batch_size, shuffle=False):
             if s == sigmas[0]:
                 clean.append(downsample(clean_b, work))
             noisy.append(downsample(noisy_b, work))
+            psnr["noisy"].append(_psnr(noisy_b, clean_b))
             for path, denoiser in denoisers[s]:
-                denoised[path].append(downsample(denoiser(noisy_b).cpu(), work))
+                output = denoiser(noisy_b).cpu()
+                denoised[path].append(downsample(output, work))
+                psnr[path].append(_psnr(output, clean_b))
         if s == sigmas[0]:
             out.clean = np.concatenate(clean)
         out.noisy[s] = np.concatenate(noisy)
+        out.psnr[("noisy", s)] = float(np.concatenate(psnr["noisy"]).mean())
         for path, denoiser in denoisers[s]:
             key = (str(denoiser.meta["model"]), s)
             if key in out.denoised:
                 raise CxrError(f"{path}: a second checkpoint of model {key[0]} at sigma {s}; give one per model and sigma")
             out.denoised[key] = np.concatenate(denoised[path])
+            out.psnr[key] = float(np.concatenate(psnr[path]).mean())
             out.checkpoints[key] = {"path": path, "epoch": denoiser.meta.get("epoch"),
                                     "setup": denoiser.meta.get("setup"), "model_kwargs": denoiser.meta.get("model_kwargs")}
     return out

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import atomic_path, write_json
+from ..denoised import did_not_denoise
 from ..provenance import provenance
 from .images import QuerySets
 from .metrics import match_ranks, patient_bootstrap, top_k_hits, weighted_auc, weighted_mean
@@ -48,7 +49,10 @@ def score_queries(similarity: Callable[[np.ndarray, np.ndarray], np.ndarray], se
         auc = patient_bootstrap(weighted_auc(scores, pairing.pair_label), pair_patients, seed=seed, key="auc",
                                 n_boot=n_boot)
         ranks = match_ranks(sim, same, valid)
+        psnr = sets.psnr.get((model or "noisy", sigma)) if sigma is not None else None
+        noisy_psnr = sets.psnr.get(("noisy", sigma)) if sigma is not None else None
         row: dict[str, Any] = {"attacker": attacker, "query": kind, "model": model, "sigma": sigma,
+                               "psnr": psnr, "did_not_denoise": did_not_denoise(psnr, noisy_psnr) if model else None,
                                **pairing.counts(), "auc": auc["estimate"], "auc_lo": auc["lo"], "auc_hi": auc["hi"],
                                "mean_rank": float(ranks.mean())}
         for k in top_k:
@@ -59,11 +63,12 @@ def score_queries(similarity: Callable[[np.ndarray, np.ndarray], np.ndarray], se
     return pd.DataFrame(rows)
 
 
-def write_results(frame: pd.DataFrame, out_dir: str | Path, summary: dict[str, Any]) -> None:
+def write_results(frame: pd.DataFrame, out_dir: str | Path, summary: dict[str, Any], device: Any = "cpu") -> None:
+    """metrics.csv and summary.json, atomically; provenance names `device`, the device the denoisers ran on."""
     out_dir = Path(out_dir)
     with atomic_path(out_dir / "metrics.csv", suffix=".csv") as tmp:
         frame.to_csv(tmp, index=False, na_rep="NaN", float_format="%.10g")
-    write_json(out_dir / "summary.json", _json_safe({**summary, "provenance": provenance()}))
+    write_json(out_dir / "summary.json", _json_safe({**summary, "provenance": provenance(device=device)}))
 
 
 def _json_safe(obj: Any) -> Any:

@@ -13,6 +13,7 @@ from typing import Sequence
 
 import pandas as pd
 
+from ..denoised import NOT_DENOISED
 from ..errors import CxrError
 from ..privacy.claim import DEFAULT_MAX_AUC, privacy_claim
 from ..privacy.stage import CHANCE_NOTE
@@ -66,7 +67,11 @@ def build_privacy(metrics: Sequence[str | Path], summaries: Sequence[str | Path]
     rows, shown = [], []
     for _, r in frame.iterrows():
         rows.append({k: (None if is_missing(v) or v == "" else v) for k, v in r.items()})
-        cell = {"attacker": labels.get(r["attacker"], r["attacker"]), "query": r["query"],
+        query = r["query"]
+        if r.get("did_not_denoise") in (True, "True"):
+            query += foot.mark(f"{NOT_DENOISED}: this denoiser's mean test PSNR is not above the noisy input's, so its "
+                               "row measures a net that did not work, not what denoising does to privacy.")
+        cell = {"attacker": labels.get(r["attacker"], r["attacker"]), "query": query,
                 "σ": "" if is_missing(r["sigma"]) else f"{float(r['sigma']):g}",
                 "denoiser": model_name(r["model"]) if r["model"] else "",
                 "patients": str(int(r["n_query_patients"])), "queries": str(int(r["n_queries"])),

@@ -245,6 +245,10 @@ def test_stage_end_to_end_on_tiny_data(tmp_path, tiny_data_dir):
     assert "phantom" in md and "nan" not in md and "did not denoise: this denoiser" in md
     assert md.index("| NCC (training-free) | clean |  |") < md.index("| siamese CNN")  # config order, blank σ
     assert "5 test images of 3 patients" in md and "16×16 px" in md
+    from cxrdenoise.tables.privacy import privacy_claim_from_files
+
+    verdict = privacy_claim_from_files(metrics, summaries, data_source="synthetic")
+    assert verdict["verdict"] in ("supported", "not supported", "inconclusive") and verdict["verdict"].upper() in md
     table = pd.read_csv(prefix.with_suffix(".csv"))
     assert len(table) == 8 and set(table["attacker"]) == {"ncc", "learned"}
     fig = tmp_path / "figures" / "privacy"

@@ -110,3 +110,10 @@ def build_privacy(metrics: Sequence[str | Path], summaries: Sequence[str | Path]
 def make_privacy(metrics: Sequence[str | Path], summaries: Sequence[str | Path], out_prefix: str | Path,
                  data_source: str | None = None, max_auc: float = DEFAULT_MAX_AUC) -> list[Path]:
     return write_table(build_privacy(metrics, summaries, data_source, max_auc), out_prefix)
+
+
+def privacy_claim_from_files(metrics: Sequence[str | Path], summaries: Sequence[str | Path] = (),
+                             data_source: str | None = None, max_auc: float = DEFAULT_MAX_AUC) -> dict:
+    """The privacy claim's verdict (cxrdenoise.privacy.claim) from the stage's metrics.csv files, for a claims table."""
+    frame, _ = read_privacy(metrics, summaries)
+    return privacy_claim(frame, max_auc=max_auc, data_source=data_source)

@@ -25,6 +25,7 @@ include: "workflow/rules/noise.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/privacy.smk"
 
 
 rule all:
@@ -32,3 +33,4 @@ rule all:
         TRAIN_RECORDS,
         EVAL_SUMMARIES,
         REPORT_TARGETS,
+        PRIVACY_TARGETS,

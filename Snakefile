@@ -26,6 +26,7 @@ include: "workflow/rules/noise.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/privacy.smk"
 
 
 rule all:
@@ -33,3 +34,4 @@ rule all:
         TRAIN_RECORDS,
         EVAL_SUMMARIES,
         REPORT_TARGETS,
+        PRIVACY_TARGETS,

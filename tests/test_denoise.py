@@ -121,3 +121,15 @@ def test_reflect_padding():
 def test_load_denoiser_multiple(tmp_path):
     d = load_denoiser(save_checkpoint(tmp_path / "u.pt", "unet", base_channels=2), "cpu")
     assert d.multiple == 16 and not d.model.training and d.meta["sigma"] == 0.1 and "state_dict" not in d.meta
+    assert d.meta["model_kwargs"]["block"] == "study"
+
+
+@pytest.mark.parametrize("name", ["unet", "unetpp"])
+def test_checkpoint_from_before_the_block_option_loads_as_double_bn(tmp_path, name):
+    """best.pt files written before `block` existed hold two-BatchNorm nets and no `block` key."""
+    path = save_checkpoint(tmp_path / "old.pt", name, base_channels=2, block="double_bn")
+    ckpt = torch.load(path)
+    del ckpt["model_kwargs"]["block"]
+    torch.save(ckpt, path)
+    d = load_denoiser(path, "cpu")
+    assert d.meta["model_kwargs"]["block"] == "double_bn" and d.model.block == "double_bn"

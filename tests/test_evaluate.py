@@ -67,6 +67,7 @@ def test_evaluate_checkpoint_files(tmp_path, tiny_data_dir, random_lpips):
     assert saved["metrics"]["lpips"]["mean"] is None
     assert saved["metrics"]["lpips_random_backbone"]["n"] == len(test_set)
     assert saved["n_images"] == len(test_set) and saved["sigma"] == 0.1 and saved["setup"] == "gpu1"
+    assert saved["n_patients"] == len(set(test_set.patient_ids)) < len(test_set)  # patients, not images
     assert saved["model"] == "dncnn" and saved["checkpoint_epoch"] == 7 and saved["inference"]["device"] == "cpu"
     assert saved["metrics"]["psnr"]["mean"] == pytest.approx(frame["psnr"].mean())
     ssim = saved["metrics"]["ssim"]
@@ -164,3 +165,20 @@ def test_workflow_scripts(tmp_path, tiny_data_dir, random_lpips, capsys):
     rc = _script("evaluate").main(["--checkpoint", str(ckpt), "--data-dir", str(tiny_data_dir), "--out-dir", str(out),
                                    "--sigma", "0.3", "--setup", "gpu1", "--device", "cpu", "--no-progress"])
     assert rc == 1 and "sigma" in capsys.readouterr().err
+
+
+def test_device_metrics_and_scikit_image_paths_agree(tmp_path, tiny_data_dir, monkeypatch):
+    """The evaluation's batched torch metrics score what the per-image scikit-image reference scores."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-weights"))
+    monkeypatch.delenv(lw.BACKBONE_ENV, raising=False)
+    ckpt = save_checkpoint(tmp_path / "best.pt", sigma=0.2, name="unet", base_channels=2)
+    fast = evaluate_checkpoint(ckpt, tmp_path / "fast", data_dir=tiny_data_dir, device="cpu", progress=False,
+                               metrics_on_device=True)
+    ref = evaluate_checkpoint(ckpt, tmp_path / "ref", data_dir=tiny_data_dir, device="cpu", progress=False)
+    assert fast["metrics_backend"].startswith("torch, batched, float64 on cpu")
+    assert ref["metrics_backend"].startswith("scikit-image")  # the CPU default: faster there than torch
+    assert fast["block"] == ref["block"] == "study"  # the U-Net's block, for table captions
+    a, b = pd.read_csv(tmp_path / "fast" / "per_image.csv"), pd.read_csv(tmp_path / "ref" / "per_image.csv")
+    assert len(a) == len(b) > 0 and list(a["image_id"]) == list(b["image_id"])
+    for col in ("psnr", "ssim", "ssim_w3"):
+        assert np.abs(a[col] - b[col]).max() < 1e-9, col

@@ -107,5 +107,8 @@ def test_report_rules_have_minimal_inputs(tmp_path):
     assert len(t5) == 13 and all("/sigma0.1/" in p for p in t5)
     assert all("/rep1/" in p for p in t5 if "/noisy/" not in p)
     assert len(f4) == 13 and all("/sigma0.1/" in p for p in f4) and sum(p.endswith("record.json") for p in f4) == 6
-    assert all("/gpu1/" in p or "/noisy/" in p for p in t3) and sum("/noisy/" in p for p in t3) == 3
+    # the noisy input's summary and per-image scores (its patient-bootstrap interval) at each of 3 sigmas
+    assert all("/gpu1/" in p or "/noisy/" in p for p in t3) and sum("/noisy/" in p for p in t3) == 6
     assert len(jobs["figures_examples"]) == 3
+    (claims,) = jobs["claims"]  # every run's record, summary and per-image scores, and the noisy summaries
+    assert sum(p.endswith("per_image.csv") for p in claims) == 18 and sum("/noisy/" in p for p in claims) == 3

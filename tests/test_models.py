@@ -17,7 +17,8 @@ SMALL = {"unet": {"base_channels": 4}, "unetpp": {"base_channels": 4}, "dncnn": 
 
 def test_registry_lists_the_three_models():
     assert available_models() == ["dncnn", "unet", "unetpp"]
-    assert model_kwarg_names("unetpp") == ["base_channels", "deep_supervision"]
+    assert model_kwarg_names("unet") == ["base_channels", "block"]
+    assert model_kwarg_names("unetpp") == ["base_channels", "deep_supervision", "block"]
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
@@ -46,6 +47,8 @@ def test_parameter_counts_at_base_64(name, kwargs, expected):
 
 
 def test_exact_parameter_counts():
+    """The defaults are the study's nets: its U-Net has 31,036,481 parameters, its U-Net++ 36,621,380 with the
+    four heads it defines (36,621,185 with the one it trains)."""
     with torch.device("meta"):
         counts = {
             "unet": count_parameters(build_model("unet")),
@@ -53,7 +56,46 @@ def test_exact_parameter_counts():
             "unetpp_ds": count_parameters(build_model("unetpp", deep_supervision=True)),
             "dncnn": count_parameters(build_model("dncnn")),
         }
-    assert counts == {"unet": 31_042_369, "unetpp": 36_628_481, "unetpp_ds": 36_628_676, "dncnn": 556_097}
+    assert counts == {"unet": 31_036_481, "unetpp": 36_621_185, "unetpp_ds": 36_621_380, "dncnn": 556_097}
+
+
+def test_exact_parameter_counts_double_bn():
+    """double_bn (the study's DDP U-Net script) adds one BatchNorm (2 x width parameters) to each of the blocks."""
+    with torch.device("meta"):
+        counts = {
+            "unet": count_parameters(build_model("unet", block="double_bn")),
+            "unetpp": count_parameters(build_model("unetpp", block="double_bn")),
+            "unetpp_ds": count_parameters(build_model("unetpp", block="double_bn", deep_supervision=True)),
+        }
+    assert counts == {"unet": 31_042_369, "unetpp": 36_628_481, "unetpp_ds": 36_628_676}
+    widths = [64 * 2**i for i in range(5)]
+    unet_block_widths = widths + widths[:4]  # encoder and decoder
+    assert counts["unet"] - 31_036_481 == 2 * sum(unet_block_widths)
+
+
+@pytest.mark.parametrize("name", ["unet", "unetpp"])
+def test_block_layouts(name):
+    """study: conv, ReLU, conv, BatchNorm, ReLU; double_bn: (conv, BatchNorm, ReLU) twice."""
+    kinds = {}
+    for block in ("study", "double_bn"):
+        model = build_model(name, base_channels=4, block=block)
+        first = model.encoder[0] if name == "unet" else model.nodes["0_0"]
+        kinds[block] = [type(m).__name__ for m in first.modules() if not isinstance(m, torch.nn.Sequential)]
+        n_blocks = 9 if name == "unet" else 15
+        n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+        assert n_bn == n_blocks * (1 if block == "study" else 2)
+        assert model.model_kwargs["block"] == block
+    assert kinds["study"] == ["Conv2d", "ReLU", "Conv2d", "BatchNorm2d", "ReLU"]
+    assert kinds["double_bn"] == ["Conv2d", "BatchNorm2d", "ReLU", "Conv2d", "BatchNorm2d", "ReLU"]
+    assert build_model(name, base_channels=4).model_kwargs["block"] == "study"  # the default
+
+
+@pytest.mark.parametrize("name", ["unet", "unetpp"])
+@pytest.mark.parametrize("block", ["double", "", None, 1])
+def test_unknown_block(name, block):
+    with pytest.raises(CxrError, match=r"block must be one of study, double_bn, got") as err:
+        build_model(name, base_channels=4, block=block)
+    assert f"'{name}'" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_dncnn_is_residual():
@@ -94,7 +136,9 @@ def test_unetpp_deep_supervision_outputs():
     [
         ("unetpp", {"base_channels": 4, "deep_supervision": False}),
         ("unetpp", {"base_channels": 4, "deep_supervision": True}),
+        ("unetpp", {"base_channels": 4, "block": "double_bn"}),
         ("unet", {"base_channels": 4}),
+        ("unet", {"base_channels": 4, "block": "double_bn"}),
         ("dncnn", {"depth": 4, "channels": 4}),
     ],
 )

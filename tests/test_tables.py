@@ -17,7 +17,7 @@ from cxrdenoise import tables
 from cxrdenoise.errors import CxrError
 from cxrdenoise.reference import literature_rows, paper_numbers, paper_row
 from cxrdenoise.render import TABLE_SUFFIXES, write_table
-from fixtures.results_tree import (CPU_NAME, GPU_NAME, RANDOM_LPIPS_SENTINEL, noisy_paths, paths,
+from fixtures.results_tree import (CPU_NAME, GPU_NAME, RANDOM_LPIPS_SENTINEL, STUDY_PROTOCOL, noisy_paths, paths,
                                    write_results_tree)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,8 +30,10 @@ def _all_tables(results: Path, out: Path, dncnn: bool = False) -> dict[str, tabl
     t6_sigmas = dict(sigmas=("0.2", "0.3"), setups=("gpu1",))
     dncnn_summaries = paths(results, "summary", models=("dncnn",), **t6_sigmas) if dncnn else []
     built = {
-        "table3": tables.build_table3(paths(results, "summary", **gpu1), paths(results, "per_image", **gpu1),
-                                      noisy_paths(results), paths(results, "record", **gpu1), data_source="nih"),
+        "table3": tables.build_table3(paths(results, "summary", **gpu1),
+                                      paths(results, "per_image", **gpu1) + noisy_paths(results, "per_image"),
+                                      noisy_paths(results), paths(results, "record", **gpu1), data_source="nih",
+                                      resamples=500, seed=1),
         "table4": tables.build_table4(paths(results, "record"), paths(results, "summary"), data_source="nih"),
         "table5": tables.build_table5(paths(results, "record", sigmas=("0.1",)),
                                       paths(results, "summary", sigmas=("0.1",))),
@@ -71,15 +73,29 @@ def cpu_tree(tmp_path_factory) -> tuple[Path, Path, dict]:
 
 # ------------------------------------------------------------------------------------------- cells
 
-def test_values_land_in_the_right_cells_and_difference_is_ours_minus_paper(cpu_tree):
-    results, out, _ = cpu_tree
+@pytest.fixture(scope="module")
+def study_tree(tmp_path_factory) -> tuple[Path, Path]:
+    """A GPU tree that follows the study's protocol in every checked item, so Δ vs the study is computed."""
+    root = tmp_path_factory.mktemp("study")
+    results = write_results_tree(root, lpips="ok", sigmas=("0.1", "0.2"), setups=("gpu1", "dp2", "ddp2"),
+                                 **STUDY_PROTOCOL)
+    out = root / "tables"
+    kw = dict(sigmas=("0.1", "0.2"), setups=("gpu1", "dp2", "ddp2"))
+    write_table(tables.build_table4(paths(results, "record", **kw), paths(results, "summary", **kw),
+                                    data_source="nih", image_size=256), out / "table4")
+    return results, out
+
+
+def test_values_land_in_the_right_cells_and_difference_is_ours_minus_paper(study_tree):
+    results, out = study_tree
     t4 = pd.read_csv(out / "table4.csv")
-    for sigma, model, setup in [("0.1", "unet", "gpu1"), ("0.2", "unetpp", "dp2"), ("0.3", "unet", "ddp2")]:
+    for sigma, model, setup in [("0.1", "unet", "gpu1"), ("0.2", "unetpp", "dp2"), ("0.1", "unet", "ddp2")]:
         row = _row(t4, sigma=float(sigma), model=model, setup=setup)
         m = _summary(results, model, sigma, setup)["metrics"]
         assert row["psnr"] == pytest.approx(m["psnr"]["mean"])
         assert row["ssim"] == pytest.approx(m["ssim"]["mean"])
         assert row["ssim_w3"] == pytest.approx(m["ssim_w3"]["mean"])
+        assert row["n"] == 2551 and row["n_patients"] == 2551
         paper = paper_row(sigma, model, setup)
         if paper is None:  # ddp2 is ours only: paper cells blank, no difference
             assert math.isnan(row["paper_psnr"]) and math.isnan(row["diff_psnr"])
@@ -95,10 +111,27 @@ def test_values_land_in_the_right_cells_and_difference_is_ours_minus_paper(cpu_t
     header = [c.strip() for c in next(ln for ln in md.splitlines() if ln.startswith("| σ |")).strip("|").split("|")]
     cell = dict(zip(header, cells))
     assert cell["PSNR dB"] == f"{row['psnr']:.3f}"
-    assert cell["paper PSNR"] == "34.952"
+    assert cell["paper PSNR"] == "34.952"  # no mark on the study's columns: nothing differs
     assert cell["Δ PSNR"] == f"{row['psnr'] - 34.952:+.3f}"
     assert cell["Δ SSIM (w3)"] == f"{row['ssim_w3'] - 0.9168:+.4f}"
     assert header.index("paper PSNR") == header.index("PSNR dB") + 1  # the study's figure beside ours
+    assert "Protocol as the study's in every item checked" in md and "no Δ computed" not in md
+    assert "NIH ChestX-ray14, 2551 test images from 2551 patients, 256x256" in md
+
+
+def test_protocol_differences_suppress_every_difference(cpu_tree):
+    """The CPU tree (12 test images, width 8, 3 epochs, CPU) differs from the study: its values, no Δ."""
+    results, out, _ = cpu_tree
+    for name in ("table3", "table4", "table5", "table6"):
+        frame = pd.read_csv(out / f"{name}.csv")
+        for col in ("diff_psnr", "diff_ssim_w3"):
+            assert frame[col].isna().all(), (name, col)
+        md = (out / f"{name}.md").read_text()
+        assert "no Δ computed" in md and "base width 8 (study: 64)" in md and "epochs 3 (study: 50)" in md
+        assert "| paper PSNR |" not in md  # the study's columns carry the mark of what differs
+    t4 = pd.read_csv(out / "table4.csv")
+    assert _row(t4, sigma=0.1, model="unet", setup="gpu1")["paper_psnr"] == 34.952  # still shown, for reference
+    assert "n/c" in (out / "table4.md").read_text()
 
 
 def test_table3_ci_noisy_rows_and_paired_tests(cpu_tree):
@@ -117,8 +150,15 @@ def test_table3_ci_noisy_rows_and_paired_tests(cpu_tree):
         assert unet["p_wilcoxon_ssim"] == pytest.approx(sps.wilcoxon(a["ssim"], b["ssim"]).pvalue)
         assert _row(t3, sigma=float(sigma), model="unetpp")["p_t_psnr"] == unet["p_t_psnr"]
         assert math.isnan(noisy["p_t_psnr"])
+        # patient level: one image per patient in this fixture, so the per-patient test is the paired t-test
+        assert unet["p_patient_t_psnr"] == pytest.approx(sps.ttest_1samp(a["psnr"] - b["psnr"], 0).pvalue)
+        assert unet["p_holm_t_psnr"] >= unet["p_patient_t_psnr"] and unet["n_patients"] == 12
+        assert unet["paired_ci_lo_psnr"] < unet["paired_mean_psnr"] < unet["paired_ci_hi_psnr"]
+        assert unet["psnr_ci95_patient_lo"] < unet["psnr"] < unet["psnr_ci95_patient_hi"]
+        assert noisy["psnr_ci95_patient_lo"] < noisy["psnr"] < noisy["psnr_ci95_patient_hi"]
     md = (out / "table3.md").read_text()
     assert "95 % t-interval" in md and "Wilcoxon" in md and "paired t" in md
+    assert "patient-cluster percentile bootstrap" in md and "Holm" in md and "12 test images from 12 patients" in md
     assert "| 0.1 | no denoising |" in md
     assert "34.952 ± 0.04" in md  # the study's value with its ±
 
@@ -187,8 +227,9 @@ def test_cpu_device_label_and_timing_footnotes(cpu_tree):
 
 
 def test_gpu_device_labels_and_time_difference(tmp_path):
-    results = write_results_tree(tmp_path, device="cuda", lpips="ok", sigmas=("0.1",))
-    t4 = tables.build_table4(paths(results, "record", sigmas=("0.1",)), paths(results, "summary", sigmas=("0.1",)))
+    results = write_results_tree(tmp_path, lpips="ok", sigmas=("0.1",), **STUDY_PROTOCOL)
+    t4 = tables.build_table4(paths(results, "record", sigmas=("0.1",)), paths(results, "summary", sigmas=("0.1",)),
+                             data_source="nih", image_size=256)
     write_table(t4, tmp_path / "table4")
     frame = pd.read_csv(tmp_path / "table4.csv")
     assert _row(frame, model="unet", setup="gpu1")["device"] == f"cuda: 1x {GPU_NAME}"

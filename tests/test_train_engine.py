@@ -197,3 +197,35 @@ def test_empty_split_is_one_line(tmp_path):
 def test_default_factory_is_the_model_registry():
     pytest.importorskip("cxrdenoise.models")
     assert engine._default_factory("dncnn", depth=3, channels=4).model_name == "dncnn"
+
+
+@pytest.mark.parametrize("setup", ["gpu1", "dp2", "ddp2", "ddp2_amp"])
+def test_sync_bn_converts_every_batchnorm_of_ddp_setups_only(setup):
+    from cxrdenoise.models import build_model
+    from cxrdenoise.train.parallel import with_sync_batchnorm
+    from cxrdenoise.train.setups import get_setup
+
+    plain = build_model("unet", base_channels=4)
+    keys = sorted(plain.state_dict())
+    # the device only gates the conversion (torch runs SyncBatchNorm on CUDA alone); converting needs no GPU
+    net = with_sync_batchnorm(plain, get_setup(setup), torch.device("cuda", 0), sync_bn=True)
+    kinds = [type(m).__name__ for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    ddp = get_setup(setup).ddp
+    assert kinds == (["SyncBatchNorm"] if ddp else ["BatchNorm2d"]) * 9
+    assert sorted(net.state_dict()) == keys and net.model_kwargs["block"] == "study"  # best.pt loads as before
+    off = with_sync_batchnorm(build_model("unet", base_channels=4), get_setup(setup), torch.device("cuda", 0), False)
+    assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in off.modules())
+    if ddp:
+        with pytest.raises(CxrError, match=r"train.sync_bn: .*needs CUDA.*runs on the cpu"):
+            with_sync_batchnorm(build_model("unet", base_channels=4), get_setup(setup), torch.device("cpu"), True)
+
+
+def test_block_and_batchnorm_are_recorded(tmp_path):
+    record = train(tmp_path, model="unet", model_kwargs={"base_channels": 4, "block": "double_bn"}, sync_bn=True)
+    assert record["block"] == "double_bn" and record["model_kwargs"]["block"] == "double_bn"
+    assert record["sync_bn"] is True and record["batchnorm"].endswith("train.sync_bn applies to DDP only")
+    best = torch.load(tmp_path / "best.pt")
+    assert best["model_kwargs"] == {"base_channels": 4, "block": "double_bn"}
+    default = train(tmp_path / "default", model="unet", model_kwargs={"base_channels": 4})
+    assert default["block"] == "study" and default["sync_bn"] is False
+    assert train(tmp_path / "tiny")["block"] is None  # no block option: recorded as none

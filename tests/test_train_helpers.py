@@ -111,3 +111,39 @@ class OverflowNet(TinyNet):
 
     def forward(self, x):
         return super().forward(x) * 1e35
+
+
+def _bn_rank_env(rank: int, world: int, port: int):
+    import os
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    from cxrdenoise.train.distributed import init_distributed
+
+    return init_distributed("cpu", world)
+
+
+def buffer_probe_rank(rank: int, world: int, port: int, out_dir: str, setup: str, n_train: int, n_val: int,
+                      over: dict) -> None:
+    """One gloo rank training the real U-Net (study block, base 4); before and after every validation it saves
+    this rank's buffers to buffers_rank{rank}_epoch{epoch}.pt (eval mode leaves them as validation used them)."""
+    from cxrdenoise.train.distributed import teardown
+    from cxrdenoise.train.engine import Trainer
+
+    class BufferProbe(Trainer):
+        def validate(self):
+            before = {k: v.detach().clone() for k, v in self.bare.named_buffers()}
+            result = super().validate()
+            used = {k: v.detach().clone() for k, v in self.bare.named_buffers()}
+            torch.save({"before": before, "used": used},
+                       f"{self.out}/buffers_rank{self.ctx.rank}_epoch{len(self.epochs) + 1}.pt")
+            return result
+
+    ctx = _bn_rank_env(rank, world, port)
+    try:
+        s = settings(setup, **{"model": "unet", "model_kwargs": {"base_channels": 4}, **over})
+        BufferProbe(s, TinyPairs(n_train), TinyPairs(n_val, seed=1), out_dir, ctx, config_hash="test").run()
+    finally:
+        teardown(ctx)
+

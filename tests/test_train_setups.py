@@ -34,7 +34,8 @@ def test_unknown_setup_is_one_line():
 def test_settings_from_the_configs():
     full = TrainSettings.from_config(load_config(REPO / "config.yaml"), "unetpp", "0.2", "ddp2_amp")
     assert (full.lr, full.batch_per_gpu, full.epochs, full.device, full.seed) == (1e-3, 16, 50, "cuda", 2025)
-    assert full.model_kwargs == {"base_channels": 64, "deep_supervision": False}
+    assert full.model_kwargs == {"base_channels": 64, "deep_supervision": False, "block": "study"}
+    assert full.sync_bn is False
     demo_config = load_config(REPO / "config.yaml", REPO / "config" / "demo.yaml")
     demo = TrainSettings.from_config(demo_config, "unet", "0.1", "gpu1")
     # the demo's lr is its own (README: how the demo deviates), the study's stays 1e-3
@@ -55,6 +56,29 @@ def test_fingerprint_covers_the_math_not_the_length():
     assert base.fingerprint("d") != base.fingerprint("other data")
 
 
+def test_block_and_sync_bn_change_the_resume_fingerprint():
+    base = TrainSettings(model="unet", setup="ddp2", sigma="0.1")
+    synced = TrainSettings(model="unet", setup="ddp2", sigma="0.1", sync_bn=True)
+    assert base.fingerprint("d") != synced.fingerprint("d")
+    # the block the net was built with counts, whether the config names it or leaves it to the default
+    assert base.fingerprint("d", block="study") != base.fingerprint("d", block="double_bn")
+    named = TrainSettings(model="unet", setup="ddp2", sigma="0.1", model_kwargs={"block": "study"})
+    assert named.fingerprint("d", block="study") == base.fingerprint("d", block="study")
+
+
+def test_sync_bn_flows_from_the_config_and_needs_cuda_under_ddp():
+    config = load_config(REPO / "config.yaml", overrides={"train": {"sync_bn": True}})
+    assert TrainSettings.from_config(config, "unet", "0.1", "ddp2").sync_bn is True
+    TrainSettings(model="unet", setup="gpu1", sigma="0.1", device="cpu", sync_bn=True)  # inert without DDP
+    with pytest.raises(CxrError, match=r"train.sync_bn: .*needs CUDA.*ddp2_amp runs on the cpu") as err:
+        TrainSettings(model="unet", setup="ddp2_amp", sigma="0.1", device="cpu", sync_bn=True)
+    assert "\n" not in str(err.value)
+    with pytest.raises(CxrError, match=r"^config key train.sync_bn: .*needs CUDA"):
+        load_config(REPO / "config.yaml", overrides={"train": {"sync_bn": True, "device": "cpu"}})
+    with pytest.raises(CxrError, match="sync_bn"):
+        load_config(REPO / "config.yaml", overrides={"train": {"sync_bn": "yes"}})
+
+
 def test_rule_params_hold_only_what_training_depends_on():
     import json
 
@@ -62,7 +86,8 @@ def test_rule_params_hold_only_what_training_depends_on():
 
     config = load_config(REPO / "config.yaml")
     subset = json.loads(rule_settings_json(config, "unet"))
-    assert subset["models"] == {"unet": {"base_channels": 64}} and subset["noise"] == {"mean": 0.1}
+    assert subset["models"] == {"unet": {"base_channels": 64, "block": "study"}} and subset["noise"] == {"mean": 0.1}
+    assert subset["train"]["sync_bn"] is False  # a training key: changing it retrains
     assert "setups" not in subset["train"] and "models" not in subset["train"] and "evaluate" not in subset
     assert "replicates" not in subset["train"]  # adding replicates trains only the new ones
     config["train"]["setups"] = ["gpu1"]
@@ -81,3 +106,11 @@ def test_nodes_come_from_slurm_or_torchrun(monkeypatch):
     assert nodes() == 3
     monkeypatch.setenv("SLURM_NNODES", "2")
     assert nodes() == 2
+
+
+def test_block_is_checked_by_the_schema():
+    assert load_config(REPO / "config.yaml")["models"]["unetpp"]["block"] == "study"
+    with pytest.raises(CxrError, match=r"models.unet.block") as err:
+        load_config(REPO / "config.yaml", overrides={"models": {"unet": {"block": "triple"}}})
+    assert "\n" not in str(err.value)
+    assert load_config(REPO / "config.yaml", overrides={"models": {"unet": {"block": "double_bn"}}})

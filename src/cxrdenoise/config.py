@@ -62,6 +62,16 @@ def _check_consistency(config: Mapping[str, Any]) -> None:
     labels = [sigma_label(s) for s in config["noise"]["sigmas"]]
     if len(set(labels)) != len(labels):
         raise CxrError(f"config key noise.sigmas: duplicate noise levels {labels}")
+    from .train.setups import get_setup  # no torch import: safe for Snakemake's parse
+
+    train = config.get("train") or {}
+    if train.get("sync_bn") and train.get("device", "cuda") == "cpu" and any(
+        get_setup(s).ddp for s in train.get("setups", [])
+    ):
+        raise CxrError(
+            "config key train.sync_bn: torch's SyncBatchNorm needs CUDA, but train.device is 'cpu' with a DDP setup; "
+            "set train.sync_bn: false"
+        )
 
 
 def load_config(*paths: str | Path, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 
 from .config import sigma_label
 from .errors import CxrError
+from .shard_integrity import verify_shard
 from .shards import decode
 
 SPLITS = ("train", "val", "test")
@@ -41,6 +42,8 @@ class PairDataset(Dataset):
 
     Shards are memory-mapped lazily in each process (DataLoader workers included), or loaded into memory
     once with `preload=True`, in their storage dtype so a preloaded split costs what it costs on disk.
+    Every shard the split uses is first checked against its manifest entry (cxrdenoise.shard_integrity), so a
+    changed or corrupted shard stops the job with one line instead of being trained on or scored.
     """
 
     def __init__(self, data_dir: str | Path, split: str, sigma: float | str, preload: bool = False):
@@ -70,6 +73,9 @@ class PairDataset(Dataset):
         self.image_ids: list[str] = ids
         self.patient_ids: list[int] = patients
         self.image_shape = tuple(clean["image_shape"])
+        for shard_no in sorted({int(s) for s in self.index[:, 0]}):
+            verify_shard(self._clean_files[shard_no], clean["shards"][shard_no], "resize_shard")
+            verify_shard(self._noisy_files[shard_no], noisy["shards"][shard_no], "noise_shard")
         self._arrays: dict[tuple[str, int], np.ndarray] = {}
         self._preloaded = self._preload() if preload else None
 

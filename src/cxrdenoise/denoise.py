@@ -27,6 +27,7 @@ from .atomic import atomic_path
 from .errors import CxrError
 
 CHECKPOINT_KEYS = ("model", "model_kwargs", "state_dict", "sigma")
+LEGACY_BLOCK_MODELS = ("unet", "unetpp")  # a checkpoint of these without model_kwargs["block"] is double_bn
 MIN_MULTIPLE = 16
 
 
@@ -70,6 +71,9 @@ def load_denoiser(path: str | Path, device: str | torch.device | None = None) ->
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in CHECKPOINT_KEYS):
         have = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CxrError(f"{path}: not a cxrdenoise checkpoint (needs keys {list(CHECKPOINT_KEYS)}, has {have})")
+    if ckpt["model"] in LEGACY_BLOCK_MODELS and isinstance(ckpt["model_kwargs"], dict):
+        # written before the U-Nets had a `block` option, when every block had two BatchNorms
+        ckpt["model_kwargs"] = {**ckpt["model_kwargs"], "block": ckpt["model_kwargs"].get("block", "double_bn")}
     try:
         model = build_model(ckpt["model"], **ckpt["model_kwargs"])
     except CxrError as err:

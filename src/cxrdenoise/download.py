@@ -2,9 +2,21 @@
 
 Each archive is several GB and the NIH Box links drop connections, so a download resumes from `{dest}.part`
 with an HTTP Range request instead of starting again, and only appears under its final name once complete.
-NIH publishes no checksums, so the first download records a sha256 in a lock file that every later download
-or extraction is checked against: a silently changed or corrupted archive is caught instead of producing a
-different data set. Only the standard library is used for HTTP so the stage has no extra dependency.
+Nothing wrong may ever be installed or locked:
+
+* a resume is only asked for when the server reported a length and a validator (ETag or Last-Modified) when
+  the `.part` began (kept in `{dest}.part.json`); the request carries If-Range, and an answer whose length or
+  validator differs discards the `.part` and starts again from zero, so two versions of a file are never
+  spliced;
+* a transfer is complete only at its natural end: the announced length, or the final chunk of a chunked body.
+  Without either (a body that ends when the connection closes) a cut connection looks like the end of the
+  file, so every .gz download is also decompressed end to end (gzip CRC and length) before it is installed,
+  and a download that is neither delimited nor checkable is refused;
+* NIH publishes no checksums, so a sha256 lock file holds each archive's hash, checked by every later download
+  and extraction. A hash enters it only after extraction found every member safe and the image count right;
+  a refused archive is never locked.
+
+Only the standard library is used for HTTP so the stage has no extra dependency.
 """
 
 from __future__ import annotations
@@ -92,8 +104,10 @@ def verify_or_record(
     size: int,
     url: str | None = None,
     hint: str = "delete the file to download it again, or remove its lock entry to accept the new file",
+    record: bool = True,
 ) -> str:
-    """Check `path`'s hash against its lock entry, or record it if it has none; return 'verified' or 'recorded'.
+    """Check `path`'s hash against its lock entry, or record it if it has none (only when `record`); return
+    'verified', 'recorded' or 'not locked yet'.
 
     The entry is keyed by file name so a lock file copied to another machine (or another raw_dir) still applies.
     """
@@ -109,6 +123,8 @@ def verify_or_record(
                     f"(corrupt download or the server's file changed; {hint})"
                 )
             return "verified"
+        if not record:
+            return "not locked yet"
         entries[path.name] = {
             "sha256": sha256,
             "size": size,
@@ -126,22 +142,68 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _state_path(part: Path) -> Path:
+    return part.with_name(part.name + ".json")
+
+
+def _discard(part: Path) -> None:
+    part.unlink(missing_ok=True)
+    _state_path(part).unlink(missing_ok=True)
+
+
+def _validators(response) -> dict[str, str | None]:
+    return {"etag": response.headers.get("ETag"), "last_modified": response.headers.get("Last-Modified")}
+
+
+def _resume_state(part: Path, url: str, name: str) -> dict[str, Any] | None:
+    """What the server said when `part` began, if the `.part` may be resumed; otherwise discard it.
+
+    A resume needs the length and a validator: without them a changed file on the server cannot be told apart,
+    and appending its tail to the old head would make a file that never existed.
+    """
+    if not part.exists():
+        _state_path(part).unlink(missing_ok=True)
+        return None
+    try:
+        state = json.loads(_state_path(part).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        state = None
+    usable = (isinstance(state, dict) and state.get("url") == url and isinstance(state.get("length"), int)
+              and (state.get("etag") or state.get("last_modified")))
+    if not usable:
+        _log(f"{name}: {part.name} has no record of the server's length and ETag/Last-Modified; restarting from byte 0")
+        _discard(part)
+        return None
+    return state
+
+
 def _parse_total(response: http.client.HTTPResponse, offset: int, part: Path) -> tuple[int, int | None]:
     """Return (offset the body starts at, total size or None) from a 200 or 206 answer."""
     if response.status == 206:
         match = _CONTENT_RANGE.match(response.headers.get("Content-Range", "").strip())
         if not match or int(match.group(1)) != offset:
             # A range we did not ask for: appending it would corrupt the file, so start over.
-            part.unlink(missing_ok=True)
+            _discard(part)
             raise _Retry(f"unexpected Content-Range {response.headers.get('Content-Range')!r} for offset {offset}")
         return offset, None if match.group(3) == "*" else int(match.group(3))
     length = response.headers.get("Content-Length")
     return 0, int(length) if length and length.isdigit() else None
 
 
+def _check_same_file(response, state: dict[str, Any], total: int | None, part: Path) -> None:
+    """A 206 must describe the file the `.part` began with: same length, same ETag / Last-Modified."""
+    now = _validators(response)
+    changed = [f"length {state['length']} -> {total}"] if total != state["length"] else []
+    for key in ("etag", "last_modified"):
+        if state.get(key) and now[key] != state[key]:
+            changed.append(f"{key} {state[key]!r} -> {now[key]!r}")
+    if changed:
+        _discard(part)
+        raise _Retry(f"the server's file changed since {part.name} began ({', '.join(changed)}); "
+                     "discarded it, the next attempt starts from byte 0")
+
+
 def _stream(response, part: Path, start: int, total: int | None, name: str, progress: bool) -> None:
-    if start == 0 and part.exists() and part.stat().st_size:
-        _log(f"{name}: server ignored the Range request; restarting from byte 0")
     try:
         fh = open(part, "ab" if start else "wb")
     except OSError as err:
@@ -162,40 +224,91 @@ def _stream(response, part: Path, start: int, total: int | None, name: str, prog
                 raise CxrError(f"cannot write {part}: {err}") from None
             bar.update(len(chunk))
     size = part.stat().st_size
-    if total is None:
-        _log(f"{name}: the server sent no size, so a cut connection cannot be told from the end of the file")
     if total is not None and size < total:
         raise _Retry(f"connection closed after {size} of {total} bytes")
     if total is not None and size > total:
-        part.unlink()
+        _discard(part)
         raise _Retry(f"received {size} bytes but the server announced {total}; discarded the partial file")
 
 
+def gzip_problem(path: str | os.PathLike) -> str | None:
+    """Decompress a .gz file end to end; say why it is not one complete gzip stream (cut, spliced), or None.
+
+    zlib checks every member's CRC-32 and length trailer, so a truncated or spliced file cannot pass.
+    """
+    decomp = zlib.decompressobj(wbits=31)
+    try:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(CHUNK):
+                while chunk:
+                    decomp.decompress(chunk, CHUNK)  # bounded output: memory stays flat
+                    chunk = decomp.unconsumed_tail
+                    if decomp.eof:
+                        rest = decomp.unused_data + chunk
+                        if rest.strip(b"\0"):  # concatenated members are valid gzip; zero padding is harmless
+                            decomp, chunk = zlib.decompressobj(wbits=31), rest
+                        else:
+                            chunk = b""
+            if not decomp.eof:
+                decomp.flush()  # output zlib still holds back after the last input; sets eof at a stream's end
+    except zlib.error as err:
+        return f"corrupt gzip data ({err})"
+    if not decomp.eof:
+        return "the gzip stream ends early (truncated)"
+    return None
+
+
+def _is_gzip_name(name: str) -> bool:
+    return name.endswith((".gz", ".tgz"))
+
+
 def _attempt(opener, url: str, part: Path, timeout: float, name: str, progress: bool) -> None:
-    """One request: resume from the partial file if there is one, else start from zero."""
-    offset = part.stat().st_size if part.exists() else 0
+    """One request: resume the partial file when that is safe, else start from zero; leave a complete `part`."""
+    state = _resume_state(part, url, name)
+    offset = part.stat().st_size if state else 0
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
-    if offset:
+    if state:
         headers["Range"] = f"bytes={offset}-"
+        # If-Range: a server whose file changed answers 200 with the whole new file instead of a splice
+        headers["If-Range"] = state.get("etag") or state["last_modified"]
         _log(f"{name}: resuming from byte {offset}")
     request = urllib.request.Request(url, headers=headers)
     try:
         with opener.open(request, timeout=timeout) as response:
             start, total = _parse_total(response, offset, part)
+            if start:
+                _check_same_file(response, state, total, part)
+            else:
+                if part.exists():
+                    _log(f"{name}: the server sent the whole file; restarting from byte 0")
+                _discard(part)
+                write_json(_state_path(part), {"url": url, "length": total, **_validators(response)})
+            delimited = total is not None or bool(getattr(response, "chunked", False))
             _stream(response, part, start, total, name, progress)
     except urllib.error.HTTPError as err:
         if err.code == 416 and offset:
-            # Range beyond the end: the partial file is already complete, or longer than the file now is.
+            # Range at or beyond the end: complete only if the .part already has the length the server announced
             match = _UNSATISFIED_RANGE.match((err.headers.get("Content-Range") or "").strip())
-            if match and int(match.group(1)) == offset:
-                return
-            part.unlink()
-            raise _Retry(f"HTTP 416 for bytes={offset}-; discarded the partial file") from None
-        if 400 <= err.code < 500 and err.code not in _RETRYABLE_4XX:
+            if match and int(match.group(1)) == offset == state["length"]:
+                delimited = True
+            else:
+                _discard(part)
+                raise _Retry(f"HTTP 416 for bytes={offset}-; discarded the partial file") from None
+        elif 400 <= err.code < 500 and err.code not in _RETRYABLE_4XX:
             raise CxrError(f"download failed: {url} answered HTTP {err.code} {err.reason}") from None
-        raise _Retry(f"HTTP {err.code} {err.reason}") from None
+        else:
+            raise _Retry(f"HTTP {err.code} {err.reason}") from None
     except (OSError, http.client.HTTPException) as err:  # URLError, resets, timeouts, IncompleteRead
         raise _Retry(f"{type(err).__name__}: {err}") from None
+    if _is_gzip_name(name):
+        problem = gzip_problem(part)
+        if problem:
+            _discard(part)
+            cause = "" if delimited else "the server sent no length, so the connection was probably cut: "
+            raise _Retry(f"{cause}{problem}; discarded the partial file")
+    elif not delimited:
+        _discard(part)
+        raise _Retry("the server sent no length and the file cannot be checked for completeness; discarded it")
 
 
 def download(
@@ -211,8 +324,10 @@ def download(
 ) -> str:
     """Fetch `url` to `dest` with resume and retries, check it against the lock file, return its sha256.
 
-    Back-off doubles from `backoff` seconds (capped at `max_backoff`) because Box throttles eager clients;
-    `backoff=0` makes tests instant. An existing `dest` is only verified, so re-running costs no traffic.
+    The lock is only read here, never written: extraction records a new archive's hash once its members and
+    image count passed (extract_archive). Back-off doubles from `backoff` seconds (capped at `max_backoff`)
+    because Box throttles eager clients; `backoff=0` makes tests instant. An existing `dest` is only
+    verified, so re-running costs no traffic.
     """
     if retries < 1:
         raise CxrError(f"retries must be at least 1, got {retries}")
@@ -222,7 +337,7 @@ def download(
     if dest.exists():
         digest = file_sha256(dest)
         if lock_path is not None:
-            state = verify_or_record(lock_path, dest, digest, dest.stat().st_size, url)
+            state = verify_or_record(lock_path, dest, digest, dest.stat().st_size, url, record=False)
             _log(f"{name}: already present, sha256 {state}")
         return digest
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -251,14 +366,16 @@ def download(
                 lock_path, dest, digest, part.stat().st_size, url,
                 hint="the download was discarded; run again to fetch it afresh, "
                 "or remove its lock entry to accept the server's new file",
+                record=False,
             )
         except CxrError:
-            part.unlink()  # a corrupt partial must not be resumed by the next run
+            _discard(part)  # a corrupt partial must not be resumed by the next run
             raise
-        _log(f"{name}: sha256 {digest} {state} in {lock_path}")
+        _log(f"{name}: sha256 {digest} {state} in {lock_path}"
+             + (" (recorded once extraction has checked it)" if state != "verified" else ""))
     os.replace(part, dest)
+    _state_path(part).unlink(missing_ok=True)
     return digest
-
 
 
 # --------------------------------------------------------------------------------------------- extraction
@@ -311,7 +428,8 @@ def _extract_pngs(archive: Path, tmp_dir: Path) -> int:
             for member in tar:
                 reason = _unsafe_reason(member)
                 if reason:
-                    raise CxrError(f"{archive}: refusing to extract member {member.name!r} ({reason})")
+                    raise CxrError(f"{archive}: refusing to extract member {member.name!r} ({reason}); not locked, "
+                                   "delete the archive (and check the URL in data.nih.archives)")
                 base = PurePosixPath(member.name).name
                 # NIH nests everything under images/; flattening by base name also copes with ./images/ or none.
                 if not member.isreg() or not base.lower().endswith(".png") or base.startswith("."):
@@ -338,16 +456,19 @@ def extract_archive(
     """Unpack an NIH archive's PNGs into `out_dir`, check the count, write `done_json`; return the count.
 
     The archive is checked against the lock file first, so an archive copied in by hand is held to the same
-    hash as a downloaded one. Files go to a temporary folder beside `out_dir` that is renamed into place
-    only when every member passed and the count is right, so a failed run leaves no half-filled folder.
+    hash as a downloaded one; an archive not yet in the lock is recorded there only after every member was
+    safe and the count right, so a refused archive can never become the reference. Files go to a temporary
+    folder beside `out_dir` that is renamed into place only when every check passed, so a failed run leaves
+    no half-filled folder.
     """
     archive, out_dir, done_json = Path(archive), Path(out_dir), Path(done_json)
     if not archive.is_file():
         raise CxrError(f"{archive}: archive not found")
     digest = file_sha256(archive)
     size = archive.stat().st_size
+    hint = "delete the archive to download it again, or remove its lock entry to accept the new file"
     if lock_path is not None:
-        verify_or_record(lock_path, archive, digest, size)
+        verify_or_record(lock_path, archive, digest, size, hint=hint, record=False)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
@@ -357,6 +478,8 @@ def extract_archive(
                 f"{archive}: archive {out_dir.name} holds {found} PNG images, expected {expected} "
                 "(truncated or wrong archive; check data.nih.archives in the config)"
             )
+        if lock_path is not None:  # every check passed: only now may this hash become the reference
+            verify_or_record(lock_path, archive, digest, size, hint=hint)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp_dir, out_dir)

@@ -6,10 +6,15 @@ Outputs in one folder (docs/results-layout.md, "Evaluation"), each written atomi
   ``psnr`` may be ``inf`` (exact reproduction), ``lpips`` is ``NaN`` when LPIPS is unavailable or disabled.
   With the test-only random LPIPS backbone the ``lpips`` column is NaN and the values go to an extra column
   ``lpips_random_backbone``, so nothing that reads ``lpips`` can mistake them for LPIPS.
-* ``summary.json``: n, mean / sd / both 95 % CIs per metric (:mod:`cxrdenoise.stats`), inf-PSNR count, LPIPS
+* ``summary.json``: n images and patients, mean / sd / both 95 % CIs per metric (:mod:`cxrdenoise.stats`), inf-PSNR count, LPIPS
   status / kind / message, model, sigma, setup, checkpoint epoch, inference device and provenance.
 * ``examples.npz``: ``image_ids``, ``noisy``, ``denoised``, ``clean`` (k, H, W) float32 for the first
   ``figure_images`` test ids in sorted order -- the same images for every model and noise level.
+
+PSNR, SSIM and SSIM (win 3): on a CUDA evaluation device, batched in torch on that device
+(:mod:`cxrdenoise.device_metrics`, equal to the scikit-image reference of :mod:`cxrdenoise.metrics` within 1e-5,
+tested on real radiographs), so the GPU does not wait on the host; on the CPU image by image with scikit-image,
+which is faster there (``benchmarks/bench_metrics.py``). ``metrics_on_device`` overrides the choice.
 
 Inference time per image is measured honestly: the first batch is run once untimed (CUDA context, cuDNN
 autotuning), then each batch's host-to-device copy, padding, forward pass and clamp are timed with
@@ -32,6 +37,7 @@ from tqdm import tqdm
 from .atomic import atomic_path, write_json
 from .config import sigma_label
 from .denoise import Denoiser, load_denoiser, resolve_device
+from .device_metrics import batch_image_metrics
 from .errors import CxrError
 from .lpips_weights import LpipsScorer, load_lpips
 from .metrics import image_metrics
@@ -78,6 +84,7 @@ def evaluate_checkpoint(
         "kind": "model",
         "model": meta["model"],
         "model_kwargs": meta["model_kwargs"],
+        "block": (meta["model_kwargs"] or {}).get("block"),  # U-Net conv block (study | double_bn); None for others
         "sigma": float(sigma),
         "noise_mean": meta.get("noise_mean"),
         "setup": setup,
@@ -132,8 +139,13 @@ def run_evaluation(
     config: Mapping[str, Any] | None = None,
     config_hash: str | None = None,
     progress: bool = True,
+    metrics_on_device: bool | None = None,
 ) -> dict[str, Any]:
-    """Score every image of `dataset`, write the three output files into `out_dir`, return the summary."""
+    """Score every image of `dataset`, write the three output files into `out_dir`, return the summary.
+
+    `metrics_on_device`: None = batched torch metrics on CUDA, scikit-image on the CPU; True / False force one."""
+    if metrics_on_device is None:
+        metrics_on_device = device.type == "cuda"
     out_dir = Path(out_dir)
     image_ids = [str(i) for i in dataset.image_ids]
     patient_ids = list(dataset.patient_ids)
@@ -143,7 +155,8 @@ def run_evaluation(
     figure_ids = sorted(image_ids)[: max(0, int(figure_images))]
 
     rows, examples = _score(dataset, denoiser, scorer, image_ids, figure_ids, device, batch_size, num_workers,
-                            desc=f"evaluate {header['model']} sigma {sigma_label(header['sigma'])}", progress=progress)
+                            desc=f"evaluate {header['model']} sigma {sigma_label(header['sigma'])}", progress=progress,
+                            metrics_on_device=metrics_on_device)
     frame = pd.DataFrame(rows)
     frame.insert(0, "image_id", image_ids)
     frame.insert(1, "patient_id", patient_ids)
@@ -161,6 +174,7 @@ def run_evaluation(
         **header,
         "split": "test",
         "n_images": len(frame),
+        "n_patients": int(frame["patient_id"].astype(str).nunique()),  # intervals and tests resample patients
         "metrics": metrics,
         "ci_method": CI_METHOD,
         "ci_note": CI_NOTE,
@@ -168,6 +182,8 @@ def run_evaluation(
         "psnr_inf_handling": PSNR_INF_NOTE,
         "clamped_to_unit_range": True,
         "ssim_note": SSIM_NOTE,
+        "metrics_backend": (f"torch, batched, float64 on {device.type} (cxrdenoise.device_metrics)" if metrics_on_device
+                            else "scikit-image, per image, float64 on the host (cxrdenoise.metrics)"),
         **scorer.info(),
         "inference": {
             "device": device.type, "device_name": device_name, "batch_size": batch_size,
@@ -186,7 +202,7 @@ def run_evaluation(
 
 def _score(
     dataset: Any, denoiser: Denoiser | None, scorer: LpipsScorer, image_ids: Sequence[str], figure_ids: Sequence[str],
-    device: torch.device, batch_size: int, num_workers: int, desc: str, progress: bool,
+    device: torch.device, batch_size: int, num_workers: int, desc: str, progress: bool, metrics_on_device: bool = True,
 ) -> tuple[list[dict[str, float]], dict[str, dict[str, np.ndarray]]]:
     """Per-image metric rows in dataset order, and the figure images' arrays keyed by id."""
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
@@ -206,10 +222,15 @@ def _score(
                     warmed = True
                 output, ms = _timed(denoiser, noisy, device)
             lpips_values = scorer.score(output, clean)
+            batched = ({k: v.tolist() for k, v in batch_image_metrics(output, clean.to(device)).items()}
+                       if metrics_on_device else None)
             output_np = output.float().clamp(0, 1).cpu().numpy()[:, 0]
             clean_np, noisy_np = clean.numpy()[:, 0], noisy.numpy()[:, 0]
             for j in range(len(output_np)):
-                row = image_metrics(output_np[j], clean_np[j])
+                if batched is not None:
+                    row = {k: v[j] for k, v in batched.items()}
+                else:
+                    row = image_metrics(output_np[j], clean_np[j])
                 row["lpips"] = float(lpips_values[j])
                 row["inference_ms"] = ms
                 rows.append(row)

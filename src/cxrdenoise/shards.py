@@ -20,6 +20,7 @@ from .errors import CxrError
 from .hashing import file_sha256
 from .imaging import load_grey, resize_grey
 from .seeding import rng_for
+from .shard_integrity import verify_shard
 
 STORAGE_SCALE = {"float16": 1.0, "uint8": 255.0}
 
@@ -90,6 +91,7 @@ def noise_shard(clean_npy: str | Path, sigma: float, mean: float, seed: int, out
     """noisy = clip(clean + N(mean, sigma^2), 0, 1) for every image of one clean shard."""
     clean_npy = Path(clean_npy)
     meta = json.loads(clean_npy.with_suffix(".json").read_text())
+    verify_shard(clean_npy, meta, "resize_shard")  # noise added to a corrupted clean shard would look valid
     stored = np.load(clean_npy, mmap_mode="r")
     noisy = np.empty(stored.shape, dtype=np.float32)
     for i, image_id in enumerate(tqdm(meta["image_ids"], desc=f"noise sigma {sigma:g} shard {meta['shard']}",

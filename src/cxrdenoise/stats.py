@@ -12,6 +12,10 @@ with no finite value has mean ``None``.
 
 Paired tests compare two models on the *same* images: rows are aligned by ``image_id`` and the comparison
 fails (CxrError) if the two image sets differ, because an unpaired difference would be meaningless.
+
+Patient level (second half of this module): `cluster_bootstrap_ci` / `patient_mean_ci` (patients resampled,
+not images), `paired_patient_test` (tests on per-patient means of paired differences) and `holm` (multiplicity
+within a table). These are what the tables and the claims verdicts use; see docs/methods.md, "Statistics".
 """
 
 from __future__ import annotations
@@ -136,3 +140,184 @@ def paired_tests(
     return [
         paired_test(a, b, m, label_a, label_b) for m in metrics if m in a.columns and m in b.columns
     ]
+
+
+# ------------------------------------------------------------------------------ patient-level statistics
+#
+# A patient-disjoint test set still holds about 2.1 images per patient, and images of one patient are
+# correlated: treating them as independent makes intervals too narrow and p-values too small. So every mean
+# and every paired difference also gets a patient-cluster bootstrap interval (patients are resampled with
+# replacement, each bringing all its images), and paired tests run on per-patient means of the paired
+# differences. Holm's step-down correction adjusts the p-values within each table.
+#
+# These functions take per-image frames (one row per test image, with ``image_id`` and ``patient_id``), so a
+# caller that averages replicate runs image by image can pass the averaged frame unchanged.
+
+BOOTSTRAP_METHOD = "patient-cluster percentile bootstrap"
+DEFAULT_RESAMPLES = 2000
+PAIRED_PATIENT_METHOD = ("paired t-test and Wilcoxon signed-rank on per-patient means of the paired "
+                         "differences, two-sided")
+HOLM_METHOD = "Holm step-down adjustment within the table"
+_CHUNK = 256  # resamples drawn at once (bounds memory at CHUNK x patients)
+
+
+def bootstrap_seed(config_seed: int, *keys: object) -> int:
+    """The bootstrap's seed for one interval: derived from the config seed and what the interval is about.
+
+    63 bits, so that it fits a CSV integer column and can be recorded and re-used exactly.
+    """
+    from .seeding import derived_seed
+
+    return derived_seed(int(config_seed), "bootstrap", *keys) >> 65
+
+
+def cluster_bootstrap_ci(values: Sequence[float] | np.ndarray, clusters: Sequence[Any] | np.ndarray,
+                         resamples: int = DEFAULT_RESAMPLES, seed: int = 0, level: float = 0.95) -> dict[str, Any]:
+    """Percentile interval of the image mean when whole clusters (patients) are resampled with replacement.
+
+    Each resample draws as many patients as there are, with replacement, and takes the mean over all images of
+    the drawn patients (a patient drawn twice counts twice). Non-finite values are dropped first (counted).
+    Returns mean, [lo, hi], n_images, n_patients, resamples, seed and the method name; lo/hi are None with
+    fewer than two patients.
+    """
+    vals = np.asarray(values, dtype=np.float64)
+    groups = np.asarray(clusters)
+    if vals.shape != groups.shape:
+        raise CxrError(f"bootstrap: {vals.size} values but {groups.size} patient ids")
+    if int(resamples) < 1:
+        raise CxrError(f"bootstrap: resamples must be >= 1, got {resamples} (evaluate.bootstrap_resamples)")
+    keep = np.isfinite(vals)
+    vals, groups = vals[keep], groups[keep]
+    codes, uniques = pd.factorize(pd.Series(groups, dtype=object).astype(str), sort=True)
+    n_patients = len(uniques)
+    out: dict[str, Any] = {"method": BOOTSTRAP_METHOD, "level": level, "resamples": int(resamples),
+                           "seed": int(seed), "n_images": int(vals.size), "n_dropped": int((~keep).sum()),
+                           "n_patients": int(n_patients), "mean": float(vals.mean()) if vals.size else None,
+                           "ci": None}
+    if n_patients < 2:
+        return out
+    sums = np.bincount(codes, weights=vals, minlength=n_patients)
+    counts = np.bincount(codes, minlength=n_patients).astype(np.float64)
+    rng = np.random.default_rng(np.random.SeedSequence(int(seed)))
+    means = np.empty(int(resamples))
+    for start in range(0, int(resamples), _CHUNK):
+        b = min(_CHUNK, int(resamples) - start)
+        draw = rng.integers(0, n_patients, size=(b, n_patients))
+        means[start:start + b] = sums[draw].sum(axis=1) / counts[draw].sum(axis=1)
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
+    out["ci"] = [float(lo), float(hi)]
+    return out
+
+
+def patient_mean_ci(frame: pd.DataFrame, metric: str, resamples: int = DEFAULT_RESAMPLES,
+                    seed: int = 0) -> dict[str, Any]:
+    """One metric's mean with both intervals: the image-level t-interval (`mean_ci`) and the patient bootstrap."""
+    _require_columns(frame, ("patient_id", metric), "per-image table")
+    values = frame[metric].to_numpy(dtype=np.float64)
+    out = mean_ci(values)
+    boot = cluster_bootstrap_ci(values, frame["patient_id"].to_numpy(), resamples, seed)
+    out.update(n_patients=boot["n_patients"], ci95_patient_bootstrap=boot["ci"], bootstrap_resamples=boot["resamples"],
+               bootstrap_seed=boot["seed"], bootstrap_method=boot["method"])
+    return out
+
+
+def per_patient_means(frame: pd.DataFrame, column: str) -> pd.Series:
+    """Mean of `column` per patient over the finite values (patients with none are left out)."""
+    _require_columns(frame, ("patient_id", column), "per-image table")
+    finite = frame[np.isfinite(frame[column].to_numpy(dtype=np.float64))]
+    return finite.groupby(finite["patient_id"].astype(str), sort=True)[column].mean()
+
+
+def paired_patient_test(a: pd.DataFrame, b: pd.DataFrame, metric: str, label_a: str = "A", label_b: str = "B",
+                        resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> dict[str, Any]:
+    """A − B on the same test images, with patients respected: a paired difference and its tests.
+
+    * ``mean_diff``: mean over images of (A − B), pairs with a non-finite value dropped and counted;
+    * ``ci95_patient_bootstrap``: `cluster_bootstrap_ci` of that mean (patients resampled);
+    * ``p_t`` / ``p_wilcoxon``: one-sample t-test and Wilcoxon signed-rank test of the per-patient means of
+      (A − B) against 0, so a patient with five images counts once, not five times.
+
+    The two frames must hold the same images with the same patient for each (CxrError otherwise).
+    """
+    for frame, label in ((a, label_a), (b, label_b)):
+        _require_columns(frame, ("patient_id", metric), f"{label}: per-image table")
+    joined = align_pairs(a[["image_id", "patient_id", metric]], b[["image_id", "patient_id", metric]],
+                         label_a, label_b)
+    pa, pb = joined["patient_id_a"].astype(str), joined["patient_id_b"].astype(str)
+    if not (pa == pb).all():
+        bad = joined.loc[pa != pb, "image_id"].iloc[0]
+        raise CxrError(f"paired test: image {bad} has patient {pa[pa != pb].iloc[0]} in {label_a} but "
+                       f"{pb[pa != pb].iloc[0]} in {label_b}; re-run the evaluation of one of them")
+    xa = joined[f"{metric}_a"].to_numpy(dtype=np.float64)
+    xb = joined[f"{metric}_b"].to_numpy(dtype=np.float64)
+    keep = np.isfinite(xa) & np.isfinite(xb)
+    diff = pd.DataFrame({"patient_id": pa[keep].to_numpy(), "diff": xa[keep] - xb[keep]})
+    boot = cluster_bootstrap_ci(diff["diff"].to_numpy(), diff["patient_id"].to_numpy(), resamples, seed)
+    patient_diff = per_patient_means(diff, "diff").to_numpy()
+    out: dict[str, Any] = {
+        "metric": metric, "a": label_a, "b": label_b, "n_images": int(keep.sum()), "n_dropped": int((~keep).sum()),
+        "n_patients": int(patient_diff.size), "mean_a": float(xa[keep].mean()) if keep.any() else None,
+        "mean_b": float(xb[keep].mean()) if keep.any() else None, "mean_diff": boot["mean"],
+        "ci95_patient_bootstrap": boot["ci"], "bootstrap_resamples": boot["resamples"], "bootstrap_seed": boot["seed"],
+        "p_t": None, "p_wilcoxon": None, "test_method": PAIRED_PATIENT_METHOD,
+    }
+    if patient_diff.size < 2:
+        return out
+    if np.all(patient_diff == 0):  # no evidence of a difference (scipy would return NaN or raise)
+        out.update(p_t=1.0, p_wilcoxon=1.0)
+        return out
+    out["p_t"] = _finite_or_none(float(sps.ttest_1samp(patient_diff, 0.0).pvalue))
+    out["p_wilcoxon"] = float(sps.wilcoxon(patient_diff).pvalue)
+    return out
+
+
+def replicate_mean_frame(frames: Sequence[pd.DataFrame], metrics: Sequence[str] = ("psnr", "ssim", "ssim_w3",
+                                                                                       "lpips")) -> pd.DataFrame:
+    """Image-by-image mean of replicate runs' per-image frames (same test images, same patients), so that every
+    patient-level interval and paired test above can be applied to the replicate mean unchanged.
+
+    A value that is non-finite in any replicate (PSNR inf, LPIPS NaN) stays non-finite in the mean, so it is
+    dropped and counted downstream exactly as for a single run. Adds ``n_replicates``.
+    """
+    if not frames:
+        raise CxrError("replicate mean: no per-image frames given")
+    first = frames[0]
+    _require_columns(first, ("image_id", "patient_id"), "replicate 1: per-image table")
+    keep = [m for m in metrics if all(m in f.columns for f in frames)]
+    base = first[["image_id", "patient_id"]].copy()
+    stacked = []
+    for k, frame in enumerate(frames, start=1):
+        joined = align_pairs(base, frame[["image_id", "patient_id", *keep]], "replicate 1", f"replicate {k}")
+        if not (joined["patient_id_a"].astype(str) == joined["patient_id_b"].astype(str)).all():
+            raise CxrError(f"replicate {k}: patient ids differ from replicate 1 for the same images")
+        stacked.append(joined.set_index("image_id")[keep].loc[base["image_id"]].to_numpy(dtype=np.float64))
+    values = np.mean(np.stack(stacked), axis=0)  # inf/NaN in any replicate propagate, as intended
+    out = base.reset_index(drop=True)
+    for j, m in enumerate(keep):
+        out[m] = values[:, j]
+    out["n_replicates"] = len(frames)
+    return out
+
+
+def holm(pvalues: Sequence[float | None]) -> list[float | None]:
+    """Holm's step-down adjusted p-values, in the input order; None/NaN stay None and do not count in m.
+
+    Sorted ascending p_(1) <= ... <= p_(m): adjusted p_(i) = max over j <= i of min(1, (m − j + 1) p_(j)), so the
+    adjusted values are monotone in the raw ones and never exceed 1.
+    """
+    present = [(i, float(p)) for i, p in enumerate(pvalues) if p is not None and math.isfinite(float(p))]
+    out: list[float | None] = [None] * len(pvalues)
+    m = len(present)
+    running = 0.0
+    for rank, (i, p) in enumerate(sorted(present, key=lambda item: item[1])):
+        running = max(running, min(1.0, (m - rank) * p))
+        out[i] = running
+    return out
+
+
+def _require_columns(frame: pd.DataFrame, columns: Sequence[str], label: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        hint = " (re-run the evaluation: per_image.csv carries patient_id)" if "patient_id" in missing else ""
+        raise CxrError(f"{label} has no {', '.join(map(repr, missing))} column{hint}")

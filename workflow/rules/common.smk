@@ -66,6 +66,17 @@ def metadata_csv():
     return config["data"][source].get("metadata_csv")
 
 
+def source_listing(wildcards):
+    """Digest of the inventory's inputs that the workflow does not make itself (a local folder's PNG listing
+    with names, sizes and mtimes; the metadata CSV). As a param of the inventory it re-runs the inventory when
+    the user removes, adds or fixes a file (no absolute path in params, only the digest)."""
+    from cxrdenoise.inventory import listing_digest
+
+    source = config["data"]["source"]
+    roots = [r for r in image_roots()[0] if r] if source == "local" else []
+    return listing_digest(roots, [metadata_csv()] if source != "synthetic" else [])
+
+
 def test_list():
     source = config["data"]["source"]
     if config["split"]["mode"] != "official" or source == "synthetic":

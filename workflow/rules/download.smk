@@ -1,6 +1,8 @@
 # NIH ChestX-ray14: one job per archive, so the twelve downloads and extractions run in parallel.
 # Throttle concurrent downloads with `--resources downloads=N`. The scripts retry themselves (data.nih.retries),
-# so the rules need no Snakemake `retries`; partial downloads survive in {archive}.tar.gz.part and are resumed.
+# so the rules need no Snakemake `retries`; partial downloads survive in {archive}.tar.gz.part and are resumed only
+# while the server reports the same length and ETag/Last-Modified (kept in .part.json). extract_archive locks the
+# hash (sha256.lock.json) only after every member was safe and the image count right.
 
 NIH_LOCK = f"{RAW}/nih/sha256.lock.json"
 # Tuning knobs go into the command through this environment variable, not `params`: Snakemake reruns a job whose params

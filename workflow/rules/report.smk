@@ -1,4 +1,4 @@
-# Tables III-VI, Figures 4-7 and the training curves: aggregation only (no training, no evaluation here).
+# Tables III-VI, the claims table, Figures 4-7 and the training curves: aggregation only (no training, no evaluation here).
 # Each rule depends on exactly the result files its table or figure shows, so re-running one noise level or
 # set-up rebuilds only what shows it. Outputs are wrapped in report() for `snakemake --report`, which must be
 # run as a separate command after the workflow (a rule cannot build the report of its own workflow):
@@ -7,6 +7,10 @@
 _REPORT_MODELS = list(config["train"]["models"])
 _REPORT_SETUPS = list(config["train"]["setups"])
 _REPORT_DATA_SOURCE = config["data"]["source"]
+# What every table states it measured (tables.protocol) and the seeded patient bootstrap (cxrdenoise.stats).
+_REPORT_LABELS = f"--data-source {_REPORT_DATA_SOURCE} --image-size {config['resize']['size']}"
+_REPORT_STATS = (f"--bootstrap-resamples {config['evaluate'].get('bootstrap_resamples', 2000)}"
+                 f" --seed {config['seed']}")
 # The study's Table V and Figure 4 are at 10 % noise; Table VI at 20 % and 30 %. Other sigma lists fall back.
 _TABLE5_SIGMA = "0.1" if "0.1" in SIGMAS else SIGMAS[0]
 _TABLE6_SIGMAS = [s for s in SIGMAS if s in ("0.2", "0.3")] or SIGMAS
@@ -24,12 +28,14 @@ rule table3:
         summaries=eval_files(_REPORT_MODELS, SIGMAS, ["gpu1"]),
         per_image=eval_files(_REPORT_MODELS, SIGMAS, ["gpu1"], "per_image.csv"),
         noisy=noisy_eval_files(SIGMAS),
+        noisy_per_image=noisy_eval_files(SIGMAS, "per_image.csv"),
     output:
         **report_table("table3"),
     params:
         script=script("make_tables.py"),
         name="table3",
-        source=_REPORT_DATA_SOURCE,
+        labels=_REPORT_LABELS,
+        stats=_REPORT_STATS,
     conda:
         ENV
     log:
@@ -38,8 +44,8 @@ rule table3:
         "results/benchmarks/report/table3.tsv"
     shell:
         "python {params.script:q} {params.name} --out-prefix results/tables/{params.name}"
-        " --data-source {params.source} --records {input.records:q} --summaries {input.summaries:q}"
-        " --per-image {input.per_image:q} --noisy {input.noisy:q} > {log:q} 2>&1"
+        " {params.labels} {params.stats} --records {input.records:q} --summaries {input.summaries:q}"
+        " --per-image {input.per_image:q} {input.noisy_per_image:q} --noisy {input.noisy:q} > {log:q} 2>&1"
 
 
 rule table4:
@@ -52,7 +58,7 @@ rule table4:
     params:
         script=script("make_tables.py"),
         name="table4",
-        source=_REPORT_DATA_SOURCE,
+        labels=_REPORT_LABELS,
     conda:
         ENV
     log:
@@ -61,7 +67,7 @@ rule table4:
         "results/benchmarks/report/table4.tsv"
     shell:
         "python {params.script:q} {params.name} --out-prefix results/tables/{params.name}"
-        " --data-source {params.source} --records {input.records:q} --summaries {input.summaries:q}"
+        " {params.labels} --records {input.records:q} --summaries {input.summaries:q}"
         " --noisy {input.noisy:q} > {log:q} 2>&1"
 
 
@@ -75,7 +81,7 @@ rule table5:
     params:
         script=script("make_tables.py"),
         name="table5",
-        source=_REPORT_DATA_SOURCE,
+        labels=_REPORT_LABELS,
     conda:
         ENV
     log:
@@ -84,7 +90,7 @@ rule table5:
         "results/benchmarks/report/table5.tsv"
     shell:
         "python {params.script:q} {params.name} --out-prefix results/tables/{params.name}"
-        " --data-source {params.source} --records {input.records:q} --summaries {input.summaries:q}"
+        " {params.labels} --records {input.records:q} --summaries {input.summaries:q}"
         " --noisy {input.noisy:q} > {log:q} 2>&1"
 
 
@@ -99,7 +105,7 @@ rule table6:
     params:
         script=script("make_tables.py"),
         name="table6",
-        source=_REPORT_DATA_SOURCE,
+        labels=_REPORT_LABELS,
     conda:
         ENV
     log:
@@ -108,7 +114,59 @@ rule table6:
         "results/benchmarks/report/table6.tsv"
     shell:
         "python {params.script:q} {params.name} --out-prefix results/tables/{params.name}"
-        " --data-source {params.source} --records {input.records:q} --summaries {input.summaries:q} {input.dncnn:q}"
+        " {params.labels} --records {input.records:q} --summaries {input.summaries:q} {input.dncnn:q}"
+        " --noisy {input.noisy:q} > {log:q} 2>&1"
+
+
+# The claims table (a verdict per claim of the study) and the paired comparisons between models and set-ups
+# read the same files: every run's record, summary and per-image scores, and the noisy input's summaries.
+_CLAIMS_INPUT = dict(
+    records=train_records(_REPORT_MODELS, SIGMAS, _REPORT_SETUPS),
+    summaries=eval_files(_REPORT_MODELS, SIGMAS, _REPORT_SETUPS),
+    per_image=eval_files(_REPORT_MODELS, SIGMAS, _REPORT_SETUPS, "per_image.csv"),
+    noisy=noisy_eval_files(SIGMAS),
+)
+
+
+rule claims:
+    input:
+        **_CLAIMS_INPUT,
+    output:
+        **report_table("claims"),
+    params:
+        script=script("make_claims.py"),
+        labels=_REPORT_LABELS,
+        stats=_REPORT_STATS,
+    conda:
+        ENV
+    log:
+        "results/logs/report/claims.log",
+    benchmark:
+        "results/benchmarks/report/claims.tsv"
+    shell:
+        "python {params.script:q} claims --out-prefix results/tables/claims {params.labels} {params.stats}"
+        " --records {input.records:q} --summaries {input.summaries:q} --per-image {input.per_image:q}"
+        " --noisy {input.noisy:q} > {log:q} 2>&1"
+
+
+rule comparisons:
+    input:
+        **_CLAIMS_INPUT,
+    output:
+        **report_table("comparisons"),
+    params:
+        script=script("make_claims.py"),
+        labels=_REPORT_LABELS,
+        stats=_REPORT_STATS,
+    conda:
+        ENV
+    log:
+        "results/logs/report/comparisons.log",
+    benchmark:
+        "results/benchmarks/report/comparisons.tsv"
+    shell:
+        "python {params.script:q} comparisons --out-prefix results/tables/comparisons {params.labels} {params.stats}"
+        " --records {input.records:q} --summaries {input.summaries:q} --per-image {input.per_image:q}"
         " --noisy {input.noisy:q} > {log:q} 2>&1"
 
 
@@ -121,6 +179,7 @@ rule figure4:
         **report_figure("figure4", "../report/figure4.rst"),
     params:
         script=script("make_figures.py"),
+        labels=_REPORT_LABELS,
     conda:
         ENV
     log:
@@ -128,7 +187,7 @@ rule figure4:
     benchmark:
         "results/benchmarks/report/figure4.tsv"
     shell:
-        "python {params.script:q} figure4 --records {input.records:q} --summaries {input.summaries:q}"
+        "python {params.script:q} figure4 {params.labels} --records {input.records:q} --summaries {input.summaries:q}"
         " --noisy {input.noisy:q} --out-prefix results/figures/figure4 > {log:q} 2>&1"
 
 
@@ -139,12 +198,14 @@ rule figures_examples:
         summaries=lambda wc: eval_files(_REPORT_MODELS, [_FIG_SIGMA[wc.fignum]], ["gpu1"], "summary.json", ["1"]),
         noisy=lambda wc: noisy_eval_files([_FIG_SIGMA[wc.fignum]], "per_image.csv"),
         noisy_summary=lambda wc: noisy_eval_files([_FIG_SIGMA[wc.fignum]]),
+        records=lambda wc: train_records(_REPORT_MODELS, [_FIG_SIGMA[wc.fignum]], ["gpu1"], ["1"]),
     output:
         **report_figure("figure{fignum}", "../report/figures_examples.rst", labels={"figure": "figure{fignum}"}),
     wildcard_constraints:
         fignum="|".join(_FIG_SIGMA),
     params:
         script=script("make_figures.py"),
+        labels=_REPORT_LABELS,
         max_images=config["evaluate"]["figure_images"],
     conda:
         ENV
@@ -153,7 +214,8 @@ rule figures_examples:
     benchmark:
         "results/benchmarks/report/figure{fignum}.tsv"
     shell:
-        "python {params.script:q} examples --examples {input.examples:q} --per-image {input.per_image:q}"
+        "python {params.script:q} examples {params.labels} --examples {input.examples:q}"
+        " --per-image {input.per_image:q} --records {input.records:q}"
         " --noisy-per-image {input.noisy:q} --summaries {input.summaries:q} --noisy {input.noisy_summary:q}"
         " --number {wildcards.fignum} --max-images {params.max_images}"
         " --out-prefix results/figures/figure{wildcards.fignum} > {log:q} 2>&1"
@@ -168,6 +230,7 @@ rule training_curves:
         **report_figure("training_curves", "../report/training_curves.rst"),
     params:
         script=script("make_figures.py"),
+        labels=_REPORT_LABELS,
     conda:
         ENV
     log:
@@ -175,11 +238,11 @@ rule training_curves:
     benchmark:
         "results/benchmarks/report/training_curves.tsv"
     shell:
-        "python {params.script:q} curves --records {input.records:q} --summaries {input.summaries:q}"
+        "python {params.script:q} curves {params.labels} --records {input.records:q} --summaries {input.summaries:q}"
         " --noisy {input.noisy:q} --out-prefix results/figures/training_curves > {log:q} 2>&1"
 
 
-REPORT_TABLES = [f"results/tables/{t}.{ext}" for t in ("table3", "table4", "table5", "table6")
+REPORT_TABLES = [f"results/tables/{t}.{ext}" for t in ("table3", "table4", "table5", "table6", "claims", "comparisons")
                  for ext in ("csv", "md", "tex", "html")]
 REPORT_FIGURES = [f"results/figures/{f}.{ext}"
                   for f in ["figure4", *(f"figure{n}" for n in sorted(_FIG_SIGMA, key=int)), "training_curves"]

@@ -8,6 +8,7 @@ rule inventory:
         f"{DATA}/inventory.csv",
     params:
         script=script("data_stage.py"),
+        listing=source_listing,
         roots=" ".join(f"--roots {r}" for r in image_roots()[0]),
         metadata=optional_arg("--metadata-csv", metadata_csv()),
     conda:

@@ -12,7 +12,7 @@ from cxrdenoise.evaluate import evaluate_checkpoint, evaluate_noisy
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     what = parser.add_mutually_exclusive_group(required=True)
-    what.add_argument("--checkpoint", help="results/train/{model}/sigma{sigma}/{setup}/best.pt")
+    what.add_argument("--checkpoint", help="results/train/{model}/sigma{sigma}/{setup}/rep{k}/best.pt")
     what.add_argument("--noisy", action="store_true", help="score the noisy input itself")
     parser.add_argument("--data-dir", required=True, help="results/data (clean and noisy shards)")
     parser.add_argument("--out-dir", required=True, help="folder for per_image.csv, summary.json, examples.npz")

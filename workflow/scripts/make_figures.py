@@ -14,7 +14,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("figure", choices=("figure4", "examples", "curves"))
     parser.add_argument("--out-prefix", required=True, help="e.g. results/figures/figure4")
-    parser.add_argument("--records", nargs="*", default=[], help="record.json files (figure4, curves)")
+    parser.add_argument("--records", nargs="*", default=[],
+                        help="record.json files (figure4, curves; examples: for the label only)")
     parser.add_argument("--examples", nargs="*", default=[], help="examples.npz, one per model (examples)")
     parser.add_argument("--per-image", nargs="*", default=[], help="per_image.csv, one per model (examples)")
     parser.add_argument("--noisy-per-image", default=None, help="results/eval/noisy/sigma{s}/per_image.csv")
@@ -23,6 +24,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--noisy", nargs="*", default=[], help="results/eval/noisy/sigma{s}/summary.json")
     parser.add_argument("--number", type=int, default=None, help="figure number in the title (examples)")
     parser.add_argument("--max-images", type=int, default=None, help="rows to show (examples; default all)")
+    parser.add_argument("--data-source", default=None, help="config data.source, printed under the figure")
+    parser.add_argument("--image-size", type=int, default=None, help="config resize.size, printed under the figure")
     return parser.parse_args(argv)
 
 
@@ -30,13 +33,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     if a.figure == "figure4":
-        written = figures.figure4(a.records, a.out_prefix, a.summaries, a.noisy)
+        written = figures.figure4(a.records, a.out_prefix, a.data_source, a.image_size, summaries=a.summaries,
+                                  noisy=a.noisy)
     elif a.figure == "examples":
         written = figures.examples_figure(a.examples, a.per_image, a.noisy_per_image, a.out_prefix,
-                                          number=a.number, max_images=a.max_images, summaries=a.summaries,
+                                          number=a.number, max_images=a.max_images, data_source=a.data_source,
+                                          image_size=a.image_size, records=a.records, summaries=a.summaries,
                                           noisy=a.noisy)
     else:
-        written = figures.training_curves(a.records, a.out_prefix, a.summaries, a.noisy)
+        written = figures.training_curves(a.records, a.out_prefix, a.data_source, a.image_size,
+                                          summaries=a.summaries, noisy=a.noisy)
     for path in written:
         print(f"wrote {path}")
     return 0

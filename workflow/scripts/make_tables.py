@@ -24,6 +24,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="results/eval/noisy/sigma{s}/summary.json: the no-denoising rows (table3) and the "
                              "\"did not denoise\" flag (tables 4-6)")
     parser.add_argument("--data-source", default=None, help="config data.source, named in the caption")
+    parser.add_argument("--image-size", type=int, default=None, help="config resize.size, named in the caption")
+    parser.add_argument("--bootstrap-resamples", type=int, default=2000, help="evaluate.bootstrap_resamples")
+    parser.add_argument("--seed", type=int, default=0, help="config seed (bootstrap seeds derive from it)")
     return parser.parse_args(argv)
 
 
@@ -31,13 +34,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     if a.table == "table3":
-        written = tables.make_table3(a.summaries, a.per_image, a.noisy, a.out_prefix, a.records, a.data_source)
+        written = tables.make_table3(a.summaries, a.per_image, a.noisy, a.out_prefix, a.records, a.data_source,
+                                     a.image_size, a.bootstrap_resamples, a.seed)
     elif a.table == "table4":
-        written = tables.make_table4(a.records, a.summaries, a.out_prefix, a.data_source, a.noisy)
+        written = tables.make_table4(a.records, a.summaries, a.out_prefix, a.data_source, a.image_size,
+                                     noisy=a.noisy)
     elif a.table == "table5":
-        written = tables.make_table5(a.records, a.summaries, a.out_prefix, a.data_source, a.noisy)
+        written = tables.make_table5(a.records, a.summaries, a.out_prefix, a.data_source, a.image_size,
+                                     noisy=a.noisy)
     else:
-        written = tables.make_table6(a.summaries, a.out_prefix, a.records, a.data_source, a.noisy)
+        written = tables.make_table6(a.summaries, a.out_prefix, a.records, a.data_source, a.image_size,
+                                     noisy=a.noisy)
     for path in written:
         print(f"wrote {path}")
     return 0

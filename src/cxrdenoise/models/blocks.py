@@ -20,14 +20,42 @@ class ConvBNReLU(nn.Sequential):
 
 
 class DoubleConv(nn.Sequential):
-    """The U-Net block: two (3x3 conv + BatchNorm + ReLU), the first one mapping to `out_channels`.
+    """The ``double_bn`` U-Net block: two (3x3 conv + BatchNorm + ReLU), the first one mapping to `out_channels`.
 
-    The convolutions keep their bias, as in the UNet++ reference implementation (its ``VGGBlock``); the
-    parameter counts quoted for the U-Nets include it.
+    As in the study's DDP U-Net script (and the UNet++ reference implementation's ``VGGBlock``). The
+    convolutions keep their bias; the parameter counts quoted for the U-Nets include it.
     """
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__(ConvBNReLU(in_channels, out_channels), ConvBNReLU(out_channels, out_channels))
+
+
+class StudyConv(nn.Sequential):
+    """The ``study`` U-Net block: 3x3 conv, ReLU, 3x3 conv, BatchNorm, ReLU (one BatchNorm per block).
+
+    The block of the study's 1-GPU and DataParallel notebooks (U-Net and U-Net++) and its U-Net++ DDP script,
+    which produced its Tables III and IV. Both convolutions keep their bias, as there.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(out_channels, out_channels, kernel_size=3, padding=1),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+        )
+
+
+# `block:` values of the U-Nets, the default first
+BLOCKS: dict[str, type[nn.Sequential]] = {"study": StudyConv, "double_bn": DoubleConv}
+
+
+def check_block(model: str, value: object) -> type[nn.Sequential]:
+    """The block class named `value`; fail in one line listing the valid names otherwise."""
+    if not isinstance(value, str) or value not in BLOCKS:
+        raise CxrError(f"model {model!r}: block must be one of {', '.join(BLOCKS)}, got {value!r}")
+    return BLOCKS[value]
 
 
 def check_positive_int(model: str, key: str, value: object, minimum: int = 1) -> int:

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ..errors import CxrError
-from .blocks import DoubleConv, check_input, check_positive_int
+from .blocks import check_block, check_input, check_positive_int
 from .registry import register
 
 
@@ -14,8 +14,8 @@ from .registry import register
 class UNetPlusPlus(nn.Module):
     """Five-level UNet++ denoiser with nested, dense skip pathways: one grey channel in, one out.
 
-    Nodes X^{i,j} (level i = 0..4, position along the skip pathway j = 0..4-i) are :class:`DoubleConv` blocks
-    (two 3x3 conv + BatchNorm + ReLU) with ``base_channels * 2**i`` output channels. The backbone X^{i,0} is a
+    Nodes X^{i,j} (level i = 0..4, position along the skip pathway j = 0..4-i) are two-convolution blocks (see
+    ``block`` below) with ``base_channels * 2**i`` output channels. The backbone X^{i,0} is a
     U-Net encoder (2x2 max-pooling between levels). Every other node takes the concatenation of all earlier
     nodes of its level, X^{i,0..j-1}, and the bilinearly up-sampled (x2, ``align_corners=True``) node below it,
     X^{i+1,j-1}, so its input has ``j * width(i) + width(i+1)`` channels, as in the authors' and the reference
@@ -26,15 +26,21 @@ class UNetPlusPlus(nn.Module):
     ``forward`` returns the list of the four outputs, shallowest first (the trainer averages the loss over
     them); in eval mode it returns the X^{0,4} output alone, the full-depth prediction.
 
-    H and W must be divisible by 16. 36,628,481 parameters at ``base_channels=64`` without deep supervision
-    (36,628,676 with it).
+    ``block="study"`` (default): conv, ReLU, conv, BatchNorm, ReLU (:class:`StudyConv`), as the study's U-Net++
+    code; ``block="double_bn"``: (conv, BatchNorm, ReLU) twice (:class:`DoubleConv`).
+
+    H and W must be divisible by 16. Parameters at ``base_channels=64``: 36,621,185 with the study block and one
+    head (the study's net counts 36,621,380 with the four heads it defines but trains one of; here that is
+    ``deep_supervision=True``); 36,628,481 / 36,628,676 with ``double_bn``.
     """
 
     levels = 5
 
-    def __init__(self, base_channels: int = 64, deep_supervision: bool = False) -> None:
+    def __init__(self, base_channels: int = 64, deep_supervision: bool = False, block: str = "study") -> None:
         super().__init__()
         base = check_positive_int("unetpp", "base_channels", base_channels)
+        Block = check_block("unetpp", block)
+        self.block = block
         if not isinstance(deep_supervision, bool):
             raise CxrError(f"model 'unetpp': deep_supervision must be true or false, got {deep_supervision!r}")
         self.deep_supervision = deep_supervision
@@ -48,7 +54,7 @@ class UNetPlusPlus(nn.Module):
                     in_channels = 1 if i == 0 else widths[i - 1]
                 else:
                     in_channels = j * widths[i] + widths[i + 1]
-                self.nodes[f"{i}_{j}"] = DoubleConv(in_channels, widths[i])
+                self.nodes[f"{i}_{j}"] = Block(in_channels, widths[i])
         n_heads = self.levels - 1 if deep_supervision else 1
         self.heads = nn.ModuleList(nn.Conv2d(widths[0], 1, kernel_size=1) for _ in range(n_heads))
 

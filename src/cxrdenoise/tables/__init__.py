@@ -14,10 +14,12 @@ tables honest:
 The study's SSIM is compared against our ``ssim_w3`` (its code used a 3x3 window); ``ssim`` is the standard one.
 
 Modules: `runs` reads result files into `Run` objects (with device labels and timings), `replicates` combines
-a configuration's replicate runs (mean, between-run SD, t-interval over runs; per-image frames for patient-level
+a configuration's replicate runs (mean, between-run SD, t-interval over runs; per-image means for patient-level
 statistics), `work` the equal-work accounting (steps, images seen, time-to-quality) and the "did not denoise"
 flag, `scores` gives a run's numbers and the study's, `cells` the texts the tables share, `rows` what every
-builder does around its own columns, and `table3` ... `table6` one table each.
+builder does around its own columns, `protocol` what the runs measured against the study's protocol (no Δ where
+it differs), `patients` the patient-level intervals and paired tests, `table3` ... `table6` one table each,
+`comparisons` every paired difference between models and set-ups, and `claims` the verdicts.
 """
 
 from ..render import Table
@@ -34,13 +36,18 @@ from .table4 import build_table4, make_table4
 from .table5 import build_table5, make_table5, time_saving
 from .table6 import QUOTED_DEVICE, build_table6, make_table6
 from .work import (NOT_REACHED, not_denoised, replicates_not_denoised, steps_and_images, time_to_quality)
+from .claims import build_claims, make_claims
+from .comparisons import build_comparisons, make_comparisons
+from .protocol import STUDY_PROTOCOL, Protocol, figure_label
 
 __all__ = [
     "Table", "Run", "collect_runs", "parse_run_path", "read_json", "read_per_image", "sigma_order", "model_order",
     "model_name", "device_label", "train_device_label", "eval_device_label", "is_cpu", "train_times",
     "metric", "lpips_state", "quality", "n_images", "with_paper", "lpips_cell", "run_notes", "data_caption",
     "time_saving", "build_table3", "build_table4", "build_table5", "build_table6",
-    "make_table3", "make_table4", "make_table5", "make_table6",
+    "make_table3", "make_table4", "make_table5", "make_table6", "build_claims", "make_claims",
+    "build_comparisons", "make_comparisons",
+    "Protocol", "STUDY_PROTOCOL", "figure_label",
     "METRICS", "DP", "MODEL_NAMES", "SETUP_NAMES", "REAL_LPIPS", "RANDOM_LPIPS_CELL", "RANDOM_LPIPS_NOTE",
     "CPU_TIMING", "DP_ONE_PROCESS", "DP_ONE_GPU", "SETUP_LEGEND", "SSIM_NOTE", "DIFF_NOTE", "PAPER_NOTE",
     "QUOTED_DEVICE", "DATA_LABELS",

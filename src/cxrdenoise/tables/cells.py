@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Sequence
 
 from ..reference import PAPER_CITATION, PAPER_HARDWARE
-from ..render import Footnotes, fmt, fmt_diff, fmt_pm
+from ..render import Footnotes, fmt, fmt_pm
 from .runs import Run, is_cpu
-from .scores import DP, RANDOM_LPIPS_NOTE
+from .scores import DP, RANDOM_LPIPS_NOTE, diff_cell
 
 CPU_TIMING = "CPU timing — not comparable to the paper's GPU times; no difference computed (n/c)."
 DP_ONE_PROCESS = "DataParallel ran as one CPU process (no second device), so dp2 is not a 2-GPU run here."
@@ -21,6 +21,10 @@ SETUP_LEGEND = ("Setups: gpu1 = the study's \"1 GPU\"; dp2 = \"2 GPUs DP\" (nn.D
 SSIM_NOTE = ("SSIM is scikit-image's standard SSIM (7x7 window); SSIM (win 3) is what the study's code computed, "
              "so the study's SSIM is compared with SSIM (win 3) in the Δ column.")
 DIFF_NOTE = "Δ = ours − paper."
+STATS_POINTER = ("Means over the test images (n images and n_patients per row in the CSV); every run's 95 % "
+                 "intervals, image-level t and patient-cluster bootstrap, and the paired differences between models "
+                 "and between set-ups, with patient-level tests, Holm-adjusted, are in the comparisons table; "
+                 "the claims table gives the verdicts.")
 PAPER_NOTE = f"Paper values: {PAPER_CITATION} ({PAPER_HARDWARE}); blank where the study reports none."
 DATA_LABELS = {"nih": "NIH ChestX-ray14 test images", "local": "chest X-ray test images (local folder)",
                "synthetic": "synthetic chest-radiograph phantoms (demo)"}
@@ -72,7 +76,7 @@ def lpips_cell(q: dict, ci: bool) -> str:
 
 def metric_cells(q: dict) -> dict[str, str]:
     """Ours, the study's and Δ for each metric, without intervals (Tables IV and V)."""
-    return {"PSNR dB": fmt(q["psnr"], 3), "paper PSNR": fmt(q["paper_psnr"], 3), "Δ PSNR": fmt_diff(q["diff_psnr"], 3),
+    return {"PSNR dB": fmt(q["psnr"], 3), "paper PSNR": fmt(q["paper_psnr"], 3), "Δ PSNR": diff_cell(q, "psnr", 3),
             "SSIM": fmt(q["ssim"], 4), "SSIM (win 3)": fmt(q["ssim_w3"], 4), "paper SSIM": fmt(q["paper_ssim"], 4),
-            "Δ SSIM (w3)": fmt_diff(q["diff_ssim_w3"], 4), "LPIPS": lpips_cell(q, ci=False),
-            "paper LPIPS": fmt(q["paper_lpips"], 4), "Δ LPIPS": fmt_diff(q["diff_lpips"], 4)}
+            "Δ SSIM (w3)": diff_cell(q, "ssim", 4), "LPIPS": lpips_cell(q, ci=False),
+            "paper LPIPS": fmt(q["paper_lpips"], 4), "Δ LPIPS": diff_cell(q, "lpips", 4)}

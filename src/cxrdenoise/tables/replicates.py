@@ -45,8 +45,10 @@ def combine(reps: list[Run]) -> Run:
     if len(reps) == 1:
         return replace(reps[0], replicates=[reps[0]])
     first = reps[0]
+    # per_image_path: replicate 1's file (all replicates score the same test images and patients); a row's scores
+    # are read through per_image_means / patients.run_frame, which average over the replicates
     group = Run(first.model, first.sigma, first.setup, rep=None, record=first.record, record_path=first.record_path,
-                replicates=list(reps))
+                per_image_path=first.per_image_path, replicates=list(reps))
     with_summary = [r for r in reps if r.summary is not None]
     if with_summary:
         if len(with_summary) != len(reps):
@@ -120,12 +122,15 @@ def per_image_frame(run: Run) -> pd.DataFrame:
 
 
 def per_image_means(run: Run) -> pd.DataFrame:
-    """One row per test image: each metric averaged over the row's replicates (identical to the one run's
-    per_image.csv when there is one replicate), for paired tests between rows."""
-    frame = per_image_frame(run)
-    if run.n_replicates == 1:
-        return frame.drop(columns="replicate")
-    keys = [c for c in ("image_id", "patient_id") if c in frame.columns]
-    numeric = [c for c in frame.columns if c not in keys and c != "replicate"
-               and pd.api.types.is_numeric_dtype(frame[c])]
-    return frame.groupby(keys, sort=False, dropna=False)[numeric].mean().reset_index()
+    """One row per test image: each metric averaged over the row's replicates (`stats.replicate_mean_frame`:
+    same images and patients required, a non-finite value in any replicate stays non-finite); the one run's
+    per_image.csv when there is one replicate. What patient-level intervals and paired tests take."""
+    reps = run.replicates or [run]
+    missing = [r.label for r in reps if r.per_image_path is None]
+    if missing:
+        raise CxrError(f"per-image scores needed for {', '.join(missing)} (per_image.csv not given)")
+    if len(reps) == 1:
+        return read_per_image(reps[0].per_image_path)
+    from ..stats import replicate_mean_frame
+
+    return replicate_mean_frame([read_per_image(r.per_image_path) for r in reps])

@@ -26,15 +26,18 @@ def require(run: Run, what: str, table: str) -> None:
                        f"(expected results/eval/{run.model}/sigma{run.sigma}/{run.setup}/{rep}/summary.json)")
 
 
-def timed_row(run: Run, foot: Footnotes, table: str) -> tuple[dict, dict, list[str]]:
-    """Numbers for one timed run (metrics, paper, differences, times) and the footnote texts it needs."""
+def timed_row(run: Run, foot: Footnotes, table: str, comparable: bool = True) -> tuple[dict, dict, list[str]]:
+    """Numbers for one timed run (metrics, paper, differences, times) and the footnote texts it needs.
+
+    `comparable`: whether the run followed the study's protocol (tables.protocol); if not, no Δ at all.
+    """
     require(run, "record", table)
     require(run, "summary", table)
-    q = with_paper(quality(run, foot), run)
+    q = with_paper(quality(run, foot), run, comparable)
     notes = q.pop("_notes") + run_notes(run, timings=True)
     train_s, train_val_s = train_times(run)
     q.update(train_s=train_s, train_val_s=train_val_s, epochs_run=len((run.record or {}).get("epochs") or []),
-             diff_train_val_s=math.nan if is_cpu(run) else train_val_s - q["paper_train_s"])
+             diff_train_val_s=math.nan if is_cpu(run) or not comparable else train_val_s - q["paper_train_s"])
     return q, {"device": device_label(run), "eval_device": eval_device_label(run)}, notes
 
 

@@ -91,15 +91,31 @@ def n_images(run: Run) -> int | None:
     return None if n is None else int(n)
 
 
-def with_paper(q: dict, run: Run) -> dict[str, Any]:
-    """Add the study's values for this run and the differences ours − paper (our SSIM (win 3) vs its SSIM)."""
+def with_paper(q: dict, run: Run, comparable: bool = True) -> dict[str, Any]:
+    """Add the study's values for this run and the differences ours − paper (our SSIM (win 3) vs its SSIM).
+
+    `comparable` is False when the run differs from the study's protocol (`protocol.Protocol.differences`):
+    the study's values are still given, for reference, but no difference is computed (NaN, shown as "n/c").
+    """
     paper = paper_row(run.sigma, run.model, run.setup) or {}
     out = dict(q)
     for m in ("psnr", "ssim", "lpips"):
         out[f"paper_{m}"] = paper.get(m, math.nan)
         out[f"paper_{m}_ci95"] = paper.get(f"{m}_ci95", math.nan)
-    out["diff_psnr"] = q["psnr"] - out["paper_psnr"]
-    out["diff_ssim_w3"] = q["ssim_w3"] - out["paper_ssim"]
-    out["diff_lpips"] = q["lpips"] - out["paper_lpips"]  # NaN when ours is not shown
+    gap = 0.0 if comparable else math.nan
+    out["diff_psnr"] = q["psnr"] - out["paper_psnr"] + gap
+    out["diff_ssim_w3"] = q["ssim_w3"] - out["paper_ssim"] + gap
+    out["diff_lpips"] = q["lpips"] - out["paper_lpips"] + gap  # NaN when ours is not shown
     out["paper_train_s"] = paper.get("train_s", math.nan)
+    out["paper_comparable"] = bool(comparable)
     return out
+
+
+def diff_cell(q: dict, metric: str, dp: int) -> str:
+    """Δ as printed: "n/c" where the study has a value but the protocols differ, blank where it has none."""
+    from ..render import fmt_diff
+
+    diff_key = "diff_ssim_w3" if metric == "ssim" else f"diff_{metric}"
+    if not q.get("paper_comparable", True) and not is_missing(q.get(f"paper_{metric}")):
+        return "n/c"
+    return fmt_diff(q.get(diff_key), dp)

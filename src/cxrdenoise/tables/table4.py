@@ -13,8 +13,10 @@ from typing import Sequence
 from ..errors import CxrError
 from ..reference import PAPER_HARDWARE
 from ..render import Footnotes, Table, fmt, fmt_diff, is_missing, write_table
-from .cells import (CPU_TIMING, DIFF_NOTE, PAPER_NOTE, SETUP_LEGEND, SSIM_NOTE, data_caption, device_cell,
-                    join_notes, metric_cells)
+from .cells import (CPU_TIMING, DIFF_NOTE, PAPER_NOTE, SETUP_LEGEND, SSIM_NOTE, STATS_POINTER, data_caption,
+                    device_cell, join_notes, metric_cells)
+from .protocol import Protocol, mark_for, paper_headers
+from .protocol import n_patients as patients_n
 from .replicates import replicate_caption, spread
 from .rows import csv_numbers, finish_table, timed_row
 from .runs import Run, collect_runs, is_cpu, model_name, model_order, sigma_order
@@ -26,7 +28,7 @@ _TIME_NOTE = ("train s = the training passes only; train+val s adds the per-epoc
 
 
 def build_table4(records: Sequence, summaries: Sequence, data_source: str | None = None,
-                 noisy: Sequence = ()) -> Table:
+                 image_size: int | None = None, noisy: Sequence = ()) -> Table:
     """Every noise level × model × setup: quality, training time and device, the study's values where it has them.
 
     `noisy`: the no-denoising summaries (results/eval/noisy/sigma{s}/summary.json), for the "did not denoise" flag.
@@ -36,6 +38,7 @@ def build_table4(records: Sequence, summaries: Sequence, data_source: str | None
         raise CxrError("table4: no runs given")
     baseline = {r.sigma: r for r in collect_runs(summaries=noisy).values()}
     foot = Footnotes()
+    proto = Protocol(runs, data_source, image_size)
     rows, shown = [], []
     setups = list(dict.fromkeys(r.setup for r in runs))
     replicated = any(r.n_replicates > 1 for r in runs)
@@ -45,7 +48,7 @@ def build_table4(records: Sequence, summaries: Sequence, data_source: str | None
                 run = next((r for r in runs if (r.sigma, r.model, r.setup) == (sigma, model, setup)), None)
                 if run is None:
                     continue
-                q, dev, notes = timed_row(run, foot, "table4")
+                q, dev, notes = timed_row(run, foot, "table4", proto.comparable(run))
                 flag = not_denoised(run, baseline)
                 bad = replicates_not_denoised(run, baseline)
                 if flag or bad:
@@ -53,7 +56,8 @@ def build_table4(records: Sequence, summaries: Sequence, data_source: str | None
                 steps, images = steps_and_images(run)
                 runs_n, psnr_sd, psnr_hw = spread(run, "psnr")
                 _, ssim_sd, ssim_hw = spread(run, "ssim_w3")
-                rows.append({"sigma": float(sigma), "model": model, "setup": setup, "n": q["n"], **dev,
+                rows.append({"sigma": float(sigma), "model": model, "setup": setup, "n": q["n"],
+                             "n_patients": patients_n(run), **dev,
                              **csv_numbers(q), "n_runs": runs_n, "psnr_sd_runs": psnr_sd, "psnr_ci95_runs": psnr_hw,
                              "ssim_w3_sd_runs": ssim_sd, "ssim_w3_ci95_runs": ssim_hw,
                              "optimizer_steps": steps, "images_seen": images,
@@ -73,11 +77,12 @@ def build_table4(records: Sequence, summaries: Sequence, data_source: str | None
                               "device": device_cell(dev["device"], [n for n in notes if n != FLAG_NOTE], foot)})
                 shown.append(cells)
     caption = ["Test-set means for every noise level, model and training setup (95 % t-intervals in the CSV and "
-               "Table III).", replicate_caption(runs), SETUP_LEGEND, SSIM_NOTE, _TIME_NOTE,
+               "Table III).", replicate_caption(runs), SETUP_LEGEND, STATS_POINTER, SSIM_NOTE, _TIME_NOTE,
                "steps = optimizer updates over all epochs; images = training images passed (all processes).",
                DIFF_NOTE, PAPER_NOTE]
     title = "Table IV. Quality and training time for every noise level, model and setup"
-    return finish_table("table4", title, rows, [("", shown)], caption + data_caption(data_source), foot)
+    return finish_table("table4", title, rows, [("", paper_headers(shown, mark_for(proto, foot)))],
+                        caption + data_caption(data_source) + proto.caption(), foot)
 
 
 def _count(value: float) -> str:
@@ -89,9 +94,10 @@ def _time_cells(q: dict, run: Run, foot: Footnotes) -> dict[str, str]:
     cpu = foot.mark(CPU_TIMING) if is_cpu(run) else ""
     return {"train s": fmt(q["train_s"], 1) + cpu, "train+val s": fmt(q["train_val_s"], 1) + cpu,
             "paper s": fmt(q["paper_train_s"], 1),
-            "Δ s": ("n/c" + cpu if cpu and not is_missing(q["paper_train_s"]) else fmt_diff(q["diff_train_val_s"], 1))}
+            "Δ s": ("n/c" + cpu if (cpu or not q.get("paper_comparable", True)) and not is_missing(q["paper_train_s"])
+                    else fmt_diff(q["diff_train_val_s"], 1))}
 
 
 def make_table4(records: Sequence, summaries: Sequence, out_prefix: str | Path,
-                data_source: str | None = None, noisy: Sequence = ()) -> list[Path]:
-    return write_table(build_table4(records, summaries, data_source, noisy), out_prefix)
+                data_source: str | None = None, image_size: int | None = None, noisy: Sequence = ()) -> list[Path]:
+    return write_table(build_table4(records, summaries, data_source, image_size, noisy), out_prefix)

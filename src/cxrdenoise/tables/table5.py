@@ -18,8 +18,10 @@ from ..denoised import NOT_DENOISED
 from ..errors import CxrError
 from ..reference import paper_row
 from ..render import Footnotes, Table, fmt, is_missing, write_table
-from .cells import (CPU_TIMING, DIFF_NOTE, PAPER_NOTE, SETUP_LEGEND, SSIM_NOTE, data_caption, device_cell,
-                    join_notes, metric_cells)
+from .cells import (CPU_TIMING, DIFF_NOTE, PAPER_NOTE, SETUP_LEGEND, SSIM_NOTE, STATS_POINTER, data_caption,
+                    device_cell, join_notes, metric_cells)
+from .protocol import Protocol, mark_for, paper_headers
+from .protocol import n_patients as patients_n
 from .replicates import replicate_caption, spread, t_interval
 from .rows import csv_numbers, finish_table, timed_row
 from .runs import Run, collect_runs, is_cpu, model_name, model_order, sigma_order, train_times
@@ -71,7 +73,7 @@ def _mean(values: list[float]) -> float:
 
 
 def build_table5(records: Sequence, summaries: Sequence, data_source: str | None = None,
-                 noisy: Sequence = ()) -> Table:
+                 image_size: int | None = None, noisy: Sequence = ()) -> Table:
     """One noise level (the study's 10 %), setups compared: quality, time, time saving vs gpu1 of the same model.
 
     `noisy`: the no-denoising summary at this noise level, for the "did not denoise" flag.
@@ -82,11 +84,12 @@ def build_table5(records: Sequence, summaries: Sequence, data_source: str | None
         raise CxrError(f"table5: expected runs of one noise level, got sigma {', '.join(sigmas) or 'none'}")
     baseline = {r.sigma: r for r in collect_runs(summaries=noisy).values()}
     foot = Footnotes()
+    proto = Protocol(runs, data_source, image_size)
     rows, shown = [], []
     replicated = any(r.n_replicates > 1 for r in runs)
     for model in model_order(runs):
         group = [r for r in runs if r.model == model]
-        timed = {r.setup: timed_row(r, foot, "table5") for r in group}
+        timed = {r.setup: timed_row(r, foot, "table5", proto.comparable(r)) for r in group}
         base = next((r for r in group if r.setup == "gpu1"), None)
         paper_base = (paper_row(sigmas[0], model, "gpu1") or {}).get("train_s", math.nan)
         for run in group:
@@ -105,7 +108,8 @@ def build_table5(records: Sequence, summaries: Sequence, data_source: str | None
             paper_ts = time_saving(q["paper_train_s"], paper_base)
             runs_n, psnr_sd, psnr_hw = spread(run, "psnr")
             reached = f"{len(pairs['ttq_s'])}/{len(pairs['pairs'])}" if pairs["pairs"] else ""
-            rows.append({"sigma": float(sigmas[0]), "model": model, "setup": run.setup, "n": q["n"], **dev,
+            rows.append({"sigma": float(sigmas[0]), "model": model, "setup": run.setup, "n": q["n"],
+                         "n_patients": patients_n(run), **dev,
                          **csv_numbers(q), "n_runs": runs_n, "psnr_sd_runs": psnr_sd, "psnr_ci95_runs": psnr_hw,
                          "did_not_denoise": math.nan if flag is None else flag,
                          "replicates_not_denoised": " ".join(f"rep{k}" for k in bad),
@@ -141,9 +145,11 @@ def build_table5(records: Sequence, summaries: Sequence, data_source: str | None
                "study's printed times and agrees with its printed TS within 0.02 points (U-Net++ DDP+AMP: 64.67 "
                "recomputed vs 64.69 printed).", TTQ_NOTE,
                f"A row marked \"{NOT_DENOISED}\" gets no TS or TTQ: a faster run of a net that does not denoise "
-               "saves nothing.", replicate_caption(runs), SETUP_LEGEND, SSIM_NOTE, DIFF_NOTE, PAPER_NOTE]
+               "saves nothing.", replicate_caption(runs), SETUP_LEGEND, STATS_POINTER, SSIM_NOTE, DIFF_NOTE,
+               PAPER_NOTE]
     title = f"Table V. Training setups compared at noise σ = {sigmas[0]}"
-    return finish_table("table5", title, rows, [("", shown)], caption + data_caption(data_source), foot)
+    return finish_table("table5", title, rows, [("", paper_headers(shown, mark_for(proto, foot)))],
+                        caption + data_caption(data_source) + proto.caption(), foot)
 
 
 def _count(value: float) -> str:
@@ -169,5 +175,5 @@ def _ttq_cell(flag: bool | None, pairs: dict, ttq_s: float, cpu: str) -> str:
 
 
 def make_table5(records: Sequence, summaries: Sequence, out_prefix: str | Path,
-                data_source: str | None = None, noisy: Sequence = ()) -> list[Path]:
-    return write_table(build_table5(records, summaries, data_source, noisy), out_prefix)
+                data_source: str | None = None, image_size: int | None = None, noisy: Sequence = ()) -> list[Path]:
+    return write_table(build_table5(records, summaries, data_source, image_size, noisy), out_prefix)

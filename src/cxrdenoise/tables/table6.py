@@ -14,8 +14,9 @@ from ..render import Footnotes, Table, fmt, fmt_diff, write_table
 from .cells import DATA_LABELS, DIFF_NOTE, PAPER_NOTE, SSIM_NOTE, data_caption, join_notes, row_marks, run_notes
 from .rows import finish_table
 from .runs import Run, collect_runs, device_label, model_name, model_order
-from .scores import quality, with_paper
+from .protocol import Protocol, mark_for, paper_headers
 from .replicates import replicate_caption
+from .scores import diff_cell, quality, with_paper
 from .work import FLAG_NOTE, not_denoised
 
 QUOTED_DEVICE = "not run here (quoted)"
@@ -33,7 +34,7 @@ def _noise_label(run: Run) -> str:
 
 
 def build_table6(summaries: Sequence, records: Sequence = (), data_source: str | None = None,
-                 noisy: Sequence = ()) -> Table:
+                 image_size: int | None = None, noisy: Sequence = ()) -> Table:
     """The study's literature comparison: its quoted rows, labelled as such, and our measured rows (flagged when
     they did not beat the `noisy` no-denoising summaries)."""
     foot = Footnotes()
@@ -49,10 +50,11 @@ def build_table6(summaries: Sequence, records: Sequence = (), data_source: str |
                       "SSIM (win 3)": "", "paper PSNR": "", "Δ PSNR": "", "paper SSIM": "", "Δ SSIM (w3)": "",
                       "device": QUOTED_DEVICE})
     runs = [r for r in collect_runs(records, summaries).values() if r.summary is not None]
+    proto = Protocol(runs, data_source, image_size)
     baseline = {r.sigma: r for r in collect_runs(summaries=noisy).values()}
     for model in model_order(runs):
         for run in sorted((r for r in runs if r.model == model), key=lambda r: float(r.sigma)):
-            q = with_paper(quality(run, Footnotes()), run)  # no LPIPS column here, so no LPIPS footnote
+            q = with_paper(quality(run, Footnotes()), run, proto.comparable(run))  # no LPIPS column: no LPIPS note
             src = f"measured (this pipeline, {run.setup}, n={q['n']})"
             data = DATA_LABELS.get(data_source or "", "this pipeline's test set")
             noise = _noise_label(run)
@@ -66,8 +68,8 @@ def build_table6(summaries: Sequence, records: Sequence = (), data_source: str |
                           "PSNR dB": fmt(q["psnr"], 3) + (f" ({NOT_DENOISED})" if flagged else ""),
                           "SSIM": fmt(q["ssim"], 4),
                           "SSIM (win 3)": fmt(q["ssim_w3"], 4), "paper PSNR": fmt(q["paper_psnr"], 3),
-                          "Δ PSNR": fmt_diff(q["diff_psnr"], 3), "paper SSIM": fmt(q["paper_ssim"], 4),
-                          "Δ SSIM (w3)": fmt_diff(q["diff_ssim_w3"], 4),
+                          "Δ PSNR": diff_cell(q, "psnr", 3), "paper SSIM": fmt(q["paper_ssim"], 4),
+                          "Δ SSIM (w3)": diff_cell(q, "ssim", 4),
                           "device": device_label(run) + row_marks(foot, notes)})
     caption = ["Quoted rows are copied from the study's Table VI, which took them from the cited papers: BSD68 "
                "natural images with Gaussian noise σ = 15 and 25 on a 0-255 scale (the study calls them "
@@ -76,9 +78,10 @@ def build_table6(summaries: Sequence, records: Sequence = (), data_source: str |
                replicate_caption(runs), SSIM_NOTE,
                DIFF_NOTE, PAPER_NOTE]
     title = "Table VI. Literature comparison: quoted rows (other data, other noise) and our measured rows"
-    return finish_table("table6", title, rows, [("", shown)], caption + data_caption(data_source), foot)
+    return finish_table("table6", title, rows, [("", paper_headers(shown, mark_for(proto, foot)))],
+                        caption + data_caption(data_source) + (proto.caption() if runs else []), foot)
 
 
 def make_table6(summaries: Sequence, out_prefix: str | Path, records: Sequence = (),
-                data_source: str | None = None, noisy: Sequence = ()) -> list[Path]:
-    return write_table(build_table6(summaries, records, data_source, noisy), out_prefix)
+                data_source: str | None = None, image_size: int | None = None, noisy: Sequence = ()) -> list[Path]:
+    return write_table(build_table6(summaries, records, data_source, image_size, noisy), out_prefix)

@@ -57,6 +57,17 @@ class DistContext:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
+    def broadcast_buffers(self, module: torch.nn.Module) -> None:
+        """Give every rank rank 0's buffers (BatchNorm running_mean/var, num_batches_tracked).
+
+        DDP broadcasts buffers only at the start of the next training forward, so after an epoch's last step each
+        rank holds running statistics updated from its own batch; validating then would average different models.
+        """
+        if not self.distributed:
+            return
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
+
     def barrier(self) -> None:
         if self.distributed:
             if self.backend == "nccl":

@@ -84,7 +84,7 @@ class Trainer:
         # build_model records the complete kwargs (defaults filled in): evaluation rebuilds exactly this net
         self.model_kwargs = dict(getattr(net, "model_kwargs", settings.model_kwargs))
         self.noise_mean = float(getattr(train_ds, "noise_mean", settings.noise_mean))  # the shards' own value
-        self.model, self.parallel_info = wrap_model(net, self.setup, ctx)
+        self.model, self.parallel_info = wrap_model(net, self.setup, ctx, sync_bn=settings.sync_bn)
         self.bare = unwrap(self.model)
         self.devices = [torch.device(d) for d in self.parallel_info["devices_used"]]
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.lr)
@@ -96,7 +96,7 @@ class Trainer:
         loader_args = dict(seed=settings.seed, workers=settings.workers, pin=self.pin)
         self.train_loader = make_loader(train_ds, ctx, self.batch, shuffle=True, **loader_args)
         self.val_loader = make_loader(val_ds, ctx, self.batch, shuffle=False, **loader_args)
-        self.fingerprint = settings.fingerprint(data_digest)
+        self.fingerprint = settings.fingerprint(data_digest, block=self.model_kwargs.get("block"))
         # of the whole resolved config: given, or what common.smk exported to every Snakemake job
         self.config_hash = config_hash or os.environ.get(CONFIG_HASH_ENV)
 
@@ -218,9 +218,14 @@ class Trainer:
     @torch.no_grad()
     def validate(self) -> tuple[float, int, float]:
         """Mean per-image L1 over the whole val split, in full precision; under DDP each rank sums its share
-        (padding repeats masked out) and the sums and counts are all-reduced. Returns (loss, images, seconds)."""
+        (padding repeats masked out) and the sums and counts are all-reduced. Returns (loss, images, seconds).
+
+        Under DDP every rank first takes rank 0's BatchNorm buffers, so all ranks validate one model: the one
+        best.pt stores (rank 0's). The weights are already identical (same all-reduced gradients)."""
         ctx = self.ctx
         model = self.bare if self.setup.ddp else self.model  # DP splits val batches too; DDP needs no sync here
+        if self.setup.ddp:
+            ctx.broadcast_buffers(self.bare)
         model.eval()
         n_items = len(self.val_ds)
         total = torch.zeros((), dtype=torch.float64, device=ctx.device)
@@ -360,6 +365,7 @@ class Trainer:
         return {
             "model": s.model,
             "model_kwargs": self.model_kwargs,
+            "block": self.model_kwargs.get("block"),  # the U-Nets' conv block (study | double_bn); None for others
             "n_parameters": self.n_parameters,
             "sigma": float(s.sigma),
             "noise_mean": self.noise_mean,
@@ -391,6 +397,8 @@ class Trainer:
             "amp_dtype": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else None,
             "grad_scaler": self.scaler is not None,
             "validation": "whole val split every epoch, float32, mean of per-image L1",
+            "sync_bn": s.sync_bn,  # train.sync_bn as configured
+            "batchnorm": _batchnorm_label(setup.ddp, self.parallel_info["sync_bn"], s.sync_bn),
             "epochs_planned": s.epochs,
             "seed": s.seed,
             "replicate": s.replicate,
@@ -430,6 +438,15 @@ class Trainer:
         )
         write_record(self.out / "record.json", self.record)
         write_epochs_csv(self.out / "epochs.csv", self.epochs)
+
+
+def _batchnorm_label(ddp: bool, sync_used: bool, sync_requested: bool) -> str:
+    """What BatchNorm did in this run, for the record."""
+    if sync_used:
+        return "SyncBatchNorm: batch statistics over all ranks"
+    if ddp:
+        return "per-rank BatchNorm statistics; rank 0's buffers broadcast to every rank before each validation"
+    return "BatchNorm in one process" + ("; train.sync_bn applies to DDP only" if sync_requested else "")
 
 
 def _progress(total: int, desc: str, main: bool):

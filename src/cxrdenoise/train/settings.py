@@ -38,6 +38,7 @@ class TrainSettings:
     threads: int | None = None  # CPU threads for the whole job (Snakemake `threads`), split over processes
     nodes: int = 1  # nodes of a DDP job (train.nodes): torchrun --nnodes; gpu1 and dp2 always run on one node
     replicate: int = 1  # which of the train.replicates runs this is (rep{k} in the paths); only the init differs
+    sync_bn: bool = False  # DDP: SyncBatchNorm instead of per-rank BatchNorm (train.sync_bn); off, as in the study
 
     def __post_init__(self) -> None:
         get_setup(self.setup)
@@ -54,6 +55,11 @@ class TrainSettings:
             raise CxrError(f"train.lr must be positive, not {self.lr!r}")
         if isinstance(self.replicate, bool) or not isinstance(self.replicate, int) or self.replicate < 1:
             raise CxrError(f"replicate must be an integer >= 1 (rep1, rep2, ...), not {self.replicate!r}")
+        if self.sync_bn and self.device == "cpu" and get_setup(self.setup).ddp:
+            raise CxrError(
+                f"train.sync_bn: torch's SyncBatchNorm needs CUDA, but setup {self.setup} runs on the cpu; "
+                "set train.sync_bn: false"
+            )
 
     @property
     def init_seed(self) -> int:
@@ -91,6 +97,7 @@ class TrainSettings:
             threads=threads,
             nodes=job_nodes(config, setup),
             replicate=int(replicate),
+            sync_bn=bool(train.get("sync_bn", False)),
         )
 
     @classmethod
@@ -100,13 +107,20 @@ class TrainSettings:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def fingerprint(self, data_digest: str = "") -> str:
-        """Hash of what determines the weights (not epochs): resuming is only allowed when it matches."""
+    def fingerprint(self, data_digest: str = "", block: str | None = None) -> str:
+        """Hash of what determines the weights (not epochs): resuming is only allowed when it matches.
+
+        `block` is the U-Net block the model was built with (its default filled in), so a last.pt of one block
+        is never resumed into the other when the config leaves `block` out."""
         payload = {k: getattr(self, k) for k in _MATH_KEYS}
         if self.nodes != 1:  # more ranks, larger global batch; left out at 1 so older last.pt files still match
             payload["nodes"] = self.nodes
         if self.replicate != 1:  # other initial weights; left out for rep1, whose init is the config seed's
             payload["replicate"] = self.replicate
+        if self.sync_bn:  # left out when off, as nodes
+            payload["sync_bn"] = True
+        if block is not None:
+            payload["model_kwargs"] = {**self.model_kwargs, "block": block}
         payload["data"] = data_digest
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 

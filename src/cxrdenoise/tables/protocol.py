@@ -1,0 +1,211 @@
+"""What a table's runs measured, set against the study's protocol, so every table says it and Δ is honest.
+
+A difference "ours − paper" means something only when the run followed the study's protocol. Each run is
+checked item by item (data source, image size, test images, model width and block, epochs, batch per GPU,
+device); a run that differs in any item gets no Δ, and the table labels the study's columns with what differs.
+This holds for real data as much as for the synthetic phantoms: NIH images at 64x64 with width-8 nets after
+3 epochs are not the study's experiment either. An item a run does not record counts as a difference ("not
+recorded"), because a Δ needs positive evidence that the protocols match.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+from ..render import Footnotes
+from .runs import Run, model_name
+
+# The study's protocol (shared/reference/paper-numbers.md): NIH ChestX-ray14 at 256x256, base width 64 with
+# one BatchNorm per block, 50 epochs, batch 16 per GPU, 2,551 test images, GPUs.
+STUDY_PROTOCOL: dict[str, Any] = {"data_source": "nih", "image_size": 256, "base_channels": 64, "block": "study",
+                                  "epochs": 50, "batch_per_gpu": 16, "test_images": 2551, "device": "cuda"}
+SOURCE_NAMES = {"nih": "NIH ChestX-ray14", "local": "chest X-rays from a local folder",
+                "synthetic": "synthetic phantoms"}
+NOT_RECORDED = "not recorded"
+NO_DIFF = "no Δ computed"
+
+
+def _model_kwargs(run: Run) -> dict:
+    rec, s = run.record or {}, run.summary or {}
+    return dict(rec.get("model_kwargs") or s.get("model_kwargs") or {})
+
+
+def _block(run: Run) -> str | None:
+    rec = run.record or {}
+    return rec.get("block") or _model_kwargs(run).get("block") or (run.summary or {}).get("block")
+
+
+def _epochs(run: Run) -> int | None:
+    rec = run.record or {}
+    if rec.get("epochs_planned") is not None:
+        return int(rec["epochs_planned"])
+    return len(rec["epochs"]) if rec.get("epochs") else None
+
+
+def _batch_per_gpu(run: Run) -> int | None:
+    rec = run.record or {}
+    if rec.get("batch_per_gpu") is not None:
+        return int(rec["batch_per_gpu"])
+    if rec.get("global_batch") is not None:  # older records: the global batch over the set-up's GPUs
+        from .runs import _setup_gpus
+
+        return int(rec["global_batch"]) // max(1, _setup_gpus(run.setup))
+    return None
+
+
+def _device(run: Run) -> str | None:
+    rec, s = run.record or {}, run.summary or {}
+    return rec.get("device") or (rec.get("provenance") or {}).get("device") or (s.get("inference") or {}).get(
+        "device") or s.get("device")
+
+
+def n_patients(run: Run) -> int | None:
+    """Test patients of a run: the summary's count, else counted in its per_image.csv when that was given."""
+    s = run.summary or {}
+    if s.get("n_patients") is not None:
+        return int(s["n_patients"])
+    if run.per_image_path is not None:
+        from .runs import read_per_image
+
+        frame = read_per_image(run.per_image_path)
+        if "patient_id" in frame.columns:
+            return int(frame["patient_id"].nunique())
+    return None
+
+
+def _n_images(run: Run) -> int | None:
+    """Test images of a run: the summary's count, else the rows of its per_image.csv when that was given."""
+    s = run.summary or {}
+    n = s.get("n_images", s.get("n"))
+    if n is None and run.per_image_path is not None:
+        from .runs import read_per_image
+
+        return len(read_per_image(run.per_image_path))
+    return None if n is None else int(n)
+
+
+@dataclass
+class Protocol:
+    """The runs of one table and the table-wide facts (data source, image size) the runs do not carry."""
+
+    runs: Sequence[Run]
+    data_source: str | None = None
+    image_size: int | None = None
+
+    def facts(self, run: Run) -> dict[str, Any]:
+        """The protocol items of one run, as measured or recorded (None where not recorded)."""
+        trained = run.model != "noisy"
+        kw = _model_kwargs(run)
+        return {
+            "data_source": self.data_source, "image_size": self.image_size, "test_images": _n_images(run),
+            "base_channels": kw.get("base_channels") if trained else STUDY_PROTOCOL["base_channels"],
+            "block": _block(run) if trained else STUDY_PROTOCOL["block"],
+            "epochs": _epochs(run) if trained else STUDY_PROTOCOL["epochs"],
+            "batch_per_gpu": _batch_per_gpu(run) if trained else STUDY_PROTOCOL["batch_per_gpu"],
+            "device": _device(run) if trained else STUDY_PROTOCOL["device"],
+        }
+
+    def differences(self, run: Run) -> list[str]:
+        """One phrase per protocol item in which this run differs from the study (empty: Δ may be computed).
+
+        The no-denoising row trains nothing, so only data, image size and test set apply to it.
+        """
+        facts, out = self.facts(run), []
+        for key, want in STUDY_PROTOCOL.items():
+            have = facts[key]
+            if key == "device" and isinstance(have, str) and have.startswith("cuda"):
+                have = "cuda"
+            if have is None:
+                out.append(f"{_ITEM_NAMES[key]} {NOT_RECORDED}")
+            elif str(have) != str(want):
+                out.append(_phrase(key, have, want))
+        return out
+
+    def comparable(self, run: Run) -> bool:
+        return not self.differences(run)
+
+    def all_differences(self) -> list[str]:
+        return list(dict.fromkeys(d for r in self.runs for d in self.differences(r)))
+
+    def measured_line(self) -> str:
+        """What these runs measured, in one sentence: data, test images and patients, size, nets, training."""
+        runs = list(self.runs)
+        source = SOURCE_NAMES.get(self.data_source or "", self.data_source or "data source not stated")
+        n_img = sorted({n for n in map(_n_images, runs) if n is not None})
+        n_pat = sorted({n for n in map(n_patients, runs) if n is not None})
+        size = f"{self.image_size}x{self.image_size}" if self.image_size else "image size not stated"
+        nets = []
+        for model in dict.fromkeys(r.model for r in runs if r.model != "noisy"):
+            mine = [r for r in runs if r.model == model]
+            widths = _join(_model_kwargs(r).get("base_channels") for r in mine)
+            blocks = _join(_block(r) or NOT_RECORDED for r in mine)
+            nets.append(f"{model_name(model)} base width {widths}, block {blocks}")
+        trained = [r for r in runs if r.model != "noisy"]
+        tested = f", {_join(n_img)} test images from {_join(n_pat)} patients" if n_img else ""
+        parts = [f"Measured: {source}{tested}, {size}"]
+        if nets:
+            parts.append("; ".join(nets))
+        if trained:
+            parts.append(f"{_join(map(_epochs, trained))} epochs, batch {_join(map(_batch_per_gpu, trained))} "
+                         f"per GPU/process, trained on {_join(map(_device, trained))}")
+        return ", ".join(parts) + "."
+
+    def caption(self) -> list[str]:
+        """The measured line, and "protocol as the study's" when nothing differs (otherwise the footnote on the
+        study's columns, `mark_for`, says what differs and that Δ is not computed)."""
+        if not self.all_differences():
+            return [self.measured_line(), "Protocol as the study's in every item checked (data, size, test set, "
+                                          "width, block, epochs, batch, device): Δ = ours − paper."]
+        return [self.measured_line()]
+
+    def paper_label(self) -> str:
+        diffs = self.all_differences()
+        return ("The study's values are shown for reference only: its protocol differs from these runs in "
+                + "; ".join(diffs) + f", so {NO_DIFF} (Δ cells n/c, Δ columns empty in the CSV).")
+
+
+_ITEM_NAMES = {"data_source": "data source", "image_size": "image size", "test_images": "test images",
+               "base_channels": "base width", "block": "block", "epochs": "epochs",
+               "batch_per_gpu": "batch per GPU", "device": "device"}
+
+
+def _phrase(key: str, have: Any, want: Any) -> str:
+    if key == "data_source":
+        return f"data {SOURCE_NAMES.get(str(have), have)} (study: {SOURCE_NAMES[want]})"
+    if key == "image_size":
+        return f"{have}x{have} images (study: {want}x{want})"
+    if key == "device":
+        return f"trained on {have} (study: GPUs)"
+    return f"{_ITEM_NAMES[key]} {have} (study: {want:,})" if isinstance(want, int) else \
+        f"{_ITEM_NAMES[key]} {have} (study: {want})"
+
+
+def _join(values: Iterable[Any]) -> str:
+    seen = list(dict.fromkeys("?" if v is None else str(v) for v in values))
+    return "/".join(seen) if seen else "?"
+
+
+def paper_headers(display: list[dict[str, str]], mark: str) -> list[dict[str, str]]:
+    """Rename the study's columns ("paper …") with `mark`, the footnote that says what differs."""
+    if not mark:
+        return display
+    return [{(f"{k}{mark}" if k.startswith("paper ") else k): v for k, v in row.items()} for row in display]
+
+
+def mark_for(protocol: Protocol, foot: Footnotes) -> str:
+    """The footnote mark of the paper columns when any run differs from the study's protocol, else ""."""
+    return foot.mark(protocol.paper_label()) if protocol.all_differences() else ""
+
+
+def figure_label(runs: Sequence[Run], data_source: str | None, image_size: int | None) -> str:
+    """The line printed under every figure: what was measured and, if anything, how it differs from the study.
+
+    Items a figure's files cannot know (the test set, for a figure drawn from training records) are left out
+    rather than reported as differences.
+    """
+    proto = Protocol(list(runs), data_source, image_size)
+    diffs = [d for d in proto.all_differences() if d != f"test images {NOT_RECORDED}"]
+    tail = (" Differs from the study's protocol: " + "; ".join(diffs) + "." if diffs
+            else " Protocol as the study's in every item checked.")
+    return proto.measured_line() + tail

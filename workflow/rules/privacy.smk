@@ -1,0 +1,143 @@
+# Privacy stage (issue 14): patient re-identification from clean, obfuscated (noisy) and denoised test images,
+# by a training-free attacker (NCC) and a learned one (siamese CNN trained on train-split patients). Outputs per
+# attacker under results/privacy/{attacker}/, then results/tables/privacy.* and results/figures/privacy.*.
+# Denoised queries come from each model's checkpoint of one training setup (privacy.setup, gpu1 by default);
+# the two helpers below are the only places that know the training result layout.
+PRIVACY = "results/privacy"
+_PRIV = config["privacy"]
+_PRIV_MODELS = list(config["train"]["models"])
+
+
+# The denoiser whose output is attacked: best.pt of one model, noise level and the configured setup, replicate 1
+# (train.replicates; rep1 is the run with the config seed's initial weights).
+# (Lambdas rather than functions: `snakemake --lint` wants functions in common.smk.)
+privacy_checkpoint = lambda model, sigma: f"results/train/{model}/sigma{sigma}/{_PRIV['setup']}/rep1/best.pt"
+PRIVACY_CHECKPOINTS = [privacy_checkpoint(m, s) for s in SIGMAS for m in _PRIV_MODELS]
+
+
+_PRIV_COMMON = dict(
+    data_dir=lambda wildcards, input: os.path.dirname(os.path.dirname(input.clean)),
+    sigmas=" ".join(SIGMAS),
+    seed=config["seed"],
+    image_size=_PRIV["image_size"],
+)
+
+
+rule privacy_attacker:
+    input:
+        clean=f"{DATA}/clean/manifest.json",
+        noisy=expand(f"{DATA}/noisy/sigma{{sigma}}/manifest.json", sigma=SIGMAS),
+    output:
+        attacker=f"{PRIVACY}/learned/attacker.pt",
+        record=f"{PRIVACY}/learned/record.json",
+    params:
+        script=script("privacy.py"),
+        out_dir=lambda wildcards, output: os.path.dirname(output.record),
+        epochs=_PRIV["learned"]["epochs"],
+        lr=_PRIV["learned"]["lr"],
+        margin=_PRIV["learned"]["margin"],
+        batch_size=_PRIV["learned"]["batch_size"],
+        channels=_PRIV["learned"]["channels"],
+        embedding=_PRIV["learned"]["embedding"],
+        augment="" if _PRIV["learned"]["noise_augment"] else "--no-noise-augment",
+        **_PRIV_COMMON,
+    threads: 1
+    conda:
+        ENV
+    log:
+        "results/logs/privacy/attacker_learned.log",
+    benchmark:
+        "results/benchmarks/privacy/attacker_learned.tsv"
+    shell:
+        "python {params.script:q} attacker --data-dir {params.data_dir:q} --sigmas {params.sigmas}"
+        " --seed {params.seed} --image-size {params.image_size} --out-dir {params.out_dir:q}"
+        " --epochs {params.epochs} --lr {params.lr} --margin {params.margin} --batch-size {params.batch_size}"
+        " --channels {params.channels} --embedding {params.embedding} {params.augment} > {log:q} 2>&1"
+
+
+rule privacy_scores:
+    input:
+        clean=f"{DATA}/clean/manifest.json",
+        noisy=expand(f"{DATA}/noisy/sigma{{sigma}}/manifest.json", sigma=SIGMAS),
+        checkpoints=PRIVACY_CHECKPOINTS,
+        attacker=lambda wildcards: [f"{PRIVACY}/learned/attacker.pt"] if wildcards.attacker == "learned" else [],
+    output:
+        metrics=f"{PRIVACY}/{{attacker}}/metrics.csv",
+        summary=f"{PRIVACY}/{{attacker}}/summary.json",
+    wildcard_constraints:
+        attacker="ncc|learned",
+    params:
+        script=script("privacy.py"),
+        out_dir=lambda wildcards, output: os.path.dirname(output.summary),
+        attacker_arg=lambda wildcards, input: f"--attacker-checkpoint {input.attacker[0]}" if input.attacker else "",
+        setup=_PRIV["setup"],
+        negatives=_PRIV["negatives_per_query"],
+        bootstrap=_PRIV["bootstrap"],
+        top_k=" ".join(str(k) for k in _PRIV["top_k"]),
+        device=config["train"]["device"],
+        batch_size=config["evaluate"]["batch_size"],
+        **_PRIV_COMMON,
+    threads: 1
+    resources:
+        gpu=1 if config["train"]["device"] == "cuda" else 0,
+    conda:
+        ENV
+    log:
+        "results/logs/privacy/scores_{attacker}.log",
+    benchmark:
+        "results/benchmarks/privacy/scores_{attacker}.tsv"
+    shell:
+        "python {params.script:q} score --attacker {wildcards.attacker} {params.attacker_arg}"
+        " --data-dir {params.data_dir:q} --sigmas {params.sigmas} --seed {params.seed}"
+        " --image-size {params.image_size} --checkpoints {input.checkpoints:q} --setup {params.setup}"
+        " --negatives {params.negatives} --bootstrap {params.bootstrap} --top-k {params.top_k}"
+        " --device {params.device} --batch-size {params.batch_size} --out-dir {params.out_dir:q} > {log:q} 2>&1"
+
+
+_PRIV_RESULTS = dict(
+    metrics=expand(f"{PRIVACY}/{{attacker}}/metrics.csv", attacker=_PRIV["attackers"]),
+    summaries=expand(f"{PRIVACY}/{{attacker}}/summary.json", attacker=_PRIV["attackers"]),
+)
+
+
+rule privacy_table:
+    input:
+        **_PRIV_RESULTS,
+    output:
+        **report_table("privacy"),
+    params:
+        script=script("privacy.py"),
+        source=config["data"]["source"],
+        max_auc=_PRIV["claim_max_auc"],
+    conda:
+        ENV
+    log:
+        "results/logs/report/privacy_table.log",
+    benchmark:
+        "results/benchmarks/report/privacy_table.tsv"
+    shell:
+        "python {params.script:q} table --metrics {input.metrics:q} --summaries {input.summaries:q}"
+        " --data-source {params.source} --max-auc {params.max_auc} --out-prefix results/tables/privacy > {log:q} 2>&1"
+
+
+rule privacy_figure:
+    input:
+        **_PRIV_RESULTS,
+    output:
+        **report_figure("privacy", "../report/privacy.rst"),
+    params:
+        script=script("privacy.py"),
+        source=config["data"]["source"],
+    conda:
+        ENV
+    log:
+        "results/logs/report/privacy_figure.log",
+    benchmark:
+        "results/benchmarks/report/privacy_figure.tsv"
+    shell:
+        "python {params.script:q} figure --metrics {input.metrics:q} --summaries {input.summaries:q}"
+        " --data-source {params.source} --out-prefix results/figures/privacy > {log:q} 2>&1"
+
+
+PRIVACY_TARGETS = [f"results/tables/privacy.{ext}" for ext in ("csv", "md", "tex", "html")] + [
+    f"results/figures/privacy.{ext}" for ext in ("png", "pdf")]

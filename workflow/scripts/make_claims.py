@@ -1,0 +1,45 @@
+"""Build the claims table (rule claims: a verdict for every claim of the study, cxrdenoise.tables.claims) or the
+paired comparisons between models and between set-ups (rule comparisons, cxrdenoise.tables.comparisons).
+
+Writes <out-prefix>.csv (numbers), .md (README), .tex (paper) and .html (Snakemake report).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from cxrdenoise.errors import cli_entry
+from cxrdenoise.tables.claims import make_claims
+from cxrdenoise.tables.comparisons import make_comparisons
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("table", choices=("claims", "comparisons"))
+    parser.add_argument("--out-prefix", required=True, help="e.g. results/tables/claims")
+    parser.add_argument("--records", nargs="*", default=[],
+                        help="results/train/{model}/sigma{s}/{setup}/rep{k}/record.json")
+    parser.add_argument("--summaries", nargs="*", default=[],
+                        help="results/eval/{model}/sigma{s}/{setup}/rep{k}/summary.json")
+    parser.add_argument("--per-image", nargs="*", default=[], help="per_image.csv of the same runs")
+    parser.add_argument("--noisy", nargs="*", default=[], help="results/eval/noisy/sigma{s}/summary.json")
+    parser.add_argument("--data-source", default=None, help="config data.source, named in the caption")
+    parser.add_argument("--image-size", type=int, default=None, help="config resize.size, named in the caption")
+    parser.add_argument("--bootstrap-resamples", type=int, default=2000, help="evaluate.bootstrap_resamples")
+    parser.add_argument("--seed", type=int, default=0, help="config seed (bootstrap seeds derive from it)")
+    return parser.parse_args(argv)
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
+    make = make_claims if a.table == "claims" else make_comparisons
+    written = make(a.records, a.summaries, a.per_image, a.noisy, a.out_prefix, a.data_source, a.image_size,
+                   a.bootstrap_resamples, a.seed)
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

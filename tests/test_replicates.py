@@ -96,7 +96,7 @@ def test_replicates_are_averaged_with_between_run_sd_and_t_interval(three, tmp_p
     assert (psnr["sd_between_runs"], psnr["ci95_t_halfwidth"]) == (pytest.approx(sd), pytest.approx(half))
     assert psnr["interval"] == "t over runs" and psnr["per_run"] == pytest.approx(means)
 
-    t4 = tables.build_table4(records, summaries, "synthetic", noisy)
+    t4 = tables.build_table4(records, summaries, "synthetic", noisy=noisy)
     row = _row(t4.data, model="unet", setup="dp2")
     assert row["n_runs"] == 3 and row["psnr"] == pytest.approx(statistics.fmean(means))
     assert row["psnr_sd_runs"] == pytest.approx(sd) and row["psnr_ci95_runs"] == pytest.approx(half)
@@ -124,7 +124,7 @@ def test_per_image_hook_takes_every_replicate(three):
 
 def test_table5_compares_setups_run_by_run(three):
     records, summaries, noisy = _inputs(three)
-    t5 = tables.build_table5(records, summaries, "synthetic", noisy)
+    t5 = tables.build_table5(records, summaries, "synthetic", noisy=noisy)
     row = _row(t5.data, model="unet", setup="dp2")
 
     def tv(setup, k):
@@ -154,11 +154,11 @@ def flagged(tmp_path_factory):
 
 def test_a_run_that_did_not_denoise_is_flagged_and_gets_no_time_saving(flagged, tmp_path):
     records, summaries, noisy = _inputs(flagged, reps=(1,))
-    t4 = tables.build_table4(records, summaries, "synthetic", noisy)
+    t4 = tables.build_table4(records, summaries, "synthetic", noisy=noisy)
     assert bool(_row(t4.data, model="unet", setup="dp2")["did_not_denoise"]) is True
     assert not any(bool(_row(t4.data, model=m, setup=s)["did_not_denoise"])
                    for m in ("unet", "unetpp") for s in SETUPS if (m, s) != ("unet", "dp2"))
-    t5 = tables.build_table5(records, summaries, "synthetic", noisy)
+    t5 = tables.build_table5(records, summaries, "synthetic", noisy=noisy)
     bad = _row(t5.data, model="unet", setup="dp2")
     assert bool(bad["did_not_denoise"]) and math.isnan(bad["time_saving_pct"]) and math.isnan(bad["ttq_s"])
     assert not math.isnan(_row(t5.data, model="unet", setup="ddp2_amp")["time_saving_pct"])
@@ -182,8 +182,8 @@ def test_figures_mark_the_run_that_did_not_denoise(flagged, tmp_path):
     records, summaries, noisy = _inputs(flagged, reps=(1,))
     flags = figures._flags(records, summaries, noisy)
     assert flags[("unet", "0.1", "dp2")] is True and sum(flags.values()) == 1
-    written = figures.figure4(records, tmp_path / "figure4", summaries, noisy)
-    written += figures.training_curves(records, tmp_path / "curves", summaries, noisy)
+    written = figures.figure4(records, tmp_path / "figure4", summaries=summaries, noisy=noisy)
+    written += figures.training_curves(records, tmp_path / "curves", summaries=summaries, noisy=noisy)
     assert all(p.stat().st_size > 1000 for p in written)
 
 

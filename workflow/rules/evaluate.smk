@@ -1,5 +1,6 @@
 # Evaluation: every trained checkpoint (every replicate rep{k}) on the test split at its own noise level, plus the
-# noisy input itself ("no denoising") per noise level. Outputs per docs/results-layout.md; the scripts write each file atomically.
+# noisy input itself ("no denoising") per noise level. Outputs per docs/results-layout.md; the scripts write each
+# file atomically.
 # LPIPS needs torchvision's AlexNet weights in the torch hub cache; without them the LPIPS columns are NaN and
 # summary.json says why (README: LPIPS weights). Nothing is downloaded.
 # The config hash reaches the result files through the environment (common.smk), not params, so editing an

@@ -77,7 +77,8 @@ def build_table3(summaries: Sequence, per_image: Sequence, noisy_summaries: Sequ
             else "over the test images for the no-denoising rows and over the training runs for the trained rows")
     caption = [f"Mean ± half-width of the 95 % t-interval {over} (Student t, n − 1 df; the study "
                "used a normal approximation), and the 95 % patient-cluster bootstrap interval, for the 1 GPU "
-               "(gpu1) runs.", replicate_caption(runs), patients.bootstrap_note(resamples, seed), SSIM_NOTE, DIFF_NOTE, PAPER_NOTE,
+               "(gpu1) runs.", replicate_caption(runs), patients.bootstrap_note(resamples, seed), SSIM_NOTE,
+               DIFF_NOTE, PAPER_NOTE,
                patients.paired_note(len(results)) + f" Differences are {model_name(pair[0])} − "
                f"{model_name(pair[1])}; the CSV keeps the image-level p-values (p_t_*, p_wilcoxon_*) as well."
                if len(pair) == 2 and results else ""]

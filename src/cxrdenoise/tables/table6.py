@@ -10,7 +10,7 @@ from typing import Sequence
 
 from ..denoised import NOT_DENOISED
 from ..reference import PAPER_CITATION, literature_rows
-from ..render import Footnotes, Table, fmt, fmt_diff, write_table
+from ..render import Footnotes, Table, fmt, write_table
 from .cells import DATA_LABELS, DIFF_NOTE, PAPER_NOTE, SSIM_NOTE, data_caption, join_notes, row_marks, run_notes
 from .rows import finish_table
 from .runs import Run, collect_runs, device_label, model_name, model_order

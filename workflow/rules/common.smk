@@ -16,7 +16,9 @@ from cxrdenoise.errors import CxrError
 _WORKFLOW_DIR = os.path.dirname(str(workflow.current_basedir))
 _SCHEMA = os.path.join(_WORKFLOW_DIR, "schemas", "config.schema.yaml")
 try:
-    validate_config(config, _SCHEMA)  # one line naming the bad key, instead of the full schema report
+    # one line naming the bad key, instead of the full schema report; model names and keywords are checked
+    # against the registry once, in the main process (it imports torch; jobs re-parsing this file skip it)
+    validate_config(config, _SCHEMA, check_models=workflow.is_main_process)
 except CxrError as err:
     sys.exit(f"error: {err}")
 validate(config, _SCHEMA)

@@ -32,3 +32,16 @@ rule all:
         TRAIN_RECORDS,
         EVAL_SUMMARIES,
         REPORT_TARGETS,
+
+
+# Tell the user what happened: the resolved config at start, a summary on success, the failed jobs' errors.
+onstart:
+    write_resolved_config(config, RESOLVED_CONFIG, CONFIG_HASH)
+
+
+onsuccess:
+    print(run_summary(".", config, CONFIG_HASH, configfile_args()), file=sys.stderr)
+
+
+onerror:
+    print(failure_report(log), file=sys.stderr)

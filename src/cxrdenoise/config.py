@@ -114,6 +114,47 @@ def _check_consistency(config: Mapping[str, Any]) -> None:
         raise CxrError(f"config key noise.sigmas: duplicate noise levels {labels}")
 
 
+RESOLVED_HEADER = """\
+# The validated config of the last Snakemake run, with every default filled in (written by cxrdenoise at start-up).
+# config_hash: {config_hash}
+# Re-run exactly this configuration with: snakemake --configfile results/config.resolved.yaml (same hash).
+"""
+
+
+def write_resolved_config(config: Mapping[str, Any], path: str | Path, config_hash: str) -> bool:
+    """Write the resolved config and its hash atomically; untouched (False) when the file already says it."""
+    from .atomic import write_text  # late import keeps this module light for Snakemake's parse
+
+    text = RESOLVED_HEADER.format(config_hash=config_hash) + yaml.safe_dump(
+        json_plain(config), sort_keys=False, default_flow_style=False
+    )
+    path = Path(path)
+    try:
+        if path.read_text() == text:
+            return False
+    except OSError:
+        pass
+    write_text(path, text)
+    return True
+
+
+def read_resolved_hash(path: str | Path) -> str | None:
+    """The config hash recorded in a resolved config's header, or None."""
+    for line in Path(path).read_text().splitlines():
+        if line.startswith("# config_hash: "):
+            return line.split(": ", 1)[1].strip()
+    return None
+
+
+def json_plain(value: Any) -> Any:
+    """Plain dicts and lists (Snakemake's config may hold its own mapping types) for a safe YAML dump."""
+    if isinstance(value, Mapping):
+        return {str(k): json_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_plain(v) for v in value]
+    return value
+
+
 def load_config(*paths: str | Path, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Read and deep-merge YAML files (later ones win, as with Snakemake's --configfile), then validate."""
     merged: dict[str, Any] = {}

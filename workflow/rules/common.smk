@@ -39,6 +39,19 @@ CONFIG_HASH = hash_config(config)
 # or SLURM), so the variable is always set.
 os.environ[CONFIG_HASH_ENV] = CONFIG_HASH
 
+from cxrdenoise.config import write_resolved_config
+from cxrdenoise.failures import failure_report
+from cxrdenoise.summary import run_summary
+
+# Written by the Snakefile's onstart handler (every run that executes jobs; not dry-runs, lint or --report).
+RESOLVED_CONFIG = "results/config.resolved.yaml"
+
+
+def configfile_args():
+    """The --configfile arguments of this run, for the commands the summary suggests."""
+    files = [os.path.relpath(str(f)) for f in workflow.overwrite_configfiles]
+    return f"--configfile {' '.join(files)}" if files else ""
+
 
 def image_roots():
     """Folders the inventory walks, and the files that must exist first, for the configured source."""

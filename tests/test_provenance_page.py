@@ -26,7 +26,7 @@ def test_provenance_page_from_a_results_tree(tmp_path):
     assert f"<td>{git_commit()}</td>" in page
     for package in ("torch", "numpy", "snakemake"):
         assert f"<tr><td>{package}</td>" in page
-    assert f"<td>cpu: {CPU_NAME} (x0 visible)</td><td>4</td>" in page  # 2 models x 2 setups trained on the CPU
+    assert f"<td>cpu: {CPU_NAME}</td><td>4</td>" in page  # 2 models x 2 setups trained on the CPU
     assert "<td>cpu: cpu</td><td>5</td>" in page  # 4 model summaries + the noisy one
     assert "record another config hash (000000000000)" in page  # the fixture's files carry a zero hash
     assert [p.name for p in out.parent.iterdir() if p.name.startswith(".")] == []

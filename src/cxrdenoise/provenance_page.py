@@ -34,7 +34,8 @@ def gather(records: Iterable[str | Path], summaries: Iterable[str | Path], confi
     for path in records:
         rec = _load(path)
         prov = rec.get("provenance") or {}
-        train_devices[f"{rec.get('device')}: {rec.get('device_name')} (x{rec.get('device_count')} visible)"] += 1
+        count = f" (x{rec.get('device_count')} visible)" if rec.get("device") == "cuda" else ""
+        train_devices[f"{rec.get('device')}: {rec.get('device_name')}{count}"] += 1
         commits[str(prov.get("git_commit"))] += 1
         hashes[str(prov.get("config_hash"))] += 1
     for path in summaries:

@@ -50,6 +50,7 @@ RESOLVED_CONFIG = "results/config.resolved.yaml"
 def configfile_args():
     """The --configfile arguments of this run, for the commands the summary suggests."""
     files = [os.path.relpath(str(f)) for f in workflow.overwrite_configfiles]
+    files = [f if not f.startswith("..") else str(a) for f, a in zip(files, workflow.overwrite_configfiles)]
     return f"--configfile {' '.join(files)}" if files else ""
 
 

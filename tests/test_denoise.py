@@ -203,8 +203,10 @@ def test_existing_outputs_need_overwrite(tmp_path, inputs, capsys):
         assert im.mode == "L"
 
 
-@pytest.mark.parametrize("kind", ["pickle", "text", "last"])
+@pytest.mark.parametrize("kind", ["pickle", "text", "last", "renamed_last"])
 def test_bad_checkpoints_one_line(tmp_path, inputs, capsys, kind):
+    from cxrdenoise.train.checkpoint import rng_state
+
     path = tmp_path / ("last.pt" if kind == "last" else "best.pt")
     if kind == "pickle":  # needs unpickling of an arbitrary class: torch's "Weights only load failed" case
         torch.save({"model": "dncnn", "anything": Path("x")}, path)
@@ -213,8 +215,9 @@ def test_bad_checkpoints_one_line(tmp_path, inputs, capsys, kind):
     else:
         model = build_model("dncnn", depth=3, channels=4)
         opt = torch.optim.Adam(model.parameters())
-        torch.save({"format": 1, "fingerprint": "f", "epoch": 1, "model": model.state_dict(),
-                    "optimizer": opt.state_dict(), "epochs": [], "best": None}, path)
+        torch.save({"format": 1, "fingerprint": "f", "epoch": 1, "model": model.state_dict(),  # as training does,
+                    "optimizer": opt.state_dict(), "rng": rng_state(torch.device("cpu")),  # numpy RNG state too
+                    "epochs": [], "best": None}, path)
     out = tmp_path / "out"
     assert _run(path, inputs, out) == 1
     line = _one_error_line(capsys)
@@ -222,7 +225,8 @@ def test_bad_checkpoints_one_line(tmp_path, inputs, capsys, kind):
     assert "weights_only" not in line and "torch.serialization" not in line and "Weights only" not in line
     expected = {"pickle": "not a cxrdenoise checkpoint (it holds Python objects",
                 "text": "cannot read checkpoint (not a PyTorch checkpoint file",
-                "last": "a training state (last.pt, for resuming training), use best.pt"}[kind]
+                "last": "a training state (last.pt, for resuming training), use best.pt",
+                "renamed_last": "a training state (last.pt, for resuming training), use best.pt"}[kind]
     assert expected in line
     assert not out.exists()
 

@@ -67,7 +67,7 @@ def load_denoiser(path: str | Path, device: str | torch.device | None = None) ->
         raise CxrError(f"{path}: checkpoint not found")
     ckpt = _read_checkpoint(path)
     if isinstance(ckpt, dict) and ("optimizer" in ckpt or "fingerprint" in ckpt):
-        raise CxrError(f"{path}: a training state (last.pt, for resuming training), use best.pt from the same folder")
+        raise CxrError(TRAINING_STATE.format(path=path))
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in CHECKPOINT_KEYS):
         have = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CxrError(f"{path}: not a cxrdenoise checkpoint (needs keys {list(CHECKPOINT_KEYS)}, has {have})")
@@ -95,12 +95,31 @@ def _read_checkpoint(path: Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle, zip and torch errors alike: the file is not a usable checkpoint
         text = str(err)
+        if _is_training_state(path):  # last.pt holds RNG states (numpy objects): refused above, named here
+            raise CxrError(TRAINING_STATE.format(path=path)) from None
         if "Unsupported global" in text:  # a pickle of classes (torch says "Weights only load failed")
             raise CxrError(f"{path}: not a cxrdenoise checkpoint (it holds Python objects, not just weights; "
                            "refused without unpickling it)") from None
         if isinstance(err, OSError):  # permission denied, a folder, ...
             raise CxrError(f"{path}: cannot read checkpoint ({_reason(err)})") from None
         raise CxrError(f"{path}: cannot read checkpoint (not a PyTorch checkpoint file, or truncated)") from None
+
+
+TRAINING_STATE = "{path}: a training state (last.pt, for resuming training), use best.pt from the same folder"
+
+
+def _is_training_state(path: Path) -> bool:
+    """Whether a torch zip file is a training job's last.pt, judged from its pickle's bytes without unpickling:
+    the resume state's keys `fingerprint` and `optimizer` appear in it as plain strings."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            name = next((n for n in archive.namelist() if n.endswith("/data.pkl")), None)
+            data = archive.read(name) if name else b""
+    except (OSError, zipfile.BadZipFile, KeyError):
+        return path.name == "last.pt"
+    return b"fingerprint" in data and b"optimizer" in data
 
 
 def _reflect_index(n: int, size: int, device: torch.device) -> torch.Tensor:

@@ -40,8 +40,8 @@ onstart:
 
 
 onsuccess:
-    print(run_summary(".", config, CONFIG_HASH, configfile_args()), file=sys.stderr)
+    sys.stderr.write(run_summary(".", config, CONFIG_HASH, configfile_args()))
 
 
 onerror:
-    print(failure_report(log), file=sys.stderr)
+    sys.stderr.write(failure_report(log))

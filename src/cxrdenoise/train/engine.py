@@ -31,6 +31,7 @@ from .parallel import unwrap, wrap_model
 from .records import TensorBoard, totals, write_epochs_csv, write_record
 from .settings import TrainSettings
 from .setups import get_setup
+from .val_views import PsnrSum, ValViews
 
 ModelFactory = Callable[..., torch.nn.Module]
 EpochHook = Callable[[int, dict], None]
@@ -230,6 +231,7 @@ class Trainer:
         n_items = len(self.val_ds)
         total = torch.zeros((), dtype=torch.float64, device=ctx.device)
         count, position = 0, 0
+        psnr = PsnrSum(ctx.device)  # whole-split val PSNR for TensorBoard (val_views)
         ctx.barrier()
         t0 = measure.now(self.devices)
         for idx, noisy, clean in self.val_loader:
@@ -241,11 +243,13 @@ class Trainer:
             per_image = (out.float() - clean.float()).abs().flatten(1).mean(1)
             mask = padding_mask(position, len(idx), n_items, ctx).to(ctx.device)
             total += per_image[mask].double().sum()
+            psnr.add(out, clean, mask)
             count += int(mask.sum())
             position += len(idx)
         t1 = measure.now(self.devices)
         total_sum, count_sum = ctx.all_reduce([total.item(), count])
         (val_s,) = ctx.all_reduce([t1 - t0], op="max")
+        self.val_psnr = ctx.all_reduce([psnr.total.item()])[0] / max(count_sum, 1)
         if "val" not in self.rank_counts:  # same on every rank, so every rank takes this branch together
             self.rank_counts["val"] = [int(c) for c in ctx.all_gather_object(count)]
         if int(count_sum) != n_items:
@@ -273,6 +277,11 @@ class Trainer:
         self.tb = TensorBoard(self.out / "tensorboard" if self.ctx.is_main else None,
                               purge_step=self.global_step + 1 if start else None)
         self.record = self._static_record(topology) if self.ctx.is_main else {}
+        self.views = ValViews(self.val_ds) if self.ctx.is_main else None  # TensorBoard: val PSNR/SSIM, images
+        if self.views is not None:
+            hparams, text = self.views.hparam_text(self.record)
+            self.tb.hparams(hparams, ("val/psnr", "val/ssim_subset", "epoch/val_loss"))
+            self.tb.text("hparams", text, self.global_step)
         try:
             for epoch in range(start + 1, self.s.epochs + 1):
                 self._one_epoch(epoch)
@@ -302,6 +311,9 @@ class Trainer:
         if self.scaler is not None:
             row["amp_scale"] = self.scaler.get_scale()
         improved = self.best is None or val_loss < self.best["val_loss"]
+        if self.views is not None:
+            row.update(self.views.log_epoch(self.tb, self.global_step, getattr(self, "val_psnr", None), self.bare,
+                                            self.ctx.device, improved))
         if improved:
             self.best = self._best_payload(epoch, val_loss)
         self.epochs.append(row)

@@ -93,8 +93,11 @@ def netns_of_pid(pid: int) -> str | None:
 class NetnsSlurm(LocalSlurm):
     """Two-node SLURM: slurmctld here, one slurmd in each of two network namespaces joined by a bridge."""
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, own_name_loopback: bool = False, **kwargs) -> None:
+        """own_name_loopback: each node's hosts file maps the node's own name to 127.0.1.1 first (Debian's default
+        /etc/hosts), as on many real clusters; the other names map to the test network's addresses."""
         kwargs.setdefault("gpus", 0)
+        self.own_name_loopback = own_name_loopback
         kwargs.setdefault("cluster_name", "cxrnet")
         super().__init__(**kwargs)
         self.nodenames = list(NODE_NAMES)
@@ -175,8 +178,14 @@ class NetnsSlurm(LocalSlurm):
             _ip("-n", ns, "addr", "add", f"{self.addresses[node]}/{self.subnet.prefixlen}", "dev", "eth0")
             _ip("-n", ns, "link", "set", "eth0", "up")
             _ip("-n", ns, "link", "set", "lo", "up")
-        lines = ["127.0.0.1 localhost"] + [f"{addr} {name}" for name, addr in self.addresses.items()]
-        self.hosts_file.write_text("\n".join(lines) + "\n")
+        for node in self.nodenames:
+            lines = ["127.0.0.1 localhost"]
+            if self.own_name_loopback:  # Debian's default: the machine's own name on 127.0.1.1, listed first
+                lines.append(f"127.0.1.1 {node}")
+            lines += [f"{addr} {name}" for name, addr in self.addresses.items()]
+            self.hosts_file(node).write_text("\n".join(lines) + "\n")
+        # names come from the hosts file only: no DNS query ever leaves a node
+        self.nsswitch_file.write_text("passwd: files\ngroup: files\nshadow: files\nhosts: files\n")
 
     def _remove_network(self) -> None:
         for ns in [*self.namespaces.values(), self.switch_ns]:
@@ -185,16 +194,22 @@ class NetnsSlurm(LocalSlurm):
         if _ip("link", "show", self.root_veth, check=False).returncode == 0:
             _ip("link", "del", self.root_veth, check=False)
 
+    def hosts_file(self, node: str) -> Path:
+        """The node's /etc/hosts."""
+        return self._require_root() / "etc" / f"hosts.{node}"
+
     @property
-    def hosts_file(self) -> Path:
-        return self._require_root() / "etc" / "hosts"
+    def nsswitch_file(self) -> Path:
+        return self._require_root() / "etc" / "nsswitch.conf"
 
     def in_node(self, node: str, argv: list[str]) -> list[str]:
         """argv run as on ``node``: its network namespace, UTS hostname and hosts file."""
-        script = 'mount --bind "$0" /etc/hosts && hostname "$1" && shift && exec "$@"'
+        script = ('mount --bind "$0" /etc/hosts && mount --bind "$1" /etc/nsswitch.conf && hostname "$2" '
+                  '&& shift 2 && exec "$@"')
         # not `ip netns exec`: it remounts /sys for the namespace, which hides /sys/fs/cgroup from slurmd
         return ["nsenter", f"--net=/run/netns/{self.namespaces[node]}", "unshare", "--mount", "--uts",
-                "--propagation", "private", "sh", "-c", script, str(self.hosts_file), node, *argv]
+                "--propagation", "private", "sh", "-c", script, str(self.hosts_file(node)), str(self.nsswitch_file),
+                node, *argv]
 
     # ------------------------------------------------------------------ config
     def _write_config(self) -> None:

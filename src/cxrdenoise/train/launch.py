@@ -22,7 +22,7 @@ from typing import Any
 
 from ..errors import CxrError
 from .gpus import candidate_ids, claim_gpus
-from .multinode import first_host, job_nodelist, rdzv_port, shell_line, srun_torchrun_command
+from .multinode import expand_hosts, job_nodelist, rdzv_port, shell_line, srun_torchrun_command
 from .settings import TrainSettings
 from .worker import check_data
 from .setups import get_setup
@@ -121,21 +121,21 @@ def srun_torchrun(job: dict[str, Any], settings: TrainSettings) -> None:
     The job file and the workers' error messages go to a hidden folder in the output folder, which every node
     sees (Snakemake needs a shared file system anyway); /tmp is local to each node.
     """
-    setup = get_setup(settings.setup)
-    host = first_host(job_nodelist())
+    hosts = expand_hosts(job_nodelist())
+    host = hosts[0]
     port = rdzv_port()
     job_id = os.environ.get("SLURM_JOB_ID") or os.environ.get("SLURM_JOBID") or "cxrdenoise"
     out = Path(job["out_dir"])
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".launch-", dir=out) as tmp:
-        job = {**job, "error_dir": tmp}
+        job = {**job, "error_dir": tmp, "hosts": hosts}  # hosts: each node's workers find their route to the others
         job_file = Path(tmp, "job.json")
         job_file.write_text(json.dumps(job))
-        env = _worker_env(settings, setup.processes)
+        env = _worker_env(settings, settings.per_node())
         env.pop("CUDA_VISIBLE_DEVICES", None)  # SLURM sets each node's own for the step's tasks
         command = srun_torchrun_command(
-            settings.nodes, setup.processes, job_file.resolve(), host, port, job_id,
-            cpus_per_task=settings.threads, gpus_per_node=setup.gpus if settings.device == "cuda" else 0,
+            settings.nodes, settings.per_node(), job_file.resolve(), host, port, job_id,
+            cpus_per_task=settings.threads, gpus_per_node=settings.per_node() if settings.device == "cuda" else 0,
         )
         _run_launcher(command, env, Path(tmp), settings, name="srun torchrun")
     return None

@@ -19,6 +19,9 @@ dir, daemons in the foreground, no cgroups) to two compute nodes that talk over 
   and never by the machine; ``socket.gethostname()`` in a job is the node's name, and the names resolve to the
   node addresses only through the fixture's hosts file. slurmctld reaches the nodes by ``NodeAddr=`` and needs
   no name lookup;
+* on the nodes, /etc/slurm is the cluster's config folder (bind-mounted like the hosts file), as on a real compute
+  node: commands run inside a job (`scontrol` in the launcher of a multi-node job) find the config without
+  SLURM_CONF, which Snakemake's jobstep executor strips;
 * munge over its unix socket (a path on the shared file system works from every network namespace);
 * ``stop()`` kills the daemons and deletes the namespaces (the veth pairs and the bridge go with them); a run that
   crashed before that leaves namespaces whose ``<pid>`` is dead: ``start()`` deletes those first.
@@ -118,6 +121,8 @@ class NetnsSlurm(LocalSlurm):
         missing = [b for b in ("ip", "nsenter", "unshare", "mount", "hostname") if shutil.which(b) is None]
         if missing:
             return f"{', '.join(missing)} not installed (iproute2 / util-linux; `bash .ci/install-slurm.sh`)"
+        if not os.path.isdir("/etc/slurm"):
+            return "/etc/slurm does not exist (Debian's slurm-wlm creates it; `bash .ci/install-slurm.sh`)"
         probe = f"{PREFIX}-{os.getpid()}-probe"
         r = _ip("netns", "add", probe, check=False)
         if r.returncode != 0:
@@ -204,12 +209,12 @@ class NetnsSlurm(LocalSlurm):
 
     def in_node(self, node: str, argv: list[str]) -> list[str]:
         """argv run as on ``node``: its network namespace, UTS hostname and hosts file."""
-        script = ('mount --bind "$0" /etc/hosts && mount --bind "$1" /etc/nsswitch.conf && hostname "$2" '
-                  '&& shift 2 && exec "$@"')
+        script = ('mount --bind "$0" /etc/hosts && mount --bind "$1" /etc/nsswitch.conf '
+                  '&& mount --bind "$2" /etc/slurm && hostname "$3" && shift 3 && exec "$@"')
         # not `ip netns exec`: it remounts /sys for the namespace, which hides /sys/fs/cgroup from slurmd
         return ["nsenter", f"--net=/run/netns/{self.namespaces[node]}", "unshare", "--mount", "--uts",
                 "--propagation", "private", "sh", "-c", script, str(self.hosts_file(node)), str(self.nsswitch_file),
-                node, *argv]
+                str(self.conf_dir), node, *argv]
 
     # ------------------------------------------------------------------ config
     def _write_config(self) -> None:

@@ -18,7 +18,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import CxrError
 from .gpus import candidate_ids, claim_gpus
@@ -85,7 +85,8 @@ def _worker_env(settings: TrainSettings, nproc: int) -> dict[str, str]:
 
 
 def _run_launcher(
-    command: list[str], env: dict[str, str], error_dir: Path, settings: TrainSettings, name: str = "torchrun"
+    command: list[str], env: dict[str, str], error_dir: Path, settings: TrainSettings, name: str = "torchrun",
+    failed_nodes_hint: Callable[[int], str] | None = None,
 ) -> None:
     """Run torchrun (or srun), passing Snakemake's/SLURM's SIGTERM on; a worker's one-line CxrError wins."""
     print(f"[train] {shell_line(command)}", file=sys.stderr, flush=True)
@@ -103,6 +104,8 @@ def _run_launcher(
         messages = sorted(error_dir.glob("rank*.txt"))
         if messages:
             raise CxrError(messages[0].read_text().strip())
+        if failed_nodes_hint:
+            raise CxrError(failed_nodes_hint(rc))
         raise CxrError(f"{name} exited with status {rc} for setup {settings.setup}; see the log above")
 
 
@@ -113,6 +116,16 @@ def _torchrun(job: dict[str, Any], nproc: int, settings: TrainSettings) -> None:
         job_file.write_text(json.dumps(job))
         _run_launcher(torchrun_command(nproc, job_file), _worker_env(settings, nproc), Path(tmp), settings)
     return None
+
+
+def multinode_failure(rc: int, settings: TrainSettings, out_dir: Path) -> str:
+    """The one line for a multi-node job whose srun failed without a worker's own message: a process was killed,
+    a node died or the network between them broke; srun's `error:` lines name the node and task."""
+    last = out_dir / "last.pt"
+    where = (f"a re-run resumes from {last}" if last.exists()
+             else "no epoch was saved (no last.pt), so a re-run starts from epoch 1")
+    return (f"a process or node of the {settings.nodes}-node training job failed (srun exited with status {rc}; "
+            f"the lines from srun above name it); {where}")
 
 
 def srun_torchrun(job: dict[str, Any], settings: TrainSettings) -> None:
@@ -137,5 +150,6 @@ def srun_torchrun(job: dict[str, Any], settings: TrainSettings) -> None:
             settings.nodes, settings.per_node(), job_file.resolve(), host, port, job_id,
             cpus_per_task=settings.threads, gpus_per_node=settings.per_node() if settings.device == "cuda" else 0,
         )
-        _run_launcher(command, env, Path(tmp), settings, name="srun torchrun")
+        _run_launcher(command, env, Path(tmp), settings, name="srun torchrun",
+                      failed_nodes_hint=lambda rc: multinode_failure(rc, settings, out))
     return None

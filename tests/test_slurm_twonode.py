@@ -229,9 +229,15 @@ def test_killed_process_on_second_node_fails_the_job_and_the_rerun_resumes(
     proc = _snakemake(fault_dir, uninterrupted["configs"], "--profile", str(REPO / "profiles" / "slurm"),
                       *SLURM_ARGS, slurm=cluster)
     killed: dict = {}
+    failed_attempt_log = ""  # the rule log of the killed attempt (the re-run writes the same file again)
+    rule_log = fault_dir / "results" / "logs" / "train" / "unet_sigma0.1_ddp2.log"
     deadline = time.monotonic() + 600
     victim = cluster.nodenames[1]
     while proc.poll() is None and time.monotonic() < deadline:
+        if killed and not failed_attempt_log:
+            text = rule_log.read_text(errors="replace") if rule_log.exists() else ""
+            if "\nerror: " in text:
+                failed_attempt_log = text
         if not killed and (fault_dir / RECORD).exists():
             try:
                 saved = len(_epochs(fault_dir))
@@ -252,12 +258,12 @@ def test_killed_process_on_second_node_fails_the_job_and_the_rerun_resumes(
     assert [j["JobState"] for j in jobs] == ["FAILED", "COMPLETED"], jobs
     assert all(j["NodeCnt"] == "2" for j in jobs), jobs
     cluster.wait_idle(30)
-    # ... with a message saying what happened (the failed job's SLURM log; the rule log holds the re-run)
-    failed_log = next(p for p in (fault_dir / ".snakemake" / "slurm_logs").rglob(f"{jobs[0]['JobId']}.log"))
-    text = failed_log.read_text(errors="replace")
+    # ... with a message saying what happened: srun names the node and task, the launcher's one line the rest
+    text = failed_attempt_log
     assert re.search(rf"srun: error: {victim}: task 1: (Exited with exit code|Killed|Terminated)", text), text[-4000:]
-    assert re.search(r"error: a process or node of the 2-node training job failed \(srun exited with status \d+; "
-                     r"the lines from srun above name it\); .*last\.pt", text), text[-4000:]
+    assert re.search(r"\nerror: a process or node of the 2-node training job failed \(srun exited with status \d+; "
+                     rf"the lines from srun above name it\); a re-run resumes from \S*{TRAIN_DIR / 'last.pt'}\n",
+                     text), text[-4000:]
 
     # the re-run resumed from last.pt and ended as the uninterrupted run did
     record = json.loads((fault_dir / RECORD).read_text())

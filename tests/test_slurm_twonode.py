@@ -274,3 +274,41 @@ def test_killed_process_on_second_node_fails_the_job_and_the_rerun_resumes(
     assert record["hosts"] == cluster.nodenames and record["slurm_job_id"] == jobs[1]["JobId"]
     assert record["status"] == "finished" and record["totals"]["epochs_done"] == EPOCHS
     _assert_same_training(fault_dir, uninterrupted["slurm"])
+
+
+def test_namespaces_of_a_crashed_run_are_removed_by_the_next(tmp_path: Path):
+    """A test process killed with SIGKILL cannot stop its cluster: its daemons die with it (PR_SET_PDEATHSIG) and
+    its namespaces, named after its dead pid, are deleted by the next start (here: remove_stale_namespaces)."""
+    from slurm_netns import netns_names, remove_stale_namespaces
+
+    reason = NetnsSlurm.skip_reason()
+    if reason:
+        pytest.skip(reason)
+    code = ("import sys, time; sys.path.insert(0, sys.argv[1]); from slurm_netns import NetnsSlurm; "
+            "c = NetnsSlurm().start(); print(c.tag, c.root, flush=True); time.sleep(600)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(Path(__file__).parent)], stdout=subprocess.PIPE,
+                            text=True, env=_env(None))
+    try:
+        tag, root = proc.stdout.readline().split()
+    finally:
+        proc.kill()
+        proc.wait()
+    left = [n for n in netns_names() if n.startswith(tag + "-")]
+    assert sorted(left) == [f"{tag}-n1", f"{tag}-n2", f"{tag}-sw"]
+    assert set(left) <= set(remove_stale_namespaces())
+    assert not [n for n in netns_names() if n.startswith(tag + "-")]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # slurmd/slurmctld/munged got SIGTERM when their parent died
+        alive = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline_has(p, root.encode())]
+        if not alive:
+            break
+        time.sleep(0.2)
+    assert not alive, alive
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _cmdline_has(pid_dir: Path, text: bytes) -> bool:
+    try:
+        return text in (pid_dir / "cmdline").read_bytes()
+    except OSError:
+        return False

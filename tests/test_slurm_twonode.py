@@ -260,6 +260,7 @@ def test_killed_process_on_second_node_fails_the_job_and_the_rerun_resumes(
     cluster.wait_idle(30)
     # ... with a message saying what happened: srun names the node and task, the launcher's one line the rest
     text = failed_attempt_log
+    print("".join(line + "\n" for line in text.splitlines() if line.startswith(("srun: error", "error:"))))
     assert re.search(rf"srun: error: {victim}: task 1: (Exited with exit code|Killed|Terminated)", text), text[-4000:]
     assert re.search(r"\nerror: a process or node of the 2-node training job failed \(srun exited with status \d+; "
                      rf"the lines from srun above name it\); a re-run resumes from \S*{TRAIN_DIR / 'last.pt'}\n",

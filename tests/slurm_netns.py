@@ -9,9 +9,9 @@ dir, daemons in the foreground, no cgroups) to two compute nodes that talk over 
     veth 10.R.S.1 (cxr-ctl) ------ veth ... veth ---------------- /etc/hosts = the fixture's hosts file
 
 * three network namespaces named ``cxrns-<pid>-sw``, ``-n1``, ``-n2`` (``<pid>``: the test process) on a private
-  /24 the fixture picks from 10.213.0.0/16, one not routed anywhere on this machine; traffic only ever goes to
-  those addresses (and loopback). The bridge lives in its own namespace, so the machine's iptables (e.g. a
-  FORWARD policy DROP with br_netfilter) never sees the frames between the nodes;
+  /24 the fixture picks from 10.213.0.0/16 (else 172.29/16, 192.168/16), one not routed anywhere on this
+  machine; traffic only ever goes to those addresses (and loopback). The bridge lives in its own namespace, so
+  the machine's iptables (e.g. a FORWARD policy DROP with br_netfilter) never sees the frames between the nodes;
 * ``slurmctld`` in the root namespace on 10.R.S.1 (where the test, Snakemake and sbatch run), one ``slurmd`` per
   node, started as ``nsenter --net=/run/netns/NS unshare --mount --uts sh -c 'mount --bind HOSTS /etc/hosts;
   hostname N; exec slurmd -N N'`` (not ``ip netns exec``, which remounts /sys and so hides /sys/fs/cgroup from
@@ -143,7 +143,7 @@ class NetnsSlurm(LocalSlurm):
 
     # ------------------------------------------------------------------ network
     def _pick_subnet(self) -> ipaddress.IPv4Network:
-        """A /24 in 10.213.0.0/16 that no address or route of this machine overlaps."""
+        """A private /24 (10.213.x, else 172.29.x or 192.168.x) that no address or route of this machine overlaps."""
         used = []
         for args in (("-4", "-o", "addr", "show"), ("-4", "route", "show", "table", "all")):
             out = _ip(*args, check=False).stdout
@@ -153,11 +153,12 @@ class NetnsSlurm(LocalSlurm):
                 except ValueError:
                     pass
         start = os.getpid() % 250
-        for k in range(250):
-            net = ipaddress.ip_network(f"10.213.{(start + k) % 250 + 1}.0/24")
-            if not any(net.overlaps(u) for u in used if u.prefixlen > 0):
-                return net
-        raise RuntimeError("no free /24 in 10.213.0.0/16 for the test network")
+        for base in ("10.213", "172.29", "192.168"):  # private ranges; the next where a VPN routes all of 10/8
+            for k in range(250):
+                net = ipaddress.ip_network(f"{base}.{(start + k) % 250 + 1}.0/24")
+                if not any(net.overlaps(u) for u in used if u.prefixlen > 0):
+                    return net
+        raise RuntimeError("no free /24 in 10.213.0.0/16, 172.29.0.0/16 or 192.168.0.0/16 for the test network")
 
     def _make_network(self) -> None:
         self.subnet = self._pick_subnet()

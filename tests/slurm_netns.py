@@ -41,7 +41,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from slurm_cluster import LocalSlurm, parse_kv_record
+from slurm_cluster import LocalSlurm
 
 PREFIX = "cxrns"
 NODE_NAMES = ("cxr-n1", "cxr-n2")
@@ -284,9 +284,6 @@ class NetnsSlurm(LocalSlurm):
             self._remove_network()
 
     # ------------------------------------------------------------------ faults
-    def slurmd_proc(self, node: str) -> subprocess.Popen:
-        return self._procs[f"slurmd-{node}"]
-
     def pids_on(self, node: str, cmdline_part: bytes) -> list[int]:
         """Processes of this cluster on ``node`` (its network namespace) whose command line holds ``cmdline_part``."""
         target = os.stat(f"/run/netns/{self.namespaces[node]}").st_ino
@@ -303,10 +300,6 @@ class NetnsSlurm(LocalSlurm):
                 continue
             pids.append(int(pid_dir.name))
         return sorted(pids)
-
-    def job_record(self, job_id: str) -> dict:
-        r = self.run("scontrol", "show", "job", "-o", job_id, check=False)
-        return parse_kv_record(r.stdout) if r.returncode == 0 else {}
 
     def wait_idle(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout

@@ -272,7 +272,8 @@ def test_multinode_plan_with_one_process_per_node(tmp_path):
     res = jobs["ddp2_amp"]["resources"]
     assert jobs["ddp2_amp"]["rule"] == "train_multinode"
     assert (res["nodes"], res["gpu"], res["slurm_extra"], res["tasks"]) == ("2", "2", "--gpus-per-node=1", "2")
-    assert re.search(r"--threads 4\b", jobs["ddp2_amp"]["shell"]), jobs["ddp2_amp"]["shell"]  # threads per node: (3 workers + 1) x 1 process
+    # threads per node: (3 workers + 1) x 1 process
+    assert re.search(r"--threads 4\b", jobs["ddp2_amp"]["shell"]), jobs["ddp2_amp"]["shell"]
     assert jobs["dp2"]["resources"]["gpu"] == "2" and jobs["dp2"]["rule"] == "train"
 
 
@@ -306,4 +307,5 @@ def test_multinode_failure_says_what_failed_and_where_a_rerun_starts(tmp_path):
     assert message == ("a process or node of the 2-node training job failed (srun exited with status 1; the lines "
                        "from srun above name it); no epoch was saved (no last.pt), so a re-run starts from epoch 1")
     (tmp_path / "last.pt").write_bytes(b"x")
-    assert launch_mod.multinode_failure(137, settings, tmp_path).endswith(f"a re-run resumes from {tmp_path / 'last.pt'}")
+    resumes = launch_mod.multinode_failure(137, settings, tmp_path)
+    assert resumes.endswith(f"a re-run resumes from {tmp_path / 'last.pt'}")

@@ -53,7 +53,9 @@ def get_setup(name: str) -> Setup:
         raise CxrError(f"unknown training setup {name!r}; choose one of {', '.join(SETUPS)}") from None
 
 
-def gpus_needed(name: str, device: str, nodes: int = 1, request_on_cpu: bool = False, per_node: int | None = None) -> int:
+def gpus_needed(
+    name: str, device: str, nodes: int = 1, request_on_cpu: bool = False, per_node: int | None = None
+) -> int:
     """GPUs a job of this set-up occupies in all (the rule's `resources: gpu=`, which the SLURM executor turns
     into `sbatch --gpus=N`, a count per job): the set-up's GPUs (or `per_node`, train.processes_per_node of a
     multi-node DDP job: one GPU per process) on each of its `nodes`. None when training on the

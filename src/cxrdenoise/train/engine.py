@@ -258,15 +258,21 @@ class Trainer:
 
     # --------------------------------------------------------------------------------------------------- run
     def _topology(self) -> dict:
-        """Which hosts and GPUs took part, gathered from every rank (all ranks call this together)."""
+        """Which hosts, addresses and GPUs took part, gathered from every rank (all ranks call this together)."""
         cuda = self.ctx.device.type == "cuda"
-        ranks = self.ctx.all_gather_object((socket.gethostname(), [str(d) for d in self.devices] if cuda else []))
+        mine = (socket.gethostname(), self.ctx.address, [str(d) for d in self.devices] if cuda else [])
+        ranks = self.ctx.all_gather_object(mine)
         per_host: dict[str, set] = {}
-        for host, devices in ranks:  # rank order, so hosts[0] is rank 0's
+        addresses: dict[str, str | None] = {}
+        for host, address, devices in ranks:  # rank order, so hosts[0] is rank 0's
             per_host.setdefault(host, set()).update(devices)
+            addresses.setdefault(host, address)
         return {
             "nodes": len(per_host),
             "hosts": list(per_host),
+            # per host, the address the other ranks reach its ranks at (None: one process, no rendezvous)
+            "host_addresses": [addresses[h] for h in per_host],
+            "ranks_per_host": [sum(1 for r in ranks if r[0] == h) for h in per_host],
             "gpus_per_node": max(len(d) for d in per_host.values()),
             "gpus_total": sum(len(d) for d in per_host.values()),
         }
@@ -288,7 +294,7 @@ class Trainer:
         except torch.OutOfMemoryError:
             raise CxrError(
                 f"CUDA out of memory with {self.batch} images per process (global batch "
-                f"{self.setup.global_batch(self.s.batch_per_gpu, self.nodes)}) for "
+                f"{self.s.global_batch()}) for "
                 f"{self._where(len(self.epochs) + 1)}; "
                 "lower train.batch_per_gpu or free the GPU"
             ) from None
@@ -393,11 +399,12 @@ class Trainer:
             "devices_used": self.parallel_info["devices_used"],
             **topology,  # nodes, hosts, gpus_per_node, gpus_total: what took part, from every rank
             "nodes_requested": self.nodes,
+            "processes_per_node_requested": s.per_node(),
             "world_size": ctx.world_size,
             "backend": ctx.backend,
             "data_parallel_effective": self.parallel_info["data_parallel_effective"],
             "note": self.parallel_info["note"],
-            "global_batch": setup.global_batch(s.batch_per_gpu, self.nodes),
+            "global_batch": s.global_batch(),
             "batch_per_process": self.batch,
             "batch_per_gpu": s.batch_per_gpu,
             "lr": s.lr,

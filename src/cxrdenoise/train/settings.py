@@ -37,6 +37,7 @@ class TrainSettings:
     keep_last: bool = False  # keep last.pt after a finished run (it holds optimizer state: 3x the weights)
     threads: int | None = None  # CPU threads for the whole job (Snakemake `threads`), split over processes
     nodes: int = 1  # nodes of a DDP job (train.nodes): torchrun --nnodes; gpu1 and dp2 always run on one node
+    grad_clip: float = 0.0  # max global L2 norm of the gradients (train.grad_clip); 0 = no clipping (the study)
 
     def __post_init__(self) -> None:
         get_setup(self.setup)
@@ -51,6 +52,8 @@ class TrainSettings:
             raise CxrError(f"train.workers must be >= 0, not {self.workers!r}")
         if not self.lr > 0:
             raise CxrError(f"train.lr must be positive, not {self.lr!r}")
+        if not float(self.grad_clip) >= 0:
+            raise CxrError(f"train.grad_clip must be >= 0 (0 = off), not {self.grad_clip!r}")
 
     @classmethod
     def from_config(
@@ -79,6 +82,7 @@ class TrainSettings:
             keep_last=bool(train.get("keep_last", False)),
             threads=threads,
             nodes=job_nodes(config, setup),
+            grad_clip=float(train.get("grad_clip", 0.0)),
         )
 
     @classmethod
@@ -93,6 +97,8 @@ class TrainSettings:
         payload = {k: getattr(self, k) for k in _MATH_KEYS}
         if self.nodes != 1:  # more ranks, larger global batch; left out at 1 so older last.pt files still match
             payload["nodes"] = self.nodes
+        if self.grad_clip:  # left out when off, so older last.pt files still match
+            payload["grad_clip"] = self.grad_clip
         payload["data"] = data_digest
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 

@@ -77,9 +77,12 @@ def ddim_sample(
 ) -> torch.Tensor:
     """Run DDIM (eta = 0) from x_T at t = seq[-1] down through `seq` to the clean estimate x_0.
 
-    At each step x0 = (x_t - sqrt(1 - a_t) e) / sqrt(a_t) and x_next = sqrt(a_next) x0 + sqrt(1 - a_next) e,
-    with a_next = 1 after the last step (so the result is the final x0). `predict_noise(x_t, t)` gets t as an
-    (N,) float tensor of time-step indices.
+    At each step x0 = (x_t - sqrt(1 - a_t) e) / sqrt(a_t), clamped to the data range [-1, 1], e recomputed from
+    the clamped x0, and x_next = sqrt(a_next) x0 + sqrt(1 - a_next) e, with a_next = 1 after the last step (so
+    the result is the final x0). The clamp is DDPM's "clip denoised" (the reference applies it in its DDPM
+    sampler, not in its DDIM one): at t = 999, sqrt(1 - a_t) / sqrt(a_t) is about 156, so without it a small
+    error in the predicted noise throws x0 far outside the image range and the next steps cannot recover.
+    `predict_noise(x_t, t)` gets t as an (N,) float tensor of time-step indices.
     """
     n = x_t.shape[0]
     nexts = [-1] + list(seq[:-1])
@@ -87,6 +90,7 @@ def ddim_sample(
         a_t = float(abar[t])
         a_next = float(abar[t_next]) if t_next >= 0 else 1.0
         eps = predict_noise(x_t, torch.full((n,), float(t), device=x_t.device)).float()
-        x0 = (x_t - math.sqrt(1.0 - a_t) * eps) / math.sqrt(a_t)
+        x0 = ((x_t - math.sqrt(1.0 - a_t) * eps) / math.sqrt(a_t)).clamp(-1.0, 1.0)
+        eps = (x_t - math.sqrt(a_t) * x0) / math.sqrt(1.0 - a_t)  # the noise that agrees with the clamped x0
         x_t = math.sqrt(a_next) * x0 + math.sqrt(1.0 - a_next) * eps
     return x_t

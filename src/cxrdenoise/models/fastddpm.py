@@ -99,7 +99,7 @@ class FastDDPM(nn.Module):
       pixels; the mean differs by the constant H*W, which Adam all but ignores.) Every random draw comes from
       the global RNG of the batch's device, which the trainer seeds and checkpoints, offset by the DDP rank
       (or the DataParallel replica's GPU) so ranks draw differently but reproducibly.
-    * ``forward(noisy)``: the clean estimate in [0, 1] scale (not clamped, like the other models), by DDIM
+    * ``forward(noisy)``: the clean estimate (in [0, 1]: DDIM clamps its x0 estimates), by DDIM
       (eta = 0) over the same steps from an x_T drawn by a generator seeded with ``sample_seed``. The same
       (H, W) noise field starts every image, so an image's estimate depends only on the image and the seed,
       not on its batch or device.

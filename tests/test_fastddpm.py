@@ -181,3 +181,25 @@ def test_trainer_ddp2_over_gloo(tmp_path, setup, precision):
     assert "EMA (decay 0.99)" in record["model_note"] and math.isfinite(record["epochs"][0]["train_loss"])
     best = torch.load(tmp_path / "best.pt", weights_only=True)
     assert int(best["state_dict"]["ema_updates"]) == record["epochs"][0]["steps"] == 2
+
+
+def test_tables_iii_and_iv_carry_fastddpm_as_a_third_model(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from cxrdenoise import tables
+    from cxrdenoise.render import write_table
+    from fixtures import results_tree
+    from fixtures.results_tree import noisy_paths, paths, write_results_tree
+
+    monkeypatch.setitem(results_tree.MODEL_OFFSET, "fastddpm", -0.6)
+    three = ("unet", "unetpp", "fastddpm")
+    results = write_results_tree(tmp_path, models=three)
+    gpu1 = dict(models=three, setups=("gpu1",))
+    write_table(tables.build_table3(paths(results, "summary", **gpu1), paths(results, "per_image", **gpu1),
+                                    noisy_paths(results), paths(results, "record", **gpu1)), tmp_path / "t3")
+    write_table(tables.build_table4(paths(results, "record", models=three), paths(results, "summary", models=three)),
+                tmp_path / "t4")
+    t3, t4 = pd.read_csv(tmp_path / "t3.csv"), pd.read_csv(tmp_path / "t4.csv")
+    assert (t3["model"] == "fastddpm").sum() == 3 and (t4["model"] == "fastddpm").sum() == 12
+    md = (tmp_path / "t3.md").read_text()
+    assert "| Fast-DDPM |" in md and "U-Net vs U-Net++" in md  # the paired tests stay the study's pair

@@ -160,16 +160,20 @@ class Trainer:
             clean = clean.to(ctx.device, non_blocking=True)
             opt.zero_grad(set_to_none=True)
             with self._autocast():
-                loss = l1_loss(model(noisy), clean)
+                loss = self._loss(model, noisy, clean)
             if scaler is not None:
                 scale_before = scaler.get_scale()
                 scaler.scale(loss).backward()
+                self._clip_gradients()
                 scaler.step(opt)  # skipped inside when the scaled gradients overflowed
                 scaler.update()
                 skipped += int(scaler.get_scale() < scale_before)  # the scale only drops after a skipped step
             else:
                 loss.backward()
+                self._clip_gradients()
                 opt.step()
+            if hasattr(self.bare, "after_optimizer_step"):  # e.g. Fast-DDPM's EMA of the weights
+                self.bare.after_optimizer_step()
             value = loss.item()
             if not math.isfinite(value):
                 raise CxrError(
@@ -197,6 +201,20 @@ class Trainer:
             "amp_skipped_steps": int(skipped),
             "steps": steps,
         }
+
+    def _loss(self, model: torch.nn.Module, noisy: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+        """L1 of the output; a model that `trains_on_target` (diffusion) returns its own loss per image instead,
+        computed inside the wrapper's forward so DataParallel splits it and DDP syncs its gradients."""
+        if getattr(self.bare, "trains_on_target", False):
+            return model(noisy, clean).float().mean()
+        return l1_loss(model(noisy), clean)
+
+    def _clip_gradients(self) -> None:
+        """train.grad_clip > 0: clip the gradients' global L2 norm (unscaled first under GradScaler)."""
+        if self.s.grad_clip > 0:
+            if self.scaler is not None:
+                self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.s.grad_clip)
 
     def _check_sampler(self, epoch: int, seen: list[int]) -> None:
         """Gather which train indices each rank used: together they must cover the split, repeating only the
@@ -410,7 +428,9 @@ class Trainer:
             "lr": s.lr,
             "lr_scaled_with_batch": False,
             "optimizer": "Adam",
-            "loss": "L1 (mean over deep-supervision heads when present)",
+            "loss": getattr(self.bare, "loss_name", "L1 (mean over deep-supervision heads when present)"),
+            "model_note": getattr(self.bare, "record_note", None),
+            "grad_clip": s.grad_clip or None,
             "precision": precision,
             "amp": setup.amp,
             "amp_dtype": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else None,

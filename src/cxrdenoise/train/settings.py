@@ -40,6 +40,7 @@ class TrainSettings:
     sync_bn: bool = False  # DDP: SyncBatchNorm instead of per-rank BatchNorm (train.sync_bn); off, as in the study
     # DDP processes (GPUs) on each node of a multi-node job (train.processes_per_node); None: the setup's own count
     processes_per_node: int | None = None
+    grad_clip: float = 0.0  # max global L2 norm of the gradients (train.grad_clip); 0 = no clipping (the study)
 
     def __post_init__(self) -> None:
         get_setup(self.setup)
@@ -63,6 +64,8 @@ class TrainSettings:
                 f"train.sync_bn: torch's SyncBatchNorm needs CUDA, but setup {self.setup} runs on the cpu; "
                 "set train.sync_bn: false"
             )
+        if not float(self.grad_clip) >= 0:
+            raise CxrError(f"train.grad_clip must be >= 0 (0 = off), not {self.grad_clip!r}")
 
     @classmethod
     def from_config(
@@ -93,6 +96,7 @@ class TrainSettings:
             nodes=job_nodes(config, setup),
             sync_bn=bool(train.get("sync_bn", False)),
             processes_per_node=job_processes_per_node(config, setup) if job_nodes(config, setup) > 1 else None,
+            grad_clip=float(train.get("grad_clip", 0.0)),
         )
 
     @classmethod
@@ -132,6 +136,8 @@ class TrainSettings:
             payload["sync_bn"] = True
         if block is not None:
             payload["model_kwargs"] = {**self.model_kwargs, "block": block}
+        if self.grad_clip:  # left out when off, so older last.pt files still match
+            payload["grad_clip"] = self.grad_clip
         payload["data"] = data_digest
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 

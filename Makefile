@@ -19,6 +19,7 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(RUN) snakemake all --cores $(CORES) --configfile config/demo.yaml
 	$(RUN) snakemake --cores $(CORES) --configfile config/demo.yaml --report results/report.html
+	@echo "report: $(abspath results/report.html) (open it in a browser; the run summary is above)"
 
 ## test: the test suite (the same command CI runs)
 test: install

@@ -35,3 +35,16 @@ rule all:
         EVAL_SUMMARIES,
         REPORT_TARGETS,
         PRIVACY_TARGETS,
+
+
+# Tell the user what happened: the resolved config at start, a summary on success, the failed jobs' errors.
+onstart:
+    write_resolved_config(config, RESOLVED_CONFIG, CONFIG_HASH)
+
+
+onsuccess:
+    sys.stderr.write(run_summary(".", config, CONFIG_HASH, configfile_args()))
+
+
+onerror:
+    sys.stderr.write(failure_report(log))

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install Debian's SLURM (slurm-wlm 22.05 on Debian 12) and munge for the
-# `slurm`-marked tests (tests/test_slurm_smoke.py).
+# `slurm`-marked tests (tests/test_slurm_smoke.py), and iproute2 (`ip`) for the
+# two-node cluster in network namespaces (tests/slurm_netns.py).
 #
 # Idempotent and quiet: a no-op when the binaries are already there; prints one
 # line on success and the apt log on failure.
@@ -20,7 +21,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo -n"; fi
 
 have_all() {
     local b
-    for b in munged slurmctld slurmd sbatch squeue sinfo scontrol scancel srun; do
+    for b in munged slurmctld slurmd sbatch squeue sinfo scontrol scancel srun ip nsenter unshare; do
         command -v "$b" >/dev/null 2>&1 || [ -x "/usr/sbin/$b" ] || return 1
     done
 }
@@ -37,7 +38,7 @@ if ! have_all; then
     rc=0
     {
         $SUDO apt-get update -qq &&
-        $SUDO apt-get install -y -qq --no-install-recommends slurm-wlm munge
+        $SUDO apt-get install -y -qq --no-install-recommends slurm-wlm munge iproute2 util-linux
     } >"$log" 2>&1 || rc=$?
     if [ "$policy_created" -eq 1 ]; then $SUDO rm -f /usr/sbin/policy-rc.d; fi
     if [ "$rc" -ne 0 ] || ! have_all; then

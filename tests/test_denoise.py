@@ -133,3 +133,133 @@ def test_checkpoint_from_before_the_block_option_loads_as_double_bn(tmp_path, na
     torch.save(ckpt, path)
     d = load_denoiser(path, "cpu")
     assert d.meta["model_kwargs"]["block"] == "double_bn" and d.model.block == "double_bn"
+
+
+# --- everything checked before anything is written (issue 9) --------------------------------------------------
+
+
+def _run(ckpt: Path, inputs: Path, out: Path, *extra: str) -> int:
+    return main(["denoise", "--checkpoint", str(ckpt), "--input", str(inputs), "--output", str(out),
+                 "--no-progress", "--device", "cpu", *extra])
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.strip().splitlines() if not ln.startswith("note:")]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def test_truncated_png_among_inputs_writes_nothing(tmp_path, inputs, capsys):
+    data = (inputs / "colour.png").read_bytes()
+    (inputs / "zz_truncated.png").write_bytes(data[: len(data) // 2])  # sorted last: would fail after 4 outputs
+    out = tmp_path / "out"
+    assert _run(save_checkpoint(tmp_path / "best.pt"), inputs, out) == 1
+    line = _one_error_line(capsys)
+    assert "zz_truncated.png: not a readable image" in line
+    assert not out.exists()
+
+
+def test_output_is_a_file(tmp_path, inputs, capsys):
+    ckpt = save_checkpoint(tmp_path / "best.pt")
+    blocker = tmp_path / "out"
+    blocker.write_text("a file where the output folder should be")
+    assert _run(ckpt, inputs, blocker) == 1
+    assert _one_error_line(capsys).endswith("out: is a file, not a folder; choose another --output")
+    assert _run(ckpt, inputs, blocker / "sub") == 1  # NotADirectoryError case
+    assert "cannot create the output folder" in _one_error_line(capsys)
+    assert blocker.read_text().startswith("a file")
+
+
+def test_unwritable_output_folder(tmp_path, inputs, capsys, monkeypatch):
+    import os
+
+    import cxrdenoise.denoise as denoise
+
+    ckpt = save_checkpoint(tmp_path / "best.pt")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        if os.geteuid() == 0:  # root ignores permission bits: make the probe see what a user would
+            real_access = os.access
+            monkeypatch.setattr(denoise.os, "access",
+                                lambda p, mode: False if Path(p) == locked else real_access(p, mode))
+        assert _run(ckpt, inputs, locked / "out") == 1
+        assert f"cannot write into {locked} (permission denied)" in _one_error_line(capsys)
+        assert _run(ckpt, inputs, locked) == 1
+        _one_error_line(capsys)
+        assert list(locked.iterdir()) == []
+    finally:
+        locked.chmod(0o755)
+
+
+def test_existing_outputs_need_overwrite(tmp_path, inputs, capsys):
+    ckpt = save_checkpoint(tmp_path / "best.pt", identity=True)
+    out = tmp_path / "out"
+    out.mkdir()
+    first = sorted(inputs.iterdir())[0]
+    (out / first.name).write_bytes(b"old")
+    assert _run(ckpt, inputs, out) == 1
+    assert "output file already exists (1 of 4 do); use --overwrite" in _one_error_line(capsys)
+    assert sorted(p.name for p in out.iterdir()) == [first.name]
+    (out / first.name).unlink()
+    (out / first.name).mkdir()
+    assert _run(ckpt, inputs, out, "--overwrite") == 1
+    assert "a folder is in the way" in _one_error_line(capsys)
+    (out / first.name).rmdir()
+    (out / first.name).write_bytes(b"old")
+    assert _run(ckpt, inputs, out, "--overwrite") == 0
+    with Image.open(out / first.name) as im:
+        assert im.mode == "L"
+
+
+@pytest.mark.parametrize("kind", ["pickle", "text", "last", "renamed_last"])
+def test_bad_checkpoints_one_line(tmp_path, inputs, capsys, kind):
+    from cxrdenoise.train.checkpoint import rng_state
+
+    path = tmp_path / ("last.pt" if kind == "last" else "best.pt")
+    if kind == "pickle":  # needs unpickling of an arbitrary class: torch's "Weights only load failed" case
+        torch.save({"model": "dncnn", "anything": Path("x")}, path)
+    elif kind == "text":
+        path.write_text("this is not a checkpoint\n" * 20)
+    else:
+        model = build_model("dncnn", depth=3, channels=4)
+        opt = torch.optim.Adam(model.parameters())
+        torch.save({"format": 1, "fingerprint": "f", "epoch": 1, "model": model.state_dict(),  # as training does,
+                    "optimizer": opt.state_dict(), "rng": rng_state(torch.device("cpu")),  # numpy RNG state too
+                    "epochs": [], "best": None}, path)
+    out = tmp_path / "out"
+    assert _run(path, inputs, out) == 1
+    line = _one_error_line(capsys)
+    assert line.startswith(f"error: {path}: ")
+    assert "weights_only" not in line and "torch.serialization" not in line and "Weights only" not in line
+    expected = {"pickle": "not a cxrdenoise checkpoint (it holds Python objects",
+                "text": "cannot read checkpoint (not a PyTorch checkpoint file",
+                "last": "a training state (last.pt, for resuming training), use best.pt",
+                "renamed_last": "a training state (last.pt, for resuming training), use best.pt"}[kind]
+    assert expected in line
+    assert not out.exists()
+
+
+def test_sixteen_bit_output(tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    ramp = (np.arange(64 * 40, dtype=np.uint32).reshape(40, 64) * 25).astype(np.uint16)
+    Image.fromarray(ramp).save(folder / "deep.png")
+    ckpt = save_checkpoint(tmp_path / "best.pt", identity=True)
+    assert _run(ckpt, folder, tmp_path / "o16", "--bits", "16") == 0
+    assert "(16-bit PNGs)" in capsys.readouterr().out
+    with Image.open(tmp_path / "o16" / "deep.png") as im:
+        assert im.mode in ("I;16", "I")
+        got = np.asarray(im).astype(np.int64)
+    # float32 arithmetic on the way: within one 16-bit level, and far finer than the 8-bit output's 257 levels
+    assert np.abs(got - ramp.astype(np.int64)).max() <= 1
+    assert len(np.unique(got)) == len(np.unique(ramp))
+
+
+def test_help_names_the_bit_depth(capsys):
+    with pytest.raises(SystemExit):
+        main(["denoise", "--help"])
+    assert "--bits {8,16}" in capsys.readouterr().out

@@ -16,7 +16,7 @@ SMALL = {"unet": {"base_channels": 4}, "unetpp": {"base_channels": 4}, "dncnn": 
 
 
 def test_registry_lists_the_three_models():
-    assert available_models() == ["dncnn", "unet", "unetpp"]
+    assert available_models() == ["dncnn", "fastddpm", "unet", "unetpp"]
     assert model_kwarg_names("unet") == ["base_channels", "block"]
     assert model_kwarg_names("unetpp") == ["base_channels", "deep_supervision", "block"]
 
@@ -154,7 +154,7 @@ def test_every_parameter_gets_a_gradient(name, kwargs):
 
 
 def test_unknown_model_name():
-    with pytest.raises(CxrError, match=r"unknown model 'resnet'; available: dncnn, unet, unetpp") as err:
+    with pytest.raises(CxrError, match=r"unknown model 'resnet'; available: dncnn, fastddpm, unet, unetpp") as err:
         build_model("resnet")
     assert "\n" not in str(err.value)
 

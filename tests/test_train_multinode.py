@@ -1,8 +1,8 @@
 """Multi-node DDP (train.nodes > 1) and GPU requests per job: the exact srun/torchrun argv, where the rendezvous
 host comes from, what a training job asks SLURM for, and the dry-run plan of `--profile profiles/slurm`.
 
-No cluster is needed here; tests/test_slurm_workflow.py runs the launcher inside a real (single-node) SLURM job.
-A job on two nodes has not been run: the local test cluster has one node.
+No cluster is needed here; tests/test_slurm_workflow.py runs the launcher inside a real (single-node) SLURM job,
+tests/test_slurm_twonode.py a 2-node job on a SLURM whose nodes are network namespaces.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from cxrdenoise.config import load_config
 from cxrdenoise.errors import CxrError
 from cxrdenoise.train import launch as launch_mod
 from cxrdenoise.train import multinode
-from cxrdenoise.train.settings import TrainSettings, job_gpus, job_nodes, rule_settings_json
+from cxrdenoise.train.settings import (TrainSettings, job_gpus, job_nodes, job_processes_per_node,
+                                       rule_settings_json)
 from cxrdenoise.train.setups import SETUPS
 from snakemake_run import REPO, snakemake
 
@@ -228,3 +229,83 @@ def test_multinode_ddp_plan_and_sbatch_flags(tmp_path):
     assert "--gpus=2" in single and "--nodes=1" in single and not any(f.startswith("--ntasks") for f in single)
     inherited = slurm_plugin_submit_flags({**jobs["dp2"]["resources"], "tasks": "1"}).split()
     assert not any(f.startswith("--ntasks") for f in inherited), inherited
+
+
+def test_processes_per_node_spreads_a_ddp_setup_over_nodes():
+    """train.processes_per_node: 1 with nodes: 2 runs ddp2 as one process per node: world size, global batch and
+    GPU requests of the one-node ddp2 job, a different resume fingerprint."""
+    config = {"train": {"nodes": 2, "processes_per_node": 1, "device": "cuda"}}
+    assert [job_processes_per_node(config, s) for s in SETUPS] == [1, 1, 1, 1]
+    assert [job_gpus(config, s) for s in SETUPS] == [1, 2, 2, 2]  # gpu1/dp2 keep their GPUs on one node
+    assert job_processes_per_node({"train": {"nodes": 1, "processes_per_node": 1}}, "ddp2") == 2  # one node: ignored
+    spread = TrainSettings(model="unet", setup="ddp2", sigma="0.1", nodes=2, processes_per_node=1, batch_per_gpu=16)
+    one_node = TrainSettings(model="unet", setup="ddp2", sigma="0.1", batch_per_gpu=16)
+    full = TrainSettings(model="unet", setup="ddp2", sigma="0.1", nodes=2, batch_per_gpu=16)
+    assert (spread.per_node(), spread.world_size(), spread.global_batch()) == (1, 2, 32)
+    assert (one_node.per_node(), one_node.world_size(), one_node.global_batch()) == (2, 2, 32)
+    assert (full.per_node(), full.world_size(), full.global_batch()) == (2, 4, 64)
+    assert len({spread.fingerprint("d"), one_node.fingerprint("d"), full.fingerprint("d")}) == 3
+    explicit = TrainSettings(model="unet", setup="ddp2", sigma="0.1", nodes=2, processes_per_node=2, batch_per_gpu=16)
+    assert explicit.fingerprint("d") == full.fingerprint("d")  # the setup's own count, spelled out
+    gpu1 = TrainSettings(model="unet", setup="gpu1", sigma="0.1", batch_per_gpu=16)
+    assert (gpu1.world_size(), gpu1.global_batch()) == (1, 16)
+    with pytest.raises(CxrError, match="processes_per_node must be between 1 and 2"):
+        TrainSettings(model="unet", setup="ddp2", sigma="0.1", nodes=2, processes_per_node=3)
+
+    cfg = load_config(REPO / "config.yaml")
+    before = rule_settings_json(cfg, "unet", "ddp2_amp")
+    cfg["train"]["processes_per_node"] = 1
+    assert rule_settings_json(cfg, "unet", "ddp2_amp") == before  # one node: not passed, no retraining
+    cfg["train"]["nodes"] = 2
+    settings = TrainSettings.from_config(json.loads(rule_settings_json(cfg, "unet", "ddp2_amp")), "unet", "0.1",
+                                         "ddp2_amp")
+    assert (settings.nodes, settings.processes_per_node, settings.world_size()) == (2, 1, 2)
+
+
+def test_multinode_plan_with_one_process_per_node(tmp_path):
+    nodes2 = tmp_path / "nodes2.yaml"
+    nodes2.write_text(yaml.safe_dump({"train": {"nodes": 2, "processes_per_node": 1, "workers": 3}}))
+    result = snakemake(tmp_path, "--profile", str(REPO / "profiles" / "slurm"), "-n", "--printshellcmds",
+                       "--cores", "64", "--configfile", str(REPO / "config.yaml"), str(nodes2), "--", "all")
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = planned_train_jobs(result.stdout)
+    res = jobs["ddp2_amp"]["resources"]
+    assert jobs["ddp2_amp"]["rule"] == "train_multinode"
+    assert (res["nodes"], res["gpu"], res["slurm_extra"], res["tasks"]) == ("2", "2", "--gpus-per-node=1", "2")
+    # threads per node: (3 workers + 1) x 1 process
+    assert re.search(r"--threads 4\b", jobs["ddp2_amp"]["shell"]), jobs["ddp2_amp"]["shell"]
+    assert jobs["dp2"]["resources"]["gpu"] == "2" and jobs["dp2"]["rule"] == "train"
+
+
+def test_route_source_and_interface_of_loopback():
+    assert multinode.route_source("127.0.0.1") is None  # loopback is never a route to another node
+    assert multinode.route_source("no-such-host.invalid") is None
+    assert multinode.interface_of("127.0.0.1") == "lo"
+    assert multinode.interface_of("203.0.113.77") is None  # TEST-NET-3: held by no interface here
+
+
+def test_gloo_interface_routes_to_another_node_not_to_this_one(monkeypatch):
+    asked = []
+
+    def route(host):
+        asked.append(host)
+        return {"n2": "127.0.0.1"}.get(host)
+
+    monkeypatch.setattr(multinode, "route_source", route)
+    monkeypatch.setattr(multinode.socket, "gethostname", lambda: "n1")
+    # this node (n1) is skipped: its own name may resolve to 127.0.1.1; n2 is what the peers connect from
+    assert multinode.gloo_interface(["n1", "n2"], env={}) == ("lo", "127.0.0.1", "n2")
+    assert asked == ["n2"]
+    asked.clear()
+    assert multinode.gloo_interface(["n1", "n3"], env={}) is None and asked == ["n3"]
+    assert multinode.gloo_interface(["n1"], env={"MASTER_ADDR": "n2"}) == ("lo", "127.0.0.1", "n2")
+
+
+def test_multinode_failure_says_what_failed_and_where_a_rerun_starts(tmp_path):
+    settings = TrainSettings(model="unet", setup="ddp2", sigma="0.1", nodes=2)
+    message = launch_mod.multinode_failure(1, settings, tmp_path)
+    assert message == ("a process or node of the 2-node training job failed (srun exited with status 1; the lines "
+                       "from srun above name it); no epoch was saved (no last.pt), so a re-run starts from epoch 1")
+    (tmp_path / "last.pt").write_bytes(b"x")
+    resumes = launch_mod.multinode_failure(137, settings, tmp_path)
+    assert resumes.endswith(f"a re-run resumes from {tmp_path / 'last.pt'}")

@@ -27,7 +27,11 @@ def _add_denoise(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--checkpoint", required=True, type=Path, help="a best.pt written by training")
     parser.add_argument("--input", required=True, type=Path, help="folder of images (PNG, JPEG, ...; any size)")
-    parser.add_argument("--output", required=True, type=Path, help="folder for the denoised 8-bit PNGs")
+    parser.add_argument("--output", required=True, type=Path,
+                        help="folder for the denoised greyscale PNGs (same names; created if absent)")
+    parser.add_argument("--bits", type=int, choices=(8, 16), default=8,
+                        help="bit depth of the output PNGs: 8 (default, 256 grey levels) or 16 (65536 levels)")
+    parser.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
     parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

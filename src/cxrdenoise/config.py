@@ -7,6 +7,7 @@ the bad value, so validation errors are re-raised in that form.
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -33,16 +34,65 @@ def _one_line(error: jsonschema.ValidationError) -> str:
     return f"config key {_key_path(error)}: {message}"
 
 
-def validate_config(config: dict[str, Any], schema_path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
-    """Validate `config` in place, filling schema defaults; raise CxrError naming the first bad key."""
+def validate_config(
+    config: dict[str, Any], schema_path: str | Path = SCHEMA_PATH, check_models: bool = True
+) -> dict[str, Any]:
+    """Validate `config` in place; raise CxrError naming the first bad key.
+
+    Beyond the schema: every number must be finite (JSON schema lets NaN pass every bound), and model names
+    and keywords are checked against the registry (`check_models`; it imports torch, so Snakemake skips it in
+    the jobs it re-parses the workflow for). Everything is checked before any job runs.
+    """
     with open(schema_path) as fh:
         schema = yaml.safe_load(fh)
     validator_cls = jsonschema.validators.validator_for(schema)
     errors = sorted(validator_cls(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         raise CxrError(_one_line(errors[0]))
+    check_finite(config)
+    if check_models:
+        check_model_names(config)
     _check_consistency(config)
     return config
+
+
+def check_finite(value: Any, key: str = "") -> None:
+    """CxrError naming the first NaN or infinite number anywhere in the config (lists by index)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise CxrError(f"config key {key or '(top level)'}: {value} is not a finite number; give a finite value")
+    if isinstance(value, Mapping):
+        items = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    else:
+        return
+    for sub, item in items:
+        check_finite(item, f"{key}.{sub}" if key else str(sub))
+
+
+def check_model_names(config: Mapping[str, Any]) -> None:
+    """Model names (train.models, the keys of `models:`) against the registry, and each model's keywords
+    against its signature, so a typo stops the run at start-up instead of inside a training job."""
+    from .models import available_models, model_kwarg_names  # imports torch: only when asked
+
+    known = available_models()
+    names = [(f"train.models.{i}", name) for i, name in enumerate(config.get("train", {}).get("models", []))]
+    names += [(f"models.{name}", name) for name in config.get("models") or {}]
+    for key, name in names:
+        if name not in known:
+            raise CxrError(f"config key {key}: unknown model {name!r}; available: {', '.join(known)}")
+    configured = config.get("models") or {}
+    for key, name in names:
+        if key.startswith("train.") and name not in configured:
+            raise CxrError(f"config key {key}: model {name!r} has no entry under `models:`; add models.{name}: {{}}")
+    for name, kwargs in (config.get("models") or {}).items():
+        valid = model_kwarg_names(name)
+        for arg in kwargs or {}:
+            if arg not in valid:
+                raise CxrError(
+                    f"config key models.{name}.{arg}: model {name!r} has no argument {arg!r}; "
+                    f"valid: {', '.join(valid) or 'none'}"
+                )
 
 
 def _check_consistency(config: Mapping[str, Any]) -> None:
@@ -72,6 +122,47 @@ def _check_consistency(config: Mapping[str, Any]) -> None:
             "config key train.sync_bn: torch's SyncBatchNorm needs CUDA, but train.device is 'cpu' with a DDP setup; "
             "set train.sync_bn: false"
         )
+
+
+RESOLVED_HEADER = """\
+# The validated config of the last Snakemake run, with every default filled in (written by cxrdenoise at start-up).
+# config_hash: {config_hash}
+# Re-run exactly this configuration with: snakemake --configfile results/config.resolved.yaml (same hash).
+"""
+
+
+def write_resolved_config(config: Mapping[str, Any], path: str | Path, config_hash: str) -> bool:
+    """Write the resolved config and its hash atomically; untouched (False) when the file already says it."""
+    from .atomic import write_text  # late import keeps this module light for Snakemake's parse
+
+    text = RESOLVED_HEADER.format(config_hash=config_hash) + yaml.safe_dump(
+        json_plain(config), sort_keys=False, default_flow_style=False
+    )
+    path = Path(path)
+    try:
+        if path.read_text() == text:
+            return False
+    except OSError:
+        pass
+    write_text(path, text)
+    return True
+
+
+def read_resolved_hash(path: str | Path) -> str | None:
+    """The config hash recorded in a resolved config's header, or None."""
+    for line in Path(path).read_text().splitlines():
+        if line.startswith("# config_hash: "):
+            return line.split(": ", 1)[1].strip()
+    return None
+
+
+def json_plain(value: Any) -> Any:
+    """Plain dicts and lists (Snakemake's config may hold its own mapping types) for a safe YAML dump."""
+    if isinstance(value, Mapping):
+        return {str(k): json_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_plain(v) for v in value]
+    return value
 
 
 def load_config(*paths: str | Path, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -11,7 +11,9 @@ cropped back. Outputs are clamped to [0, 1] (the networks have no output activat
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
@@ -19,12 +21,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
 from .atomic import atomic_path
 from .errors import CxrError
+from .imaging import load_grey, load_unit_grey
 
 CHECKPOINT_KEYS = ("model", "model_kwargs", "state_dict", "sigma")
 LEGACY_BLOCK_MODELS = ("unet", "unetpp")  # a checkpoint of these without model_kwargs["block"] is double_bn
@@ -63,11 +66,9 @@ def load_denoiser(path: str | Path, device: str | torch.device | None = None) ->
     device = device if isinstance(device, torch.device) else resolve_device(device)
     if not path.is_file():
         raise CxrError(f"{path}: checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle, zip and torch errors alike: the file is not a usable checkpoint
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CxrError(f"{path}: cannot read checkpoint ({first})") from None
+    ckpt = _read_checkpoint(path)
+    if isinstance(ckpt, dict) and ("optimizer" in ckpt or "fingerprint" in ckpt):
+        raise CxrError(TRAINING_STATE.format(path=path))
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in CHECKPOINT_KEYS):
         have = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CxrError(f"{path}: not a cxrdenoise checkpoint (needs keys {list(CHECKPOINT_KEYS)}, has {have})")
@@ -86,6 +87,43 @@ def load_denoiser(path: str | Path, device: str | torch.device | None = None) ->
     meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
     multiple = max(MIN_MULTIPLE, 2 ** (int(getattr(model, "levels", 1)) - 1))
     return Denoiser(model, meta, device, multiple)
+
+
+def _read_checkpoint(path: Path) -> Any:
+    """torch.load with weights_only=True, its failures turned into one line without torch's internals.
+
+    A file that needs arbitrary unpickling is refused, not loaded: a cxrdenoise checkpoint holds only tensors and
+    plain data, so anything else is not one (and unpickling it could run code).
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle, zip and torch errors alike: the file is not a usable checkpoint
+        text = str(err)
+        if _is_training_state(path):  # last.pt holds RNG states (numpy objects): refused above, named here
+            raise CxrError(TRAINING_STATE.format(path=path)) from None
+        if "Unsupported global" in text:  # a pickle of classes (torch says "Weights only load failed")
+            raise CxrError(f"{path}: not a cxrdenoise checkpoint (it holds Python objects, not just weights; "
+                           "refused without unpickling it)") from None
+        if isinstance(err, OSError):  # permission denied, a folder, ...
+            raise CxrError(f"{path}: cannot read checkpoint ({_reason(err)})") from None
+        raise CxrError(f"{path}: cannot read checkpoint (not a PyTorch checkpoint file, or truncated)") from None
+
+
+TRAINING_STATE = "{path}: a training state (last.pt, for resuming training), use best.pt from the same folder"
+
+
+def _is_training_state(path: Path) -> bool:
+    """Whether a torch zip file is a training job's last.pt, judged from its pickle's bytes without unpickling:
+    the resume state's keys `fingerprint` and `optimizer` appear in it as plain strings."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            name = next((n for n in archive.namelist() if n.endswith("/data.pkl")), None)
+            data = archive.read(name) if name else b""
+    except (OSError, zipfile.BadZipFile, KeyError):
+        return path.name == "last.pt"
+    return b"fingerprint" in data and b"optimizer" in data
 
 
 def _reflect_index(n: int, size: int, device: torch.device) -> torch.Tensor:
@@ -122,40 +160,17 @@ def denoise_batch(model: nn.Module, noisy: torch.Tensor, multiple: int, device: 
 # --- images on disk -------------------------------------------------------------------------------------------
 
 
-def image_size(path: Path) -> tuple[int, int]:
-    """(H, W) read from the header; CxrError naming the file if it is not an image Pillow can open."""
-    try:
-        with Image.open(path) as im:
-            return im.height, im.width
-    except (UnidentifiedImageError, OSError) as err:
-        raise CxrError(f"{path}: not a readable image ({_reason(err)})") from None
+def read_images(files: list[Path]) -> dict[Path, tuple[int, int]]:
+    """Decode every input completely (a truncated file fails here, not halfway through the outputs); (H, W) each."""
+    return {path: load_grey(path)[0].shape for path in files}
 
 
-def read_grey(path: Path) -> np.ndarray:
-    """An image as (H, W) float32 in [0, 1]: 16-bit greyscale scaled by 65535, anything else via Pillow's "L".
-
-    RGB and palette images are converted with Pillow's luminance formula; an alpha channel is ignored.
-    """
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                return (np.asarray(im, dtype=np.float64) / 65535.0).clip(0.0, 1.0).astype(np.float32)
-            if im.mode == "F":
-                arr = np.asarray(im, dtype=np.float32)
-                if arr.min() < 0 or arr.max() > 1:
-                    raise CxrError(f"{path}: floating-point image outside [0, 1]; rescale it first")
-                return arr
-            return np.asarray(im.convert("L"), dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError) as err:
-        raise CxrError(f"{path}: not a readable image ({_reason(err)})") from None
-
-
-def write_png8(path: Path, image: np.ndarray) -> None:
-    """Write a [0, 1] (H, W) image as an 8-bit greyscale PNG, atomically."""
-    arr = np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+def write_png(path: Path, image: np.ndarray, bits: int = 8) -> None:
+    """Write a [0, 1] (H, W) image as an 8- or 16-bit greyscale PNG, atomically."""
+    top = (1 << bits) - 1
+    arr = np.round(np.clip(image, 0.0, 1.0).astype(np.float64) * top).astype(np.uint8 if bits == 8 else np.uint16)
     with atomic_path(path, suffix=".png") as tmp:
-        Image.fromarray(arr, mode="L").save(tmp, format="PNG")
+        Image.fromarray(arr).save(tmp, format="PNG")  # uint8 -> "L", uint16 -> "I;16": 8- or 16-bit grey
 
 
 def _reason(err: Exception) -> str:
@@ -172,7 +187,11 @@ def list_images(input_dir: Path) -> list[Path]:
     if not input_dir.is_dir():
         raise CxrError(f"{input_dir}: input folder not found")
     files = []
-    for entry in sorted(input_dir.iterdir()):
+    try:
+        entries = sorted(input_dir.iterdir())
+    except OSError as err:
+        raise CxrError(f"{input_dir}: cannot list the input folder ({_reason(err)})") from None
+    for entry in entries:
         if entry.is_dir():
             print(f"note: {entry}: subfolder not searched", file=sys.stderr)
         else:
@@ -180,6 +199,40 @@ def list_images(input_dir: Path) -> list[Path]:
     if not files:
         raise CxrError(f"{input_dir}: no files to denoise")
     return files
+
+
+def check_output_folder(output_dir: Path) -> None:
+    """The output folder exists as a writable folder, or can be created: checked before anything is written."""
+    existing = output_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing == output_dir and not output_dir.is_dir():
+        raise CxrError(f"{output_dir}: is a file, not a folder; choose another --output")
+    if not existing.is_dir():
+        raise CxrError(f"{output_dir}: cannot create the output folder, {existing} is a file; choose another --output")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CxrError(f"{output_dir}: cannot write into {existing} (permission denied); choose another --output")
+    try:  # what os.access cannot see: read-only mounts, quotas
+        fd, probe = tempfile.mkstemp(prefix=".cxrdenoise-probe.", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise CxrError(f"{output_dir}: cannot write into {existing} ({_reason(err)}); choose another --output") from None
+
+
+def check_conflicts(plan: dict[Path, Path], overwrite: bool) -> None:
+    """No output path is a folder; existing output files are replaced only with --overwrite."""
+    existing = []
+    for dest in plan.values():
+        if dest.is_dir():
+            raise CxrError(f"{dest}: a folder is in the way of an output file; move it or choose another --output")
+        if dest.exists():
+            existing.append(dest)
+    if existing and not overwrite:
+        raise CxrError(
+            f"{existing[0]}: output file already exists ({len(existing)} of {len(plan)} do); "
+            "use --overwrite to replace them or choose another --output"
+        )
 
 
 def plan_outputs(files: list[Path], output_dir: Path) -> dict[Path, Path]:
@@ -197,36 +250,49 @@ def plan_outputs(files: list[Path], output_dir: Path) -> dict[Path, Path]:
 
 def denoise_folder(
     checkpoint: str | Path, input_dir: str | Path, output_dir: str | Path, batch_size: int = 8,
-    device: str | None = None, progress: bool = True,
+    device: str | None = None, progress: bool = True, bits: int = 8, overwrite: bool = False,
 ) -> list[Path]:
-    """Denoise every image in `input_dir` into `output_dir`; returns the written paths in input order."""
+    """Denoise every image in `input_dir` into `output_dir`; returns the written paths in input order.
+
+    Everything is checked before the first output is written: arguments, the output folder (writable, not a
+    file), name clashes and existing outputs, every input decoded in full, and the checkpoint.
+    """
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     if batch_size < 1:
         raise CxrError(f"--batch-size {batch_size}: must be at least 1")
+    if bits not in (8, 16):
+        raise CxrError(f"--bits {bits}: use 8 or 16")
     files = list_images(input_dir)
     if output_dir.resolve() == input_dir.resolve():
         raise CxrError(f"{output_dir}: output folder is the input folder; choose another so inputs are kept")
+    check_output_folder(output_dir)
     plan = plan_outputs(files, output_dir)
-    sizes = {path: image_size(path) for path in files}  # every file checked before the model loads
+    check_conflicts(plan, overwrite)
+    sizes = read_images(files)
     denoiser = load_denoiser(checkpoint, device)
     print(
         f"{checkpoint}: {denoiser.meta['model']} trained at sigma {denoiser.meta['sigma']}, "
-        f"{len(files)} image(s) on {denoiser.device}",
+        f"{len(files)} image(s) on {denoiser.device}, writing {bits}-bit PNGs",
         file=sys.stderr,
     )
-    output_dir.mkdir(parents=True, exist_ok=True)
-
-    by_size = sorted(files, key=lambda p: (sizes[p], p.name))
-    with tqdm(total=len(files), unit="img", desc="denoise", disable=not progress) as bar:
-        for _, group in groupby(by_size, key=lambda p: sizes[p]):
-            group = list(group)
-            for start in range(0, len(group), batch_size):
-                chunk = group[start : start + batch_size]
-                noisy = torch.from_numpy(np.stack([read_grey(p) for p in chunk]))[:, None]
-                clean = denoiser(noisy).cpu().numpy()[:, 0]
-                for src, image in zip(chunk, clean):
-                    write_png8(plan[src], image)
-                bar.update(len(chunk))
+    written = 0
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        by_size = sorted(files, key=lambda p: (sizes[p], p.name))
+        with tqdm(total=len(files), unit="img", desc="denoise", disable=not progress) as bar:
+            for _, group in groupby(by_size, key=lambda p: sizes[p]):
+                group = list(group)
+                for start in range(0, len(group), batch_size):
+                    chunk = group[start : start + batch_size]
+                    noisy = torch.from_numpy(np.stack([load_unit_grey(p) for p in chunk]))[:, None]
+                    clean = denoiser(noisy).cpu().numpy()[:, 0]
+                    for src, image in zip(chunk, clean):
+                        write_png(plan[src], image, bits)
+                        written += 1
+                    bar.update(len(chunk))
+    except OSError as err:  # e.g. the disk filled up: checked as far as can be, but say how far it got
+        where = getattr(err, "filename", None) or output_dir
+        raise CxrError(f"{where}: cannot write ({_reason(err)}); {written} of {len(files)} image(s) written") from None
     return [plan[p] for p in files]
 
 
@@ -237,7 +303,7 @@ def run(args: argparse.Namespace) -> int:
     """`cxrdenoise denoise` (arguments defined in cxrdenoise.cli)."""
     written = denoise_folder(
         args.checkpoint, args.input, args.output, batch_size=args.batch_size, device=args.device,
-        progress=not args.no_progress,
+        progress=not args.no_progress, bits=args.bits, overwrite=args.overwrite,
     )
-    print(f"denoised {len(written)} image(s) into {args.output}")
+    print(f"denoised {len(written)} image(s) into {args.output} ({args.bits}-bit PNGs)")
     return 0

@@ -16,7 +16,9 @@ from cxrdenoise.errors import CxrError
 _WORKFLOW_DIR = os.path.dirname(str(workflow.current_basedir))
 _SCHEMA = os.path.join(_WORKFLOW_DIR, "schemas", "config.schema.yaml")
 try:
-    validate_config(config, _SCHEMA)  # one line naming the bad key, instead of the full schema report
+    # one line naming the bad key, instead of the full schema report; model names and keywords are checked
+    # against the registry once, in the main process (it imports torch; jobs re-parsing this file skip it)
+    validate_config(config, _SCHEMA, check_models=workflow.is_main_process)
 except CxrError as err:
     sys.exit(f"error: {err}")
 validate(config, _SCHEMA)
@@ -43,6 +45,20 @@ CONFIG_HASH = hash_config(config)
 # job, and editing an unrelated key should rerun nothing. Snakemake re-reads this file in every job (local
 # or SLURM), so the variable is always set.
 os.environ[CONFIG_HASH_ENV] = CONFIG_HASH
+
+from cxrdenoise.config import write_resolved_config
+from cxrdenoise.failures import failure_report
+from cxrdenoise.summary import run_summary
+
+# Written by the Snakefile's onstart handler (every run that executes jobs; not dry-runs, lint or --report).
+RESOLVED_CONFIG = "results/config.resolved.yaml"
+
+
+def configfile_args():
+    """The --configfile arguments of this run, for the commands the summary suggests."""
+    files = [os.path.relpath(str(f)) for f in workflow.overwrite_configfiles]
+    files = [f if not f.startswith("..") else str(a) for f, a in zip(files, workflow.overwrite_configfiles)]
+    return f"--configfile {' '.join(files)}" if files else ""
 
 
 def image_roots():
@@ -120,14 +136,27 @@ def measured_dncnn(models, sigmas):
     return sorted(p for s in sigmas for p in glob.glob(f"results/eval/dncnn/sigma{s}/gpu1/rep*/summary.json"))
 
 
+# Titles of the report items (labels shown in the report's item lists).
+TABLE_TITLES = {
+    "table3": ("Table III", "denoising quality, 1 GPU runs, with the study's values"),
+    "table4": ("Table IV", "every noise level x model x setup: quality and training time"),
+    "table5": ("Table V", "training setups compared at 10 % noise: time saving"),
+    "table6": ("Table VI", "literature comparison (quoted rows marked)"),
+    "claims": ("Claims", "a verdict for every claim of the study, from this pipeline's measurements"),
+    "comparisons": ("Comparisons", "paired differences between models and set-ups, patient level"),
+    "privacy": ("Privacy", "patient re-identification from clean, obfuscated and denoised images"),
+}
+
+
 def report_table(name):
     """report() wrapping for one table: the HTML is shown inline, the CSV offered for download."""
     caption = f"../report/{name}.rst"
+    title, shows = TABLE_TITLES[name]
     return dict(
         html=report(f"results/tables/{name}.html", caption=caption, category="Tables", subcategory="Tables",
-                    labels={"table": name}),
+                    labels={"table": title, "shows": shows}),
         csv=report(f"results/tables/{name}.csv", caption=caption, category="Tables", subcategory="CSV",
-                   labels={"table": name}),
+                   labels={"table": title, "shows": shows}),
         md=f"results/tables/{name}.md",
         tex=f"results/tables/{name}.tex",
     )

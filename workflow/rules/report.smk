@@ -176,7 +176,8 @@ rule figure4:
         summaries=eval_files(_REPORT_MODELS, [_TABLE5_SIGMA], _REPORT_SETUPS),
         noisy=noisy_eval_files([_TABLE5_SIGMA]),
     output:
-        **report_figure("figure4", "../report/figure4.rst"),
+        **report_figure("figure4", "../report/figure4.rst",
+                        labels={"figure": "Figure 4", "shows": "training time per model and setup vs the study"}),
     params:
         script=script("make_figures.py"),
         labels=_REPORT_LABELS,
@@ -200,7 +201,8 @@ rule figures_examples:
         noisy_summary=lambda wc: noisy_eval_files([_FIG_SIGMA[wc.fignum]]),
         records=lambda wc: train_records(_REPORT_MODELS, [_FIG_SIGMA[wc.fignum]], ["gpu1"], ["1"]),
     output:
-        **report_figure("figure{fignum}", "../report/figures_examples.rst", labels={"figure": "figure{fignum}"}),
+        **report_figure("figure{fignum}", "../report/figures_examples.rst",
+                        labels={"figure": "Figure {fignum}", "shows": "example test images at one noise level"}),
     wildcard_constraints:
         fignum="|".join(_FIG_SIGMA),
     params:
@@ -227,7 +229,8 @@ rule training_curves:
         summaries=eval_files(_REPORT_MODELS, SIGMAS, _REPORT_SETUPS),
         noisy=noisy_eval_files(SIGMAS),
     output:
-        **report_figure("training_curves", "../report/training_curves.rst"),
+        **report_figure("training_curves", "../report/training_curves.rst",
+                        labels={"figure": "Training curves", "shows": "training and validation L1 loss per epoch"}),
     params:
         script=script("make_figures.py"),
         labels=_REPORT_LABELS,
@@ -242,9 +245,30 @@ rule training_curves:
         " --noisy {input.noisy:q} --out-prefix results/figures/training_curves > {log:q} 2>&1"
 
 
+rule provenance:
+    input:
+        records=train_records(_REPORT_MODELS, SIGMAS, _REPORT_SETUPS),
+        summaries=eval_files(_REPORT_MODELS, SIGMAS, _REPORT_SETUPS) + noisy_eval_files(SIGMAS),
+    output:
+        report("results/provenance.html", caption="../report/provenance.rst", category="Provenance",
+               labels={"item": "Provenance", "shows": "git commit, package versions, config hash, devices"}),
+    params:
+        script=script("write_provenance.py"),
+        config_hash=CONFIG_HASH,  # a param on purpose: a new config rebuilds this small page, and nothing else
+    conda:
+        ENV
+    log:
+        "results/logs/report/provenance.log",
+    benchmark:
+        "results/benchmarks/report/provenance.tsv"
+    shell:
+        "python {params.script:q} --config-hash {params.config_hash} --records {input.records:q}"
+        " --summaries {input.summaries:q} --out {output:q} > {log:q} 2>&1"
+
+
 REPORT_TABLES = [f"results/tables/{t}.{ext}" for t in ("table3", "table4", "table5", "table6", "claims", "comparisons")
                  for ext in ("csv", "md", "tex", "html")]
 REPORT_FIGURES = [f"results/figures/{f}.{ext}"
                   for f in ["figure4", *(f"figure{n}" for n in sorted(_FIG_SIGMA, key=int)), "training_curves"]
                   for ext in ("png", "pdf")]
-REPORT_TARGETS = REPORT_TABLES + REPORT_FIGURES
+REPORT_TARGETS = REPORT_TABLES + REPORT_FIGURES + ["results/provenance.html"]

@@ -11,8 +11,8 @@
 # An interrupted job resumes from its last.pt (not an output, so Snakemake keeps it) when re-run or requeued.
 # params carry only the keys training depends on (Snakemake re-runs a job whose params changed), so editing e.g.
 # `evaluate:` does not retrain; the whole config's hash reaches the records through the environment (common.smk).
-from cxrdenoise.train.settings import job_gpus, rule_settings_json
-from cxrdenoise.train.setups import SETUPS, get_setup
+from cxrdenoise.train.settings import job_gpus, job_processes_per_node, rule_settings_json
+from cxrdenoise.train.setups import SETUPS
 
 TRAIN = "results/train"
 TRAIN_NODES = config["train"].get("nodes", 1)
@@ -44,8 +44,9 @@ rule train:
         setup=TRAIN_ONE_NODE_SETUPS,
     conda:
         ENV
-    # per node: one process per GPU (DDP) or one process, each with its DataLoader workers
-    threads: lambda wildcards: (config["train"]["workers"] + 1) * get_setup(wildcards.setup).processes
+    # per node: one process per GPU (DDP; train.processes_per_node on a multi-node job) or one process, each with
+    # its DataLoader workers
+    threads: lambda wildcards: (config["train"]["workers"] + 1) * job_processes_per_node(config, wildcards.setup)
     resources:
         gpu=lambda wildcards: job_gpus(config, wildcards.setup),
         nodes=1,  # sbatch --nodes=1: otherwise SLURM may spread a --gpus=2 job over two nodes
@@ -72,7 +73,8 @@ if TRAIN_NODES > 1:
         resources:
             gpu=lambda wildcards: job_gpus(config, wildcards.setup),  # K x the setup's GPUs (sbatch --gpus: per job)
             slurm_extra=lambda wildcards: (  # ... and the same number on every node
-                f"--gpus-per-node={get_setup(wildcards.setup).gpus}" if job_gpus(config, wildcards.setup) else ""
+                f"--gpus-per-node={job_processes_per_node(config, wildcards.setup)}"
+                if job_gpus(config, wildcards.setup) else ""
             ),
             nodes=TRAIN_NODES,
             mpi="srun",

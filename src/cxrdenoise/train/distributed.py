@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import socket
+import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.distributed as dist
 
 from ..errors import CxrError
+from .multinode import gloo_interface
 
 
 @dataclass
@@ -25,6 +28,7 @@ class DistContext:
     local_rank: int = 0
     backend: str | None = None  # None: no process group
     device: torch.device = torch.device("cpu")
+    address: str | None = None  # where the other ranks reach this one (record.json host_addresses)
 
     @property
     def is_main(self) -> bool:
@@ -94,8 +98,31 @@ def nodes() -> int:
     return 1
 
 
-def init_distributed(device: str, expected_world_size: int, timeout_s: float = 1800) -> DistContext:
-    """Join the process group torchrun prepared; fail in one line when the job was not started by torchrun."""
+def rank_address(env: Mapping[str, str] | None = None) -> str | None:
+    """The address this process reaches the rendezvous host (MASTER_ADDR) from: the one its peers and the c10d
+    store see, so two ranks on different hosts show different addresses. A UDP `connect` only picks the route;
+    nothing is sent. None without MASTER_ADDR (single process) or when no route leads there."""
+    env = os.environ if env is None else env
+    host = env.get("MASTER_ADDR")
+    if not host:
+        return None
+    port = int(env.get("MASTER_PORT", "0") or 0) or 9
+    try:
+        family, _, _, _, sockaddr = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.connect(sockaddr)
+            return s.getsockname()[0]
+    except OSError:
+        return None
+
+
+def init_distributed(
+    device: str, expected_world_size: int, timeout_s: float = 1800, hosts: Sequence[str] = ()
+) -> DistContext:
+    """Join the process group torchrun prepared; fail in one line when the job was not started by torchrun.
+
+    `hosts`: every node of a multi-node job. Gloo then binds to the interface this node reaches the others through
+    (unless GLOO_SOCKET_IFNAME is set), not to whatever its host name resolves to (see multinode.py)."""
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         raise CxrError("a DDP worker must be started by torchrun (RANK/WORLD_SIZE are not set)")
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
@@ -103,6 +130,16 @@ def init_distributed(device: str, expected_world_size: int, timeout_s: float = 1
     if world != expected_world_size:
         raise CxrError(f"this setup needs {expected_world_size} processes but torchrun started {world}")
     backend = backend_for(device)
+    address = None
+    if len(hosts) > 1:
+        chosen = gloo_interface(hosts)
+        if chosen:
+            iface, address, peer = chosen
+            if backend == "gloo" and not os.environ.get("GLOO_SOCKET_IFNAME"):
+                os.environ["GLOO_SOCKET_IFNAME"] = iface
+                if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+                    print(f"[train] {socket.gethostname()}: gloo binds to {iface} ({address}), the route to {peer}; "
+                          "set GLOO_SOCKET_IFNAME to choose another interface", file=sys.stderr, flush=True)
     if device == "cuda":
         if torch.cuda.device_count() <= local_rank:
             raise CxrError(
@@ -114,7 +151,8 @@ def init_distributed(device: str, expected_world_size: int, timeout_s: float = 1
     else:
         dev = torch.device("cpu")
         dist.init_process_group(backend, timeout=_dt.timedelta(seconds=timeout_s))
-    return DistContext(rank=rank, world_size=world, local_rank=local_rank, backend=backend, device=dev)
+    return DistContext(rank=rank, world_size=world, local_rank=local_rank, backend=backend, device=dev,
+                       address=address or rank_address())
 
 
 def single_process(device: str) -> DistContext:

@@ -31,6 +31,7 @@ from .parallel import unwrap, wrap_model
 from .records import TensorBoard, totals, write_epochs_csv, write_record
 from .settings import TrainSettings
 from .setups import get_setup
+from .val_views import PsnrSum, ValViews
 
 ModelFactory = Callable[..., torch.nn.Module]
 EpochHook = Callable[[int, dict], None]
@@ -159,16 +160,20 @@ class Trainer:
             clean = clean.to(ctx.device, non_blocking=True)
             opt.zero_grad(set_to_none=True)
             with self._autocast():
-                loss = l1_loss(model(noisy), clean)
+                loss = self._loss(model, noisy, clean)
             if scaler is not None:
                 scale_before = scaler.get_scale()
                 scaler.scale(loss).backward()
+                self._clip_gradients()
                 scaler.step(opt)  # skipped inside when the scaled gradients overflowed
                 scaler.update()
                 skipped += int(scaler.get_scale() < scale_before)  # the scale only drops after a skipped step
             else:
                 loss.backward()
+                self._clip_gradients()
                 opt.step()
+            if hasattr(self.bare, "after_optimizer_step"):  # e.g. Fast-DDPM's EMA of the weights
+                self.bare.after_optimizer_step()
             value = loss.item()
             if not math.isfinite(value):
                 raise CxrError(
@@ -196,6 +201,20 @@ class Trainer:
             "amp_skipped_steps": int(skipped),
             "steps": steps,
         }
+
+    def _loss(self, model: torch.nn.Module, noisy: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+        """L1 of the output; a model that `trains_on_target` (diffusion) returns its own loss per image instead,
+        computed inside the wrapper's forward so DataParallel splits it and DDP syncs its gradients."""
+        if getattr(self.bare, "trains_on_target", False):
+            return model(noisy, clean).float().mean()
+        return l1_loss(model(noisy), clean)
+
+    def _clip_gradients(self) -> None:
+        """train.grad_clip > 0: clip the gradients' global L2 norm (unscaled first under GradScaler)."""
+        if self.s.grad_clip > 0:
+            if self.scaler is not None:
+                self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.s.grad_clip)
 
     def _check_sampler(self, epoch: int, seen: list[int]) -> None:
         """Gather which train indices each rank used: together they must cover the split, repeating only the
@@ -230,6 +249,7 @@ class Trainer:
         n_items = len(self.val_ds)
         total = torch.zeros((), dtype=torch.float64, device=ctx.device)
         count, position = 0, 0
+        psnr = PsnrSum(ctx.device)  # whole-split val PSNR for TensorBoard (val_views)
         ctx.barrier()
         t0 = measure.now(self.devices)
         for idx, noisy, clean in self.val_loader:
@@ -241,11 +261,13 @@ class Trainer:
             per_image = (out.float() - clean.float()).abs().flatten(1).mean(1)
             mask = padding_mask(position, len(idx), n_items, ctx).to(ctx.device)
             total += per_image[mask].double().sum()
+            psnr.add(out, clean, mask)
             count += int(mask.sum())
             position += len(idx)
         t1 = measure.now(self.devices)
         total_sum, count_sum = ctx.all_reduce([total.item(), count])
         (val_s,) = ctx.all_reduce([t1 - t0], op="max")
+        self.val_psnr = ctx.all_reduce([psnr.total.item()])[0] / max(count_sum, 1)
         if "val" not in self.rank_counts:  # same on every rank, so every rank takes this branch together
             self.rank_counts["val"] = [int(c) for c in ctx.all_gather_object(count)]
         if int(count_sum) != n_items:
@@ -254,15 +276,21 @@ class Trainer:
 
     # --------------------------------------------------------------------------------------------------- run
     def _topology(self) -> dict:
-        """Which hosts and GPUs took part, gathered from every rank (all ranks call this together)."""
+        """Which hosts, addresses and GPUs took part, gathered from every rank (all ranks call this together)."""
         cuda = self.ctx.device.type == "cuda"
-        ranks = self.ctx.all_gather_object((socket.gethostname(), [str(d) for d in self.devices] if cuda else []))
+        mine = (socket.gethostname(), self.ctx.address, [str(d) for d in self.devices] if cuda else [])
+        ranks = self.ctx.all_gather_object(mine)
         per_host: dict[str, set] = {}
-        for host, devices in ranks:  # rank order, so hosts[0] is rank 0's
+        addresses: dict[str, str | None] = {}
+        for host, address, devices in ranks:  # rank order, so hosts[0] is rank 0's
             per_host.setdefault(host, set()).update(devices)
+            addresses.setdefault(host, address)
         return {
             "nodes": len(per_host),
             "hosts": list(per_host),
+            # per host, the address the other ranks reach its ranks at (None: one process, no rendezvous)
+            "host_addresses": [addresses[h] for h in per_host],
+            "ranks_per_host": [sum(1 for r in ranks if r[0] == h) for h in per_host],
             "gpus_per_node": max(len(d) for d in per_host.values()),
             "gpus_total": sum(len(d) for d in per_host.values()),
         }
@@ -273,13 +301,18 @@ class Trainer:
         self.tb = TensorBoard(self.out / "tensorboard" if self.ctx.is_main else None,
                               purge_step=self.global_step + 1 if start else None)
         self.record = self._static_record(topology) if self.ctx.is_main else {}
+        self.views = ValViews(self.val_ds) if self.ctx.is_main else None  # TensorBoard: val PSNR/SSIM, images
+        if self.views is not None:
+            hparams, text = self.views.hparam_text(self.record)
+            self.tb.hparams(hparams, ("val/psnr", "val/ssim_subset", "epoch/val_loss"))
+            self.tb.text("hparams", text, self.global_step)
         try:
             for epoch in range(start + 1, self.s.epochs + 1):
                 self._one_epoch(epoch)
         except torch.OutOfMemoryError:
             raise CxrError(
                 f"CUDA out of memory with {self.batch} images per process (global batch "
-                f"{self.setup.global_batch(self.s.batch_per_gpu, self.nodes)}) for "
+                f"{self.s.global_batch()}) for "
                 f"{self._where(len(self.epochs) + 1)}; "
                 "lower train.batch_per_gpu or free the GPU"
             ) from None
@@ -302,6 +335,9 @@ class Trainer:
         if self.scaler is not None:
             row["amp_scale"] = self.scaler.get_scale()
         improved = self.best is None or val_loss < self.best["val_loss"]
+        if self.views is not None:
+            row.update(self.views.log_epoch(self.tb, self.global_step, getattr(self, "val_psnr", None), self.bare,
+                                            self.ctx.device, improved))
         if improved:
             self.best = self._best_payload(epoch, val_loss)
         self.epochs.append(row)
@@ -381,17 +417,20 @@ class Trainer:
             "devices_used": self.parallel_info["devices_used"],
             **topology,  # nodes, hosts, gpus_per_node, gpus_total: what took part, from every rank
             "nodes_requested": self.nodes,
+            "processes_per_node_requested": s.per_node(),
             "world_size": ctx.world_size,
             "backend": ctx.backend,
             "data_parallel_effective": self.parallel_info["data_parallel_effective"],
             "note": self.parallel_info["note"],
-            "global_batch": setup.global_batch(s.batch_per_gpu, self.nodes),
+            "global_batch": s.global_batch(),
             "batch_per_process": self.batch,
             "batch_per_gpu": s.batch_per_gpu,
             "lr": s.lr,
             "lr_scaled_with_batch": False,
             "optimizer": "Adam",
-            "loss": "L1 (mean over deep-supervision heads when present)",
+            "loss": getattr(self.bare, "loss_name", "L1 (mean over deep-supervision heads when present)"),
+            "model_note": getattr(self.bare, "record_note", None),
+            "grad_clip": s.grad_clip or None,
             "precision": precision,
             "amp": setup.amp,
             "amp_dtype": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else None,

@@ -18,11 +18,11 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import CxrError
 from .gpus import candidate_ids, claim_gpus
-from .multinode import first_host, job_nodelist, rdzv_port, shell_line, srun_torchrun_command
+from .multinode import expand_hosts, job_nodelist, rdzv_port, shell_line, srun_torchrun_command
 from .settings import TrainSettings
 from .worker import check_data
 from .setups import get_setup
@@ -85,7 +85,8 @@ def _worker_env(settings: TrainSettings, nproc: int) -> dict[str, str]:
 
 
 def _run_launcher(
-    command: list[str], env: dict[str, str], error_dir: Path, settings: TrainSettings, name: str = "torchrun"
+    command: list[str], env: dict[str, str], error_dir: Path, settings: TrainSettings, name: str = "torchrun",
+    failed_nodes_hint: Callable[[int], str] | None = None,
 ) -> None:
     """Run torchrun (or srun), passing Snakemake's/SLURM's SIGTERM on; a worker's one-line CxrError wins."""
     print(f"[train] {shell_line(command)}", file=sys.stderr, flush=True)
@@ -103,6 +104,8 @@ def _run_launcher(
         messages = sorted(error_dir.glob("rank*.txt"))
         if messages:
             raise CxrError(messages[0].read_text().strip())
+        if failed_nodes_hint:
+            raise CxrError(failed_nodes_hint(rc))
         raise CxrError(f"{name} exited with status {rc} for setup {settings.setup}; see the log above")
 
 
@@ -115,27 +118,38 @@ def _torchrun(job: dict[str, Any], nproc: int, settings: TrainSettings) -> None:
     return None
 
 
+def multinode_failure(rc: int, settings: TrainSettings, out_dir: Path) -> str:
+    """The one line for a multi-node job whose srun failed without a worker's own message: a process was killed,
+    a node died or the network between them broke; srun's `error:` lines name the node and task."""
+    last = out_dir / "last.pt"
+    where = (f"a re-run resumes from {last}" if last.exists()
+             else "no epoch was saved (no last.pt), so a re-run starts from epoch 1")
+    return (f"a process or node of the {settings.nodes}-node training job failed (srun exited with status {rc}; "
+            f"the lines from srun above name it); {where}")
+
+
 def srun_torchrun(job: dict[str, Any], settings: TrainSettings) -> None:
     """Multi-node DDP: `srun` one torchrun agent per node of this SLURM allocation (see multinode.py).
 
     The job file and the workers' error messages go to a hidden folder in the output folder, which every node
     sees (Snakemake needs a shared file system anyway); /tmp is local to each node.
     """
-    setup = get_setup(settings.setup)
-    host = first_host(job_nodelist())
+    hosts = expand_hosts(job_nodelist())
+    host = hosts[0]
     port = rdzv_port()
     job_id = os.environ.get("SLURM_JOB_ID") or os.environ.get("SLURM_JOBID") or "cxrdenoise"
     out = Path(job["out_dir"])
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".launch-", dir=out) as tmp:
-        job = {**job, "error_dir": tmp}
+        job = {**job, "error_dir": tmp, "hosts": hosts}  # hosts: each node's workers find their route to the others
         job_file = Path(tmp, "job.json")
         job_file.write_text(json.dumps(job))
-        env = _worker_env(settings, setup.processes)
+        env = _worker_env(settings, settings.per_node())
         env.pop("CUDA_VISIBLE_DEVICES", None)  # SLURM sets each node's own for the step's tasks
         command = srun_torchrun_command(
-            settings.nodes, setup.processes, job_file.resolve(), host, port, job_id,
-            cpus_per_task=settings.threads, gpus_per_node=setup.gpus if settings.device == "cuda" else 0,
+            settings.nodes, settings.per_node(), job_file.resolve(), host, port, job_id,
+            cpus_per_task=settings.threads, gpus_per_node=settings.per_node() if settings.device == "cuda" else 0,
         )
-        _run_launcher(command, env, Path(tmp), settings, name="srun torchrun")
+        _run_launcher(command, env, Path(tmp), settings, name="srun torchrun",
+                      failed_nodes_hint=lambda rc: multinode_failure(rc, settings, out))
     return None

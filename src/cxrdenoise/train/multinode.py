@@ -7,20 +7,28 @@ c10d rendezvous on the allocation's first node:
 
 (`python -m torch.distributed.run` is torchrun, run by this environment's Python on every node.) On one node the
 launcher keeps `torchrun --standalone` (launch.py). The functions building the command are pure, so the exact argv
-is unit-tested; the local test cluster has a single node, so a K-node job itself has not been run there.
+is unit-tested; tests/test_slurm_twonode.py runs a 2-node job on a SLURM whose nodes are network namespaces.
 
 The Snakemake rule submits such a job with `nodes=K`, `gpu=K*G` (`sbatch --gpus` counts GPUs per job) plus
 `--gpus-per-node=G`, and the SLURM executor's `mpi` resource, so the job step runs the rule's command once on the
 first node instead of wrapping it in `srun -n1` (which cannot span nodes); the `srun` above then starts the K
 torchrun agents. Inside that command SLURM's variables are stripped by the executor (all but SLURM_JOB_ID), so the
 node list is read with `scontrol show job` when SLURM_JOB_NODELIST is missing.
+
+Gloo (DDP on the CPU) binds each rank to the address its host name resolves to. Where a node's /etc/hosts maps
+its own name to 127.0.1.1 (Debian's default), that is loopback and the other node's ranks are refused. So every
+worker of a multi-node gloo job picks, unless GLOO_SOCKET_IFNAME is set, the interface it reaches the *other*
+nodes of the job through (`gloo_interface`): the route to their addresses, which is what gloo's peers connect to.
 """
 
 from __future__ import annotations
 
+import fcntl
+import ipaddress
 import os
 import re
 import socket
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -72,10 +80,7 @@ def job_nodelist(env: Mapping[str, str] | None = None, lookup: Callable[[str], s
 def first_host(nodelist: str, expand: Callable[[str], list[str]] | None = None) -> str:
     """The first node of a SLURM node list (the rendezvous host); like
     `scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1`."""
-    hosts = (expand or scontrol_hostnames)(nodelist)
-    if not hosts:
-        raise CxrError(f"the SLURM node list {nodelist!r} names no host")
-    return hosts[0]
+    return expand_hosts(nodelist, expand)[0]
 
 
 def free_port() -> int:
@@ -93,6 +98,14 @@ def rdzv_port(env: Mapping[str, str] | None = None) -> int:
             raise CxrError(f"{PORT_ENV}={value!r} is not a TCP port")
         return int(value)
     return free_port()
+
+
+def expand_hosts(nodelist: str, expand: Callable[[str], list[str]] | None = None) -> list[str]:
+    """Every host of a SLURM node list, in order (`scontrol show hostnames`)."""
+    hosts = (expand or scontrol_hostnames)(nodelist)
+    if not hosts:
+        raise CxrError(f"the SLURM node list {nodelist!r} names no host")
+    return hosts
 
 
 def srun_torchrun_command(
@@ -131,3 +144,65 @@ def shell_line(argv: Sequence[str]) -> str:
     import shlex
 
     return " ".join(shlex.quote(a) for a in argv)
+
+
+def route_source(host: str) -> str | None:
+    """The local IPv4 address this machine would send to `host` from (None: does not resolve, or loopback).
+
+    A UDP `connect` only asks the kernel for the route; no packet is sent."""
+    try:
+        infos = socket.getaddrinfo(host, 9, socket.AF_INET, socket.SOCK_DGRAM)
+    except OSError:
+        return None
+    for *_, sockaddr in infos:
+        if ipaddress.ip_address(sockaddr[0]).is_loopback:
+            continue
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.connect(sockaddr)
+                source = s.getsockname()[0]
+        except OSError:
+            continue
+        if not ipaddress.ip_address(source).is_loopback:
+            return source
+    return None
+
+
+def interface_of(address: str) -> str | None:
+    """Name of the network interface holding the IPv4 `address` (SIOCGIFADDR on each interface)."""
+    for _, name in socket.if_nameindex():
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                packed = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", name.encode()[:15]))  # SIOCGIFADDR
+        except OSError:
+            continue
+        if socket.inet_ntoa(packed[20:24]) == address:
+            return name
+    return None
+
+
+def peer_route(hosts: Sequence[str], own: str | None = None) -> tuple[str, str] | None:
+    """(local address, peer host) for the first of the job's `hosts` other than this one that routes somewhere
+    other than loopback: the address this node's ranks are reached at by the other nodes."""
+    own = own if own is not None else socket.gethostname()
+    for host in hosts:
+        if host in (own, own.split(".")[0]):
+            continue
+        source = route_source(host)
+        if source:
+            return source, host
+    return None
+
+
+def gloo_interface(hosts: Sequence[str], env: Mapping[str, str] | None = None) -> tuple[str, str, str] | None:
+    """(interface, its address, the peer it routes to) that gloo should bind to on this node of a multi-node job,
+    or None when there is nothing to choose (no other host, or no route to it)."""
+    route = peer_route(hosts)
+    if route is None:
+        master = (os.environ if env is None else env).get("MASTER_ADDR", "")
+        source = route_source(master) if master else None
+        route = (source, master) if source else None
+    if route is None:
+        return None
+    iface = interface_of(route[0])
+    return (iface, route[0], route[1]) if iface else None

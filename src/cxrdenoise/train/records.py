@@ -84,6 +84,27 @@ class TensorBoard:
         if self.writer is not None:
             self.writer.add_scalar(tag, value, step)
 
+    def image(self, tag: str, image, step: int) -> None:
+        """One (H, W) grey image in [0, 1]."""
+        if self.writer is not None:
+            self.writer.add_image(tag, image, step, dataformats="HW")
+
+    def text(self, tag: str, text: str, step: int = 0) -> None:
+        if self.writer is not None:
+            self.writer.add_text(tag, text, step)
+
+    def hparams(self, hparams: dict[str, Any], metric_tags: Iterable[str]) -> None:
+        """Hyper-parameters in this run's own event file (add_hparams would start a new run folder); the metrics
+        are the scalar tags of this run that TensorBoard's HParams tab shows beside them."""
+        if self.writer is None:
+            return
+        from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+        experiment, start, end = hparams_summary(hparams, {tag: 0.0 for tag in metric_tags})
+        writer = self.writer._get_file_writer()
+        for summary in (experiment, start, end):
+            writer.add_summary(summary)
+
     def close(self) -> None:
         if self.writer is not None:
             self.writer.flush()

@@ -39,6 +39,9 @@ class TrainSettings:
     nodes: int = 1  # nodes of a DDP job (train.nodes): torchrun --nnodes; gpu1 and dp2 always run on one node
     replicate: int = 1  # which of the train.replicates runs this is (rep{k} in the paths); only the init differs
     sync_bn: bool = False  # DDP: SyncBatchNorm instead of per-rank BatchNorm (train.sync_bn); off, as in the study
+    # DDP processes (GPUs) on each node of a multi-node job (train.processes_per_node); None: the setup's own count
+    processes_per_node: int | None = None
+    grad_clip: float = 0.0  # max global L2 norm of the gradients (train.grad_clip); 0 = no clipping (the study)
 
     def __post_init__(self) -> None:
         get_setup(self.setup)
@@ -49,6 +52,10 @@ class TrainSettings:
                 raise CxrError(f"train.{key} must be at least 1, not {getattr(self, key)!r}")
         if int(self.nodes) < 1:
             raise CxrError(f"train.nodes must be at least 1, not {self.nodes!r}")
+        setup = get_setup(self.setup)
+        if self.processes_per_node is not None and not 1 <= int(self.processes_per_node) <= setup.processes:
+            raise CxrError(f"train.processes_per_node must be between 1 and {setup.processes} (the processes of "
+                           f"setup {self.setup}), not {self.processes_per_node!r}")
         if self.workers < 0:
             raise CxrError(f"train.workers must be >= 0, not {self.workers!r}")
         if not self.lr > 0:
@@ -60,6 +67,8 @@ class TrainSettings:
                 f"train.sync_bn: torch's SyncBatchNorm needs CUDA, but setup {self.setup} runs on the cpu; "
                 "set train.sync_bn: false"
             )
+        if not float(self.grad_clip) >= 0:
+            raise CxrError(f"train.grad_clip must be >= 0 (0 = off), not {self.grad_clip!r}")
 
     @property
     def init_seed(self) -> int:
@@ -98,6 +107,8 @@ class TrainSettings:
             nodes=job_nodes(config, setup),
             replicate=int(replicate),
             sync_bn=bool(train.get("sync_bn", False)),
+            processes_per_node=job_processes_per_node(config, setup) if job_nodes(config, setup) > 1 else None,
+            grad_clip=float(train.get("grad_clip", 0.0)),
         )
 
     @classmethod
@@ -107,6 +118,22 @@ class TrainSettings:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def per_node(self) -> int:
+        """Processes on each node: train.processes_per_node for a multi-node DDP job, else the setup's."""
+        setup = get_setup(self.setup)
+        if setup.ddp and self.nodes > 1 and self.processes_per_node is not None:
+            return int(self.processes_per_node)
+        return setup.processes
+
+    def world_size(self) -> int:
+        """Processes of the whole job (all nodes): torchrun's WORLD_SIZE for DDP, 1 otherwise."""
+        return self.per_node() * self.nodes if get_setup(self.setup).ddp else 1
+
+    def global_batch(self) -> int:
+        """Images per optimiser step: the per-GPU batch on every DDP process, or the set-up's GPUs (gpu1, dp2)."""
+        setup = get_setup(self.setup)
+        return self.batch_per_gpu * self.world_size() if setup.ddp else setup.global_batch(self.batch_per_gpu)
+
     def fingerprint(self, data_digest: str = "", block: str | None = None) -> str:
         """Hash of what determines the weights (not epochs): resuming is only allowed when it matches.
 
@@ -115,12 +142,16 @@ class TrainSettings:
         payload = {k: getattr(self, k) for k in _MATH_KEYS}
         if self.nodes != 1:  # more ranks, larger global batch; left out at 1 so older last.pt files still match
             payload["nodes"] = self.nodes
+            if self.per_node() != get_setup(self.setup).processes:
+                payload["processes_per_node"] = self.per_node()
         if self.replicate != 1:  # other initial weights; left out for rep1, whose init is the config seed's
             payload["replicate"] = self.replicate
         if self.sync_bn:  # left out when off, as nodes
             payload["sync_bn"] = True
         if block is not None:
             payload["model_kwargs"] = {**self.model_kwargs, "block": block}
+        if self.grad_clip:  # left out when off, so older last.pt files still match
+            payload["grad_clip"] = self.grad_clip
         payload["data"] = data_digest
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -148,29 +179,43 @@ def job_nodes(config: Mapping[str, Any], setup: str) -> int:
     return int(config.get("train", {}).get("nodes", 1)) if get_setup(setup).ddp else 1
 
 
+def job_processes_per_node(config: Mapping[str, Any], setup: str) -> int:
+    """Processes (one per GPU) one training job of `setup` runs on each of its nodes: `train.processes_per_node`
+    for a DDP set-up on more than one node when set (e.g. ddp2 as one process on each of 2 nodes), else the
+    set-up's own count."""
+    per_node = config.get("train", {}).get("processes_per_node")
+    if per_node is None or job_nodes(config, setup) == 1:
+        return get_setup(setup).processes
+    return int(per_node)
+
+
 def job_gpus(config: Mapping[str, Any], setup: str) -> int:
     """GPUs one training job of `setup` asks for, all its nodes together (the rule's `resources: gpu=`, which the
     SLURM executor passes as `sbatch --gpus=N`): 0 with `train.device: cpu` unless `train.request_gpus_on_cpu`."""
     train = config.get("train", {})
     return gpus_needed(setup, str(train.get("device", "cuda")), job_nodes(config, setup),
-                       bool(train.get("request_gpus_on_cpu", False)))
+                       bool(train.get("request_gpus_on_cpu", False)),
+                       per_node=job_processes_per_node(config, setup) if job_nodes(config, setup) > 1 else None)
 
 
 # train keys that change how a job is scheduled, not what it trains: not passed to the job, and editing them
 # does not make Snakemake retrain
-_SCHEDULING_KEYS = ("models", "setups", "nodes", "request_gpus_on_cpu", "replicates")
+_SCHEDULING_KEYS = ("models", "setups", "nodes", "processes_per_node", "request_gpus_on_cpu", "replicates")
 
 
 def rule_settings_json(config: Mapping[str, Any], model: str, setup: str | None = None) -> str:
     """The config keys one training job depends on, as the JSON the Snakemake rule passes to --settings.
 
     Also the rule's params, so Snakemake re-runs a job exactly when one of these changed (not when the list of
-    models or setups to train, or another stage's keys, changed). `train.nodes` is included only for a DDP
-    `setup` running on more than one node, so setting it leaves gpu1/dp2 (and 1-node) jobs alone.
+    models or setups to train, or another stage's keys, changed). `train.nodes` (and `train.processes_per_node`) are
+    included only for a DDP `setup` running on more than one node, so setting them leaves gpu1/dp2 (and 1-node)
+    jobs alone.
     """
     train = {k: v for k, v in config["train"].items() if k not in _SCHEDULING_KEYS}
     if setup is not None and job_nodes(config, setup) > 1:
         train["nodes"] = job_nodes(config, setup)
+        if config["train"].get("processes_per_node") is not None:
+            train["processes_per_node"] = job_processes_per_node(config, setup)
     subset = {
         "seed": config["seed"],
         "models": {model: config["models"].get(model, {})},

@@ -53,11 +53,14 @@ def get_setup(name: str) -> Setup:
         raise CxrError(f"unknown training setup {name!r}; choose one of {', '.join(SETUPS)}") from None
 
 
-def gpus_needed(name: str, device: str, nodes: int = 1, request_on_cpu: bool = False) -> int:
+def gpus_needed(
+    name: str, device: str, nodes: int = 1, request_on_cpu: bool = False, per_node: int | None = None
+) -> int:
     """GPUs a job of this set-up occupies in all (the rule's `resources: gpu=`, which the SLURM executor turns
-    into `sbatch --gpus=N`, a count per job): the set-up's GPUs on each of its `nodes`. None when training on the
+    into `sbatch --gpus=N`, a count per job): the set-up's GPUs (or `per_node`, train.processes_per_node of a
+    multi-node DDP job: one GPU per process) on each of its `nodes`. None when training on the
     CPU, unless `request_on_cpu` (config `train.request_gpus_on_cpu`: the scheduler still hands out the GPUs,
     training ignores them)."""
     if device == "cpu" and not request_on_cpu:
         return 0
-    return get_setup(name).gpus * nodes
+    return (get_setup(name).gpus if per_node is None else per_node) * nodes

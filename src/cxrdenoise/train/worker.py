@@ -53,7 +53,7 @@ def load_splits(data_dir: str | Path, sigma: str, preload: bool):
 def set_threads(settings: TrainSettings) -> None:
     """Split the job's CPU threads (Snakemake `threads`) over its processes instead of each taking them all."""
     if settings.threads:
-        torch.set_num_threads(max(1, settings.threads // get_setup(settings.setup).processes))
+        torch.set_num_threads(max(1, settings.threads // settings.per_node()))
 
 
 def run(job: dict[str, Any]) -> dict | None:
@@ -65,8 +65,8 @@ def run(job: dict[str, Any]) -> dict | None:
     set_threads(settings)
     digest = check_data(job["data_dir"], settings.sigma)
     train_ds, val_ds = load_splits(job["data_dir"], settings.sigma, settings.preload)
-    if setup.ddp:  # torchrun starts `processes` workers on each of the job's nodes
-        ctx = init_distributed(settings.device, setup.processes * settings.nodes)
+    if setup.ddp:  # torchrun starts `per_node()` workers on each of the job's nodes
+        ctx = init_distributed(settings.device, settings.world_size(), hosts=job.get("hosts") or ())
     else:
         ctx = single_process(settings.device)
     try:

@@ -1,0 +1,151 @@
+"""The end-of-run summary the workflow prints on success (Snakemake `onsuccess:`): what was written, where the
+report is, whether LPIPS is real, which rows did not denoise, and what the user should be warned about.
+
+Everything is read back from the result files themselves (tables, figures, evaluation summaries, training
+records), so the summary says what is on disk, not what the workflow intended.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from .config import sigma_label
+from .denoised import did_not_denoise
+
+REPORT = "results/report.html"
+RESOLVED_CONFIG = "results/config.resolved.yaml"
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _psnr_mean(summary: Mapping[str, Any] | None) -> float | None:
+    if not summary:
+        return None
+    block = summary.get("metrics", summary).get("psnr")
+    mean = block.get("mean") if isinstance(block, Mapping) else None
+    return float(mean) if isinstance(mean, (int, float)) else None
+
+
+def expected_runs(config: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(model, sigma label, setup) of every run the config trains and evaluates."""
+    return [(m, sigma_label(s), u) for s in config["noise"]["sigmas"] for m in config["train"]["models"]
+            for u in config["train"]["setups"]]
+
+
+def found_runs(results: Path) -> list[tuple[str, str, str]]:
+    """(model, sigma, setup) of every evaluation summary under results/eval (when no config is given)."""
+    runs = []
+    for path in sorted((results / "eval").glob("*/sigma*/*/summary.json")):
+        setup, sigma, model = path.parent.name, path.parent.parent.name[len("sigma"):], path.parents[2].name
+        runs.append((model, sigma, setup))
+    return runs
+
+
+def not_denoising(results: Path, runs: list[tuple[str, str, str]]) -> list[str]:
+    """One line per run whose mean test PSNR is not above the noisy input's at the same sigma."""
+    flagged = []
+    for model, sigma, setup in runs:
+        summary = _read_json(results / "eval" / model / f"sigma{sigma}" / setup / "summary.json")
+        if summary is None:
+            continue
+        noisy = _psnr_mean(_read_json(results / "eval" / "noisy" / f"sigma{sigma}" / "summary.json"))
+        psnr = _psnr_mean(summary)
+        if did_not_denoise(psnr, noisy):
+            vs = f"{noisy:.2f} dB" if noisy is not None else "n/a"
+            shown = f"{psnr:.2f} dB" if psnr is not None and math.isfinite(psnr) else str(psnr)
+            flagged.append(f"{model} sigma {sigma} {setup}: PSNR {shown}, noisy input {vs}")
+    return flagged
+
+
+def lpips_line(results: Path, runs: list[tuple[str, str, str]]) -> str:
+    """'real' only when every evaluation used the AlexNet/ImageNet weights; else n/a with the reason."""
+    statuses: dict[str, str] = {}
+    for model, sigma, setup in runs:
+        summary = _read_json(results / "eval" / model / f"sigma{sigma}" / setup / "summary.json")
+        if summary is not None:
+            statuses[str(summary.get("lpips_status"))] = str(summary.get("lpips_message") or "")
+    if not statuses:
+        return "LPIPS: n/a (no evaluation summaries)"
+    if set(statuses) == {"ok"}:
+        return "LPIPS: real (AlexNet, ImageNet weights)"
+    reasons = "; ".join(m or s for s, m in sorted(statuses.items()) if s != "ok")
+    partly = " in some evaluations" if "ok" in statuses else ""
+    return f"LPIPS: n/a{partly} ({reasons})"
+
+
+def warnings(results: Path, runs: list[tuple[str, str, str]]) -> list[str]:
+    """Things the user must know before reading the numbers: CPU timings, set-up notes, missing results."""
+    out: list[str] = []
+    cpu_runs, notes, missing = 0, {}, []
+    for model, sigma, setup in runs:
+        record = _read_json(results / "train" / model / f"sigma{sigma}" / setup / "record.json")
+        if record is None:
+            missing.append(f"{model}/sigma{sigma}/{setup}")
+            continue
+        cpu_runs += record.get("device") == "cpu"
+        if record.get("note"):
+            notes.setdefault(str(record["note"]), []).append(f"{model}/sigma{sigma}/{setup}")
+        if record.get("status") not in (None, "finished"):
+            out.append(f"training {model}/sigma{sigma}/{setup} is {record.get('status')!r}, not finished")
+    if cpu_runs:
+        out.append(f"{cpu_runs} training run(s) on a CPU: their timings are not comparable with the study's GPU times")
+    for note, where in notes.items():
+        out.append(f"{note} ({len(where)} run(s), e.g. {where[0]})")
+    if missing:
+        out.append(f"{len(missing)} training record(s) missing, e.g. {missing[0]}")
+    return out
+
+
+def _listing(folder: Path, suffix: str) -> list[str]:
+    return sorted(p.stem for p in folder.glob(f"*{suffix}")) if folder.is_dir() else []
+
+
+def report_line(root: Path, report: str = REPORT, configfiles: str = "") -> str:
+    """Where the report is, or the command that builds it when it is absent or older than the tables."""
+    path = root / report
+    outputs = [p for d in ("results/tables", "results/figures") for p in (root / d).glob("*") if p.is_file()]
+    newest = max((p.stat().st_mtime for p in outputs), default=0.0)
+    build = f"snakemake --report {report}{' ' + configfiles if configfiles else ''}"
+    if path.is_file() and path.stat().st_mtime >= newest:
+        return f"report: {report}"
+    state = "older than the tables and figures" if path.is_file() else "not built yet"
+    return f"report: {report} is {state}; build it with `{build}` (make demo does this)"
+
+
+def run_summary(root: str | os.PathLike = ".", config: Mapping[str, Any] | None = None,
+                config_hash: str | None = None, configfiles: str = "") -> str:
+    """The summary text. `root` holds `results/`; `config` (resolved) says which runs belong to this run."""
+    root = Path(root)
+    results = root / "results"
+    runs = expected_runs(config) if config is not None else found_runs(results)
+    tables = _listing(results / "tables", ".csv")
+    figures = _listing(results / "figures", ".png")
+    lines = ["", "=" * 30 + " cxrdenoise: run summary " + "=" * 30]
+    lines.append(f"tables:  {', '.join(tables) if tables else 'none'}"
+                 + (" (results/tables/: .csv .md .tex .html)" if tables else ""))
+    lines.append(f"figures: {', '.join(figures) if figures else 'none'}"
+                 + (" (results/figures/: .png .pdf)" if figures else ""))
+    lines.append(report_line(root, configfiles=configfiles))
+    if (root / RESOLVED_CONFIG).is_file():
+        lines.append(f"config:  {RESOLVED_CONFIG}" + (f" (hash {config_hash[:12]})" if config_hash else ""))
+    lines.append(lpips_line(results, runs))
+    flagged = not_denoising(results, runs)
+    if flagged:
+        lines.append(f"did not denoise ({len(flagged)} row(s), flagged in the tables, not averaged in):")
+        lines.extend(f"  - {line}" for line in flagged)
+    else:
+        lines.append("did not denoise: none (every evaluated model beat the noisy input's mean PSNR)")
+    warned = warnings(results, runs)
+    lines.append("warnings:" + ("" if warned else " none"))
+    lines.extend(f"  - {w}" for w in warned)
+    lines.append("training curves: tensorboard --logdir results/train")
+    return "\n".join(lines) + "\n"

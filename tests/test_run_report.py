@@ -1,0 +1,150 @@
+"""Telling the user what happened: the resolved config, the failed jobs' error lines on the terminal, and the
+end-of-run summary (read from a fixture results tree)."""
+
+import copy
+import os
+
+import pytest
+import yaml
+
+from cxrdenoise.config import load_config, read_resolved_hash, write_resolved_config
+from cxrdenoise.failures import error_line, failed_jobs, failure_report
+from cxrdenoise.provenance import hash_config
+from cxrdenoise.summary import run_summary
+from fixtures.results_tree import write_results_tree
+from snakemake_run import REPO, snakemake
+
+TINY = {"data": {"synthetic": {"patients": 4, "max_follow_ups": 1, "size": 32}}}
+ALL_SETUPS = ["gpu1", "dp2", "ddp2", "ddp2_amp"]
+
+
+def _config(models=("unet", "unetpp"), sigmas=(0.1, 0.2, 0.3), setups=ALL_SETUPS):
+    return {"noise": {"sigmas": list(sigmas)}, "train": {"models": list(models), "setups": list(setups)}}
+
+
+# --- resolved config ----------------------------------------------------------------------------------------
+
+
+def test_resolved_config_round_trips_to_the_same_hash(tmp_path):
+    config = load_config(REPO / "config.yaml", REPO / "config" / "demo.yaml")
+    path = tmp_path / "results" / "config.resolved.yaml"
+    assert write_resolved_config(config, path, hash_config(config))
+    assert read_resolved_hash(path) == hash_config(config)
+    assert hash_config(yaml.safe_load(path.read_text())) == hash_config(config)
+    mtime = path.stat().st_mtime_ns
+    assert not write_resolved_config(config, path, hash_config(config))  # unchanged: not rewritten
+    assert path.stat().st_mtime_ns == mtime
+    changed = copy.deepcopy(config)
+    changed["train"]["epochs"] = 3
+    assert write_resolved_config(changed, path, hash_config(changed))
+    assert yaml.safe_load(path.read_text())["train"]["epochs"] == 3
+    assert [p.name for p in path.parent.iterdir()] == ["config.resolved.yaml"]  # no temp file left
+
+
+# --- failed jobs on the terminal ----------------------------------------------------------------------------
+
+
+SNAKEMAKE_LOG = """\
+[Wed Dec  2 21:47:45 2026]
+Error in rule sample:
+    message: None
+    jobid: 0
+    input: results/data/inventory.csv
+    output: results/data/sample.csv
+    log: {log} (check log file(s) for error details)
+    shell:
+        python data_stage.py sample > {log} 2>&1
+        (command exited with non-zero exit code)
+Error in rule noise_shard:
+    jobid: 4
+    log: {other}, {empty} (check log file(s) for error details)
+Shutting down, this might take some time.
+"""
+
+
+def test_failure_report_names_error_lines_and_logs(tmp_path):
+    log, other, empty = tmp_path / "sample.log", tmp_path / "noise.log", tmp_path / "missing.log"
+    log.write_text("note: reading\nerror: sample.n_images is 10 but only 4 images are available\n")
+    other.write_text("Traceback (most recent call last):\n  ...\nValueError: boom\n")
+    main = tmp_path / "snakemake.log"
+    main.write_text(SNAKEMAKE_LOG.format(log=log, other=other, empty=empty))
+    assert failed_jobs([str(main)]) == [("sample", [str(log)]), ("noise_shard", [str(other), str(empty)])]
+    assert error_line(log) == "error: sample.n_images is 10 but only 4 images are available"
+    report = failure_report(str(main))
+    assert f"error: sample.n_images is 10 but only 4 images are available\n    (rule sample; log: {log})" in report
+    assert f"rule noise_shard failed; last line of its log {other}:\n    ValueError: boom" in report
+    assert f"its log {empty} is missing or empty" in report
+    assert failure_report(None) == "" and failure_report(tmp_path / "absent.log") == ""
+
+
+def test_failing_job_error_line_reaches_the_terminal(tmp_path):
+    """Through Snakemake: more images asked for than exist -> the job's `error:` line and log path on stderr."""
+    override = tmp_path / "tiny.yaml"
+    override.write_text(yaml.safe_dump({**TINY, "sample": {"n_images": 10}}))
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    result = snakemake(workdir, "--cores", "1", "--configfile", str(REPO / "config" / "demo.yaml"), str(override),
+                       "--", "results/data/sample.csv")
+    assert result.returncode != 0
+    assert "error: sample.n_images is 10 but only 4 images are available" in result.stderr
+    assert "(rule sample; log: results/logs/sample.log)" in result.stderr
+    resolved = yaml.safe_load((workdir / "results" / "config.resolved.yaml").read_text())
+    assert resolved["sample"]["n_images"] == 10 and resolved["data"]["nih"]["retries"] == 5  # default filled in
+
+
+def test_successful_run_prints_the_summary(tmp_path):
+    override = tmp_path / "tiny.yaml"
+    override.write_text(yaml.safe_dump({**TINY, "sample": {"n_images": 4}}))
+    result = snakemake(tmp_path, "--cores", "1", "--configfile", str(REPO / "config" / "demo.yaml"), str(override),
+                       "--", "results/data/sample.csv")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "cxrdenoise: run summary" in result.stderr
+    resolved = tmp_path / "results" / "config.resolved.yaml"
+    assert f"config:  results/config.resolved.yaml (hash {read_resolved_hash(resolved)[:12]})" in result.stderr
+    assert "build it with `snakemake --report results/report.html --configfile " in result.stderr
+
+
+# --- the summary ----------------------------------------------------------------------------------------------
+
+
+def test_summary_of_a_complete_tree(tmp_path):
+    results = write_results_tree(tmp_path)
+    for name in ("table3", "table4"):
+        (results / "tables").mkdir(exist_ok=True)
+        (results / "tables" / f"{name}.csv").write_text("x\n")
+    (results / "figures").mkdir()
+    (results / "figures" / "figure4.png").write_bytes(b"png")
+    text = run_summary(tmp_path, _config())
+    assert "tables:  table3, table4 (results/tables/" in text
+    assert "figures: figure4 (results/figures/" in text
+    assert "report: results/report.html is not built yet; build it with `snakemake --report" in text
+    assert "LPIPS: n/a (LPIPS unavailable: /root/.cache" in text
+    assert "did not denoise: none" in text
+    assert "24 training run(s) on a CPU" in text
+    assert "DataParallel needs CUDA devices; ran as a single CPU process (6 run(s)" in text
+    (results / "report.html").write_text("<html/>")
+    assert "report: results/report.html\n" in run_summary(tmp_path, _config())
+
+
+def test_summary_flags_rows_that_did_not_denoise_and_real_lpips(tmp_path):
+    import json
+
+    results = write_results_tree(tmp_path, lpips="ok", sigmas=("0.1",))
+    summary_path = results / "eval" / "unetpp" / "sigma0.1" / "dp2" / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    noisy = json.loads((results / "eval" / "noisy" / "sigma0.1" / "summary.json").read_text())
+    summary["metrics"]["psnr"]["mean"] = noisy["metrics"]["psnr"]["mean"] - 1.0
+    summary_path.write_text(json.dumps(summary))
+    text = run_summary(tmp_path, _config(sigmas=(0.1,)))
+    assert "LPIPS: real (AlexNet, ImageNet weights)" in text
+    assert "did not denoise (1 row(s)" in text
+    assert f"  - unetpp sigma 0.1 dp2: PSNR {summary['metrics']['psnr']['mean']:.2f} dB" in text
+    assert text.count("  - unet") == 1
+
+
+def test_summary_names_missing_records_and_random_lpips(tmp_path):
+    results = write_results_tree(tmp_path, lpips="random", sigmas=("0.1",), setups=("gpu1",))
+    os.remove(results / "train" / "unet" / "sigma0.1" / "gpu1" / "record.json")
+    text = run_summary(tmp_path, _config(sigmas=(0.1,), setups=["gpu1"]))
+    assert "LPIPS: n/a (random AlexNet backbone for tests: these values are NOT LPIPS)" in text
+    assert "1 training record(s) missing, e.g. unet/sigma0.1/gpu1" in text

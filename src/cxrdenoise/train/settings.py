@@ -38,6 +38,7 @@ class TrainSettings:
     threads: int | None = None  # CPU threads for the whole job (Snakemake `threads`), split over processes
     nodes: int = 1  # nodes of a DDP job (train.nodes): torchrun --nnodes; gpu1 and dp2 always run on one node
     sync_bn: bool = False  # DDP: SyncBatchNorm instead of per-rank BatchNorm (train.sync_bn); off, as in the study
+    fast: dict = field(default_factory=dict)  # train.fast: the fast set-ups' switches (cxrdenoise.train.fastpath)
 
     def __post_init__(self) -> None:
         get_setup(self.setup)
@@ -57,6 +58,9 @@ class TrainSettings:
                 f"train.sync_bn: torch's SyncBatchNorm needs CUDA, but setup {self.setup} runs on the cpu; "
                 "set train.sync_bn: false"
             )
+        from .fastpath import fast_options
+
+        fast_options(self.fast)  # an unknown switch or bad value stops here, naming it
 
     @classmethod
     def from_config(
@@ -86,6 +90,7 @@ class TrainSettings:
             threads=threads,
             nodes=job_nodes(config, setup),
             sync_bn=bool(train.get("sync_bn", False)),
+            fast=dict(train.get("fast") or {}),
         )
 
     @classmethod
@@ -105,6 +110,10 @@ class TrainSettings:
             payload["nodes"] = self.nodes
         if self.sync_bn:  # left out when off, as nodes
             payload["sync_bn"] = True
+        if get_setup(self.setup).fast:  # the fast set-ups' math switches (amp dtype, layout, compile, data path)
+            from .fastpath import FAST_MATH_KEYS, fast_options
+
+            payload["fast"] = {k: fast_options(self.fast)[k] for k in FAST_MATH_KEYS}
         if block is not None:
             payload["model_kwargs"] = {**self.model_kwargs, "block": block}
         payload["data"] = data_digest

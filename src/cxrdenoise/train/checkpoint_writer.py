@@ -64,6 +64,12 @@ class CheckpointWriter:
             self._error = err
         self.write_s.append(time.perf_counter() - t0)
 
+    def join(self) -> None:
+        """Let a write in flight finish (when training stops with an error); its own error is left to wait()."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
     def wait(self) -> None:
         """Block until the previous write is on disk; raise its error, if any, in the caller's thread."""
         if self._thread is not None:

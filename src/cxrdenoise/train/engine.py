@@ -305,6 +305,8 @@ class Trainer:
             ) from None
         finally:
             self.tb.close()
+            if self.ckpt is not None:  # [fast-path hook] an interrupted run still finishes its checkpoint write
+                self.ckpt.join()
         if self.ckpt is not None:  # [fast-path hook] the last background write is on disk before finishing
             self.ckpt.wait()
         if self.ctx.is_main:

@@ -71,7 +71,8 @@ def count_flops(model: str, base: int, size: int) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ step variants
-def variants(device: torch.device, want_compile: bool) -> tuple[dict[str, dict], dict[str, str]]:
+def variants(device: torch.device, want_compile: bool, solo_compile: bool = True
+             ) -> tuple[dict[str, dict], dict[str, str]]:
     """name -> switches; and skipped variant -> reason."""
     amp = "bfloat16" if fastpath.bf16_supported(device) else "float16"
     fused = fastpath.fused_adam_available(device)
@@ -92,8 +93,10 @@ def variants(device: torch.device, want_compile: bool) -> tuple[dict[str, dict],
         why = fastpath.compile_unavailable(device)
         if why:
             skipped["compile"], compile_ok = why, False
-        else:
+        elif solo_compile:
             out["compile"] = {"compile": True}
+        else:
+            skipped["compile"] = "alone: not asked (--no-compile-solo); compiled in 'all'"
     out["all"] = {"channels_last": True, "amp": amp, "fused": fused, "compile": compile_ok}
     return out, skipped
 
@@ -142,7 +145,7 @@ def bench_steps(model_name: str, a, device: torch.device, flops: dict, peak: flo
     model = build_model(model_name, base_channels=a.base)
     batch = torch.rand(a.batch, 1, a.size, a.size, device=device)
     target = (batch * 0.9).clamp(0, 1)
-    vs, skipped = variants(device, a.compile)
+    vs, skipped = variants(device, a.compile, a.compile_solo)
     steppers = {name: Stepper(model, sw, device, batch, target) for name, sw in vs.items()}
     warm_s = {}
     for name, st in steppers.items():  # warm-up: cuDNN autotuning, compile, allocator
@@ -200,7 +203,7 @@ def bench_loop(a, device: torch.device, model_name: str) -> dict:
     for setup in ("gpu1", "gpu1_fast"):
         s = TrainSettings(model=model_name, setup=setup, sigma="0.1", model_kwargs={"base_channels": a.base},
                           epochs=1, batch_per_gpu=a.batch, workers=0, seed=1, device=device.type, log_every=10**6,
-                          fast={"compile": a.compile})
+                          fast={"compile": a.loop_compile})
         tr = Trainer(s, ds, ds, Path(tmp.name) / setup, ctx)
         tr.tb = TensorBoard(None)
         plan = tr.plan
@@ -264,7 +267,7 @@ def bench_loaders(a, device: torch.device) -> dict:
     from cxrdenoise.train.loaders import make_loader
 
     tmp = tempfile.TemporaryDirectory()
-    data = build_phantom_data(tmp.name, n_images=a.loader_images, size=a.size)
+    data = a.loader_data or build_phantom_data(tmp.name, n_images=a.loader_images, size=a.size)
     ds = PairDataset(data, "train", "0.1", preload=True)
     ctx = single_process(device.type)
     pin = device.type == "cuda"
@@ -315,8 +318,15 @@ def parse(argv=None):
     p.add_argument("--rounds", type=int, default=5 if cuda else 3)
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=cuda,
                    help="include torch.compile (default: on CUDA only; on the CPU it compiles for minutes)")
+    p.add_argument("--compile-solo", action=argparse.BooleanOptionalAction, default=True,
+                   help="with --compile: also torch.compile alone (else only in 'all')")
+    p.add_argument("--loop-compile", action=argparse.BooleanOptionalAction, default=False,
+                   help="torch.compile gpu1_fast and its bare loop in the loop section")
+    p.add_argument("--loop-models", default=None, help="models of the loop section (default: --models)")
     p.add_argument("--loop-images", type=int, default=256 if cuda else 32)
     p.add_argument("--loader-images", type=int, default=480 if cuda else 96)
+    p.add_argument("--loader-data", type=Path, default=None,
+                   help="a data folder with sigma 0.1 shards to reuse (default: phantoms built at --size)")
     p.add_argument("--sections", default="flops,step,loop,loader")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
@@ -368,7 +378,7 @@ def main(argv=None) -> dict:
                       f"  {v['achieved_tflops']:8.3f} TFLOP/s{mfu}")
             for vname, why in row["step"]["skipped"].items():
                 print(f"  {name} {vname:<16} skipped: {why}")
-        if "loop" in sections:
+        if "loop" in sections and name in (a.loop_models or a.models).split(","):
             row["loop"] = bench_loop(a, device, name)
             for setup, v in row["loop"].items():
                 print(f"  {name} loop {setup:<9}: Trainer {v['trainer_epoch_s']:.3f} s / bare {v['bare_epoch_s']:.3f} s"

@@ -293,6 +293,8 @@ class Trainer:
         self.tb = TensorBoard(self.out / "tensorboard" if self.ctx.is_main else None,
                               purge_step=self.global_step + 1 if start else None)
         self.record = self._static_record(topology) if self.ctx.is_main else {}
+        if self.ctx.is_main:
+            self.record["tensorboard"] = self.tb.status  # "written", or why not (no tensorboard package)
         try:
             for epoch in range(start + 1, self.s.epochs + 1):
                 self._one_epoch(epoch)

@@ -253,6 +253,52 @@ def bench_loop(a, device: torch.device, model_name: str) -> dict:
     return out
 
 
+# ------------------------------------------------------------------------------------------------ checkpoints
+def bench_checkpoint(a, device: torch.device, model_name: str) -> dict:
+    """Seconds an epoch spends on checkpoints at base --ckpt-base: the study's loop (best.pt + last.pt holding a
+    copy of best, synchronous) against the fast set-ups' (last.pt without best, a CPU snapshot, written in a
+    background thread: the epoch pays only for the snapshot). Same Trainer methods as training uses."""
+    import tempfile
+
+    from cxrdenoise import atomic  # noqa: F401 - the writes go through cxrdenoise.checkpoint's atomic save
+    from cxrdenoise.train import checkpoint
+    from cxrdenoise.train.distributed import single_process
+    from cxrdenoise.train.engine import Trainer
+    from cxrdenoise.train.settings import TrainSettings
+
+    ds = MemoryPairs(torch.rand(4, 1, 32, 32), torch.rand(4, 1, 32, 32))
+    out = {}
+    with tempfile.TemporaryDirectory(dir=a.ckpt_dir) as tmp:
+        for setup in ("gpu1", "gpu1_fast"):
+            s = TrainSettings(model=model_name, setup=setup, sigma="0.1", model_kwargs={"base_channels": a.ckpt_base},
+                              epochs=2, batch_per_gpu=4, workers=0, seed=1, device=device.type, fast={"compile": False})
+            tr = Trainer(s, ds, ds, Path(tmp) / setup, single_process(device.type))
+            tr.out.mkdir(parents=True, exist_ok=True)
+            loss = l1_loss(tr.model(torch.rand(2, 1, 32, 32, device=device)), torch.rand(2, 1, 32, 32, device=device))
+            loss.backward()
+            tr.optimizer.step()  # Adam's moment buffers exist, as after any epoch
+            tr.best = tr._best_payload(1, 0.1)
+            times, background = [], []
+            for rep in range(a.rounds):
+                sync(device)
+                t0 = time.perf_counter()
+                if tr.ckpt is None:
+                    checkpoint.save(tr.best, tr.out / "best.pt")
+                    checkpoint.save(tr._last_state(1), tr.out / "last.pt")
+                else:
+                    tr.ckpt.best_written = None  # write the best file too, as an improving epoch does
+                    tr.ckpt.save_last(tr._last_state(1), tr.best)
+                times.append(time.perf_counter() - t0)
+                if tr.ckpt is not None:
+                    tr.ckpt.wait()
+                    background.append(tr.ckpt.write_s[-1])
+            sizes = {p.name: p.stat().st_size / 2**20 for p in tr.out.glob("*.pt")}
+            out[setup] = {"epoch_pays_s": statistics.median(times),
+                          "background_write_s": statistics.median(background) if background else None,
+                          "files_mb": sizes, "base_channels": a.ckpt_base}
+    return out
+
+
 # ---------------------------------------------------------------------------------------------------- loaders
 def bench_loaders(a, device: torch.device) -> dict:
     """Images/s of one epoch delivered to the device: the study's float32 tensors in memory, our DataLoader over
@@ -327,7 +373,9 @@ def parse(argv=None):
     p.add_argument("--loader-images", type=int, default=480 if cuda else 96)
     p.add_argument("--loader-data", type=Path, default=None,
                    help="a data folder with sigma 0.1 shards to reuse (default: phantoms built at --size)")
-    p.add_argument("--sections", default="flops,step,loop,loader")
+    p.add_argument("--sections", default="flops,step,loop,checkpoint,loader")
+    p.add_argument("--ckpt-base", type=int, default=64, help="U-Net width of the checkpoint section (study: 64)")
+    p.add_argument("--ckpt-dir", default=None, help="where the checkpoint section writes (default: system temp)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     return p.parse_args(argv)
@@ -384,6 +432,13 @@ def main(argv=None) -> dict:
                 print(f"  {name} loop {setup:<9}: Trainer {v['trainer_epoch_s']:.3f} s / bare {v['bare_epoch_s']:.3f} s"
                       f" = {v['trainer_over_bare']:.3f} ({v['data_path']}, {v['precision']}; "
                       f"{'within' if v['within_5_percent'] else 'NOT within'} 5 %)")
+        if "checkpoint" in sections and name == "unet":
+            row["checkpoint"] = bench_checkpoint(a, device, name)
+            for setup, v in row["checkpoint"].items():
+                bg = f", background write {v['background_write_s']:.2f} s" if v["background_write_s"] else ""
+                print(f"  {name} checkpoint {setup:<9} (base {v['base_channels']}): the epoch pays "
+                      f"{v['epoch_pays_s']:.3f} s{bg}; files " + ", ".join(f"{k} {mb:.0f} MB" for k, mb in
+                                                                       sorted(v["files_mb"].items())))
         result["models"][name] = row
     if "loader" in sections:
         result["loader"] = bench_loaders(a, device)

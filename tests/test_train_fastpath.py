@@ -204,3 +204,26 @@ def test_cpu_snapshot_is_detached_from_the_live_optimizer():
     opt.step()
     assert torch.equal(snap["state"][0]["exp_avg"], before)
     assert not torch.equal(opt.state_dict()["state"][0]["exp_avg"], before)
+
+
+@pytest.mark.slow
+def test_ddp2_fast_on_two_gloo_ranks_uses_the_samplers_split_and_validates_every_image_once(tmp_path):
+    import torch.multiprocessing as mp
+    from torch.utils.data import DistributedSampler
+
+    from test_train_helpers import ddp_rank, free_port
+
+    mp.spawn(ddp_rank, args=(2, free_port(), str(tmp_path), "ddp2_fast", 15, 7, {}), nprocs=2, join=True)
+    record = json.loads((tmp_path / "record.json").read_text())
+    assert (record["world_size"], record["backend"], record["precision"]) == (2, "gloo", "autocast bfloat16")
+    assert record["fast_paths"]["used"]["device_data"] and record["fast_paths"]["used"]["sync_free"]
+    assert record["sampler_check"]["covers_train_split"] and record["sampler_check"]["repeated_per_epoch"] == 1
+    assert record["val_indices_per_rank"] == [4, 3]  # the padded repeat is not counted
+    ranks = json.loads((tmp_path / "indices_epoch1.json").read_text())
+    expected = []
+    for rank in range(2):
+        sampler = DistributedSampler(range(15), num_replicas=2, rank=rank, shuffle=True, seed=11)
+        sampler.set_epoch(1)
+        expected.append(list(sampler))
+    assert ranks == expected  # what the DataLoader path of ddp2 draws for this seed
+    assert torch.load(tmp_path / "best.pt", weights_only=True)["setup"] == "ddp2_fast"

@@ -154,7 +154,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, required=True, help="folder for everything (copy it to benchmarks/results/)")
     p.add_argument("--dry-run", action="store_true", help="the same code paths on the CPU at tiny sizes")
     p.add_argument("--budget-s", type=float, default=450.0, help="skip the steps left after this many seconds")
-    p.add_argument("--skip", default="", help="comma-separated steps to skip: cuda_checks,phantom_data,train_step,two_epochs")
+    p.add_argument("--skip", default="",
+                   help="comma-separated steps to skip: cuda_checks,phantom_data,train_step,two_epochs")
     a = p.parse_args(argv)
     t_start = time.perf_counter()
     a.out.mkdir(parents=True, exist_ok=True)

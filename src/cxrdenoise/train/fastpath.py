@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -302,8 +301,3 @@ def scale_tensor(scaler):
     scale = getattr(scaler, "_scale", None)
     return scale.clone() if isinstance(scale, torch.Tensor) else None
 
-
-def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    t0 = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - t0

@@ -10,11 +10,12 @@ Steps (each with its status, seconds and reason when skipped, in summary.json):
      float32, float16 + GradScaler and bfloat16; a world-size-1 nccl DDP run of ddp2_amp and ddp2_fast; device
      metrics equal to scikit-image within 1e-5; CUDA peak-memory and timing records. They run as plain functions,
      so the check needs no pytest (the GPU machines may not have it);
-  3. the training-step benchmark (benchmarks/bench_train_step.py) for U-Net and U-Net++ at 256x256, base 64,
+  3. phantom data at 256x256 built with the pipeline's own stages (shards, manifests);
+  4. a 2-epoch gpu1 vs gpu1_fast run of the study's U-Net (base 64, study block) on those phantoms, through
+     the pipeline's own worker (records as a training job writes them);
+  5. the training-step benchmark (benchmarks/bench_train_step.py) for U-Net and U-Net++ at 256x256, base 64,
      batch 16: FLOP counts, eager float32 vs each fast path vs all (torch.compile only in "all"), the Trainer vs a
-     bare loop (U-Net), the loaders vs the study's float32 tensors;
-  4. a 2-epoch gpu1 vs gpu1_fast run of the study's U-Net (base 64, study block) on phantoms at 256x256, through
-     the pipeline's own worker (shards, manifests, records).
+     bare loop (U-Net), checkpoints, the loaders on the phantom shards vs the study's float32 tensors.
 The GPU machines have no network, Snakemake, lpips, maybe no pytest, tensorboard, tqdm or PyYAML: missing tqdm
 and PyYAML are replaced by stand-ins that do nothing (progress bars) or fail when called (YAML; nothing here
 calls it), and that is recorded; TensorBoard is then recorded as not written. A step that cannot run here is
@@ -199,7 +200,7 @@ def main(argv=None) -> int:
             out += ["--sections", "flops,step,loop"]
         if a.dry_run:
             return out + ["--size", "32", "--base", "8", "--batch", "2", "--steps", "1", "--warmup", "1", "--rounds",
-                          "1", "--loop-images", "8", "--no-compile", "--loop-models", "unet"]
+                          "1", "--loop-images", "8", "--no-compile", "--loop-models", "unet", "--ckpt-base", "8"]
         return out + ["--steps", "10", "--warmup", "5", "--rounds", "3", "--compile", "--no-compile-solo",
                       "--no-loop-compile", "--loop-models", "unet", "--loop-images", "256"]
 
@@ -221,8 +222,8 @@ def main(argv=None) -> int:
         ("cuda_checks.device_metrics", lambda: cuda_checks.check_device_metrics(
             device, n=3 if a.dry_run else 14, size=64 if a.dry_run else 256)),
         ("phantom_data", build_data),
-        ("train_step", train_step),
         ("two_epochs", epochs_run),
+        ("train_step", train_step),
     ]
     failed = False
     for name, fn in steps:

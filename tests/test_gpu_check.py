@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow  # about 25 s on an idle core, more on a shared one
 
 STEPS = ["cuda_checks.gpu1_precisions", "cuda_checks.ddp_world_size_1", "cuda_checks.device_metrics",
-         "phantom_data", "train_step", "two_epochs"]
+         "phantom_data", "two_epochs", "train_step"]
 
 
 def run_check(out: Path, *args: str, block: str = "") -> dict:

@@ -227,3 +227,16 @@ def test_ddp2_fast_on_two_gloo_ranks_uses_the_samplers_split_and_validates_every
         expected.append(list(sampler))
     assert ranks == expected  # what the DataLoader path of ddp2 draws for this seed
     assert torch.load(tmp_path / "best.pt", weights_only=True)["setup"] == "ddp2_fast"
+
+
+def test_train_fast_is_a_param_of_the_fast_setups_jobs_only():
+    from cxrdenoise.train.settings import rule_settings_json
+
+    config = {"seed": 1, "models": {"unet": {}}, "noise": {"mean": 0.1},
+              "train": {"epochs": 2, "fast": {"channels_last": True}}}
+    edited = {**config, "train": {"epochs": 2, "fast": {"channels_last": False}}}
+    for setup in ("gpu1", "dp2", "ddp2", "ddp2_amp"):  # the study's jobs are not re-run for a fast switch
+        assert rule_settings_json(config, "unet", setup) == rule_settings_json(edited, "unet", setup)
+        assert "fast" not in json.loads(rule_settings_json(config, "unet", setup))["train"]
+    for setup in ("gpu1_fast", "ddp2_fast"):
+        assert rule_settings_json(config, "unet", setup) != rule_settings_json(edited, "unet", setup)

@@ -143,11 +143,14 @@ def rule_settings_json(config: Mapping[str, Any], model: str, setup: str | None 
 
     Also the rule's params, so Snakemake re-runs a job exactly when one of these changed (not when the list of
     models or setups to train, or another stage's keys, changed). `train.nodes` is included only for a DDP
-    `setup` running on more than one node, so setting it leaves gpu1/dp2 (and 1-node) jobs alone.
+    `setup` running on more than one node, so setting it leaves gpu1/dp2 (and 1-node) jobs alone; `train.fast`
+    only for the fast set-ups.
     """
     train = {k: v for k, v in config["train"].items() if k not in _SCHEDULING_KEYS}
     if setup is not None and job_nodes(config, setup) > 1:
         train["nodes"] = job_nodes(config, setup)
+    if setup is not None and not get_setup(setup).fast:
+        train.pop("fast", None)  # the study's set-ups ignore train.fast: editing it retrains only the fast ones
     subset = {
         "seed": config["seed"],
         "models": {model: config["models"].get(model, {})},

@@ -24,7 +24,7 @@ from ..errors import CxrError
 FAST_DEFAULTS: dict[str, Any] = {
     "channels_last": True,  # NHWC convolutions: the layout cuDNN's tensor-core kernels use natively
     "amp_dtype": "auto",  # auto: bfloat16 where the device supports it (no GradScaler), else float16 + GradScaler
-    "compile": "auto",  # auto: torch.compile on CUDA only (on CPU the compile costs more than a short run gains)
+    "compile": "auto",  # auto: CUDA only (on the CPU: 4-5 min of compiling, then no faster; benchmarks/README.md)
     "compile_mode": "default",  # torch.compile mode: default | reduce-overhead | max-autotune | ...
     "cudnn_benchmark": True,  # autotune convolutions for the fixed image size
     "device_data": True,  # split preloaded to the device, batches indexed there (no DataLoader)
@@ -149,7 +149,7 @@ class FastPlan:
         dtype = AMP_DTYPES[name]
         compile_on = opts["compile"] is True or (opts["compile"] == "auto" and cuda)
         if opts["compile"] == "auto" and not cuda:
-            reasons["compile"] = "auto: off on the CPU (the compile time exceeds what a short CPU run gains)"
+            reasons["compile"] = "auto: off on the CPU (minutes of compiling, then no faster: benchmarks/README.md)"
         if compile_on:
             why = check_compile(device)
             if why is not None:

@@ -12,7 +12,7 @@ wildcard_constraints:
     sigma=r"\d+(\.\d+)?",
     shard=r"\d{5}",
     model=r"[a-z][a-z0-9_]*",
-    setup=r"gpu1|dp2|ddp2|ddp2_amp",
+    setup=r"gpu1|dp2|ddp2|ddp2_amp|gpu1_fast|ddp2_fast",
     rep=r"[1-9]\d*",
 
 

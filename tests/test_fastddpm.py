@@ -12,7 +12,8 @@ import torch.multiprocessing as mp
 from PIL import Image
 
 from cxrdenoise.cli import main
-from cxrdenoise.denoise import load_denoiser, read_grey
+from cxrdenoise.denoise import load_denoiser
+from cxrdenoise.imaging import load_grey
 from cxrdenoise.errors import CxrError
 from cxrdenoise.models import build_model, count_parameters
 from cxrdenoise.models import fastddpm as fastddpm_module
@@ -155,7 +156,7 @@ def test_trainer_gpu1_records_both_losses_and_the_checkpoint_round_trips_through
                "--output", str(out), "--device", "cpu"])
     assert rc == 0, capsys.readouterr().err
     denoiser = load_denoiser(tmp_path / "run" / "best.pt", "cpu")
-    expected = denoiser(torch.from_numpy(read_grey(folder / "cxr.png"))[None, None])[0, 0].numpy()
+    expected = denoiser(torch.from_numpy(load_grey(folder / "cxr.png")[0] / 255.0)[None, None])[0, 0].numpy()
     with Image.open(out / "cxr.png") as im:
         written = np.asarray(im, dtype=np.float64) / 255.0
     assert written.shape == (80, 96) and np.abs(written - expected).max() <= 1 / 255 + 1e-6
@@ -202,4 +203,4 @@ def test_tables_iii_and_iv_carry_fastddpm_as_a_third_model(tmp_path, monkeypatch
     t3, t4 = pd.read_csv(tmp_path / "t3.csv"), pd.read_csv(tmp_path / "t4.csv")
     assert (t3["model"] == "fastddpm").sum() == 3 and (t4["model"] == "fastddpm").sum() == 12
     md = (tmp_path / "t3.md").read_text()
-    assert "| Fast-DDPM |" in md and "U-Net vs U-Net++" in md  # the paired tests stay the study's pair
+    assert "| Fast-DDPM |" in md and "U-Net − U-Net++" in md  # the paired tests stay the study's pair

@@ -130,7 +130,7 @@ def test_summary_flags_rows_that_did_not_denoise_and_real_lpips(tmp_path):
     import json
 
     results = write_results_tree(tmp_path, lpips="ok", sigmas=("0.1",))
-    summary_path = results / "eval" / "unetpp" / "sigma0.1" / "dp2" / "summary.json"
+    summary_path = results / "eval" / "unetpp" / "sigma0.1" / "dp2" / "rep1" / "summary.json"
     summary = json.loads(summary_path.read_text())
     noisy = json.loads((results / "eval" / "noisy" / "sigma0.1" / "summary.json").read_text())
     summary["metrics"]["psnr"]["mean"] = noisy["metrics"]["psnr"]["mean"] - 1.0
@@ -138,13 +138,13 @@ def test_summary_flags_rows_that_did_not_denoise_and_real_lpips(tmp_path):
     text = run_summary(tmp_path, _config(sigmas=(0.1,)))
     assert "LPIPS: real (AlexNet, ImageNet weights)" in text
     assert "did not denoise (1 row(s)" in text
-    assert f"  - unetpp sigma 0.1 dp2: PSNR {summary['metrics']['psnr']['mean']:.2f} dB" in text
+    assert f"  - unetpp sigma 0.1 dp2/rep1: PSNR {summary['metrics']['psnr']['mean']:.2f} dB" in text
     assert text.count("  - unet") == 1
 
 
 def test_summary_names_missing_records_and_random_lpips(tmp_path):
     results = write_results_tree(tmp_path, lpips="random", sigmas=("0.1",), setups=("gpu1",))
-    os.remove(results / "train" / "unet" / "sigma0.1" / "gpu1" / "record.json")
+    os.remove(results / "train" / "unet" / "sigma0.1" / "gpu1" / "rep1" / "record.json")
     text = run_summary(tmp_path, _config(sigmas=(0.1,), setups=["gpu1"]))
     assert "LPIPS: n/a (random AlexNet backbone for tests: these values are NOT LPIPS)" in text
-    assert "1 training record(s) missing, e.g. unet/sigma0.1/gpu1" in text
+    assert "1 training record(s) missing, e.g. unet/sigma0.1/gpu1/rep1" in text

@@ -86,13 +86,13 @@ def test_rendezvous_port_from_the_environment_or_free():
 
 def test_nodes_apply_to_ddp_setups_only_and_count_in_batch_and_gpus():
     config = {"train": {"nodes": 3, "device": "cuda"}}
-    assert [job_nodes(config, s) for s in SETUPS] == [1, 1, 3, 3]
-    assert [job_gpus(config, s) for s in SETUPS] == [1, 2, 6, 6]
+    assert [job_nodes(config, s) for s in SETUPS] == [1, 1, 3, 3, 1, 3]
+    assert [job_gpus(config, s) for s in SETUPS] == [1, 2, 6, 6, 1, 6]
     assert SETUPS["ddp2"].global_batch(16, nodes=3) == 96 and SETUPS["ddp2"].batch_per_process(16) == 16
     cpu = {"train": {"device": "cpu"}}
-    assert [job_gpus(cpu, s) for s in SETUPS] == [0, 0, 0, 0]
+    assert [job_gpus(cpu, s) for s in SETUPS] == [0, 0, 0, 0, 0, 0]
     asked = {"train": {"device": "cpu", "request_gpus_on_cpu": True}}
-    assert [job_gpus(asked, s) for s in SETUPS] == [1, 2, 2, 2]
+    assert [job_gpus(asked, s) for s in SETUPS] == [1, 2, 2, 2, 1, 2]
 
 
 def test_nodes_change_the_resume_fingerprint_and_the_params_of_ddp_jobs_only():

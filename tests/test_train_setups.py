@@ -13,17 +13,18 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_setup_table_matches_the_study():
-    assert list(SETUPS) == ["gpu1", "dp2", "ddp2", "ddp2_amp"]
-    assert [SETUPS[n].global_batch(16) for n in SETUPS] == [16, 32, 32, 32]
-    assert [SETUPS[n].batch_per_process(16) for n in SETUPS] == [16, 32, 16, 16]
-    assert [SETUPS[n].processes for n in SETUPS] == [1, 1, 2, 2]
+    assert list(SETUPS) == ["gpu1", "dp2", "ddp2", "ddp2_amp", "gpu1_fast", "ddp2_fast"]
+    assert [SETUPS[n].global_batch(16) for n in SETUPS] == [16, 32, 32, 32, 16, 32]
+    assert [SETUPS[n].batch_per_process(16) for n in SETUPS] == [16, 32, 16, 16, 16, 16]
+    assert [SETUPS[n].processes for n in SETUPS] == [1, 1, 2, 2, 1, 2]
+    assert [n for n in SETUPS if SETUPS[n].fast] == ["gpu1_fast", "ddp2_fast"]  # the study's four stay plain
     assert SETUPS["dp2"].data_parallel and not SETUPS["dp2"].ddp
     assert SETUPS["ddp2_amp"].amp and not SETUPS["ddp2"].amp
 
 
 def test_gpus_for_the_rule():
-    assert [gpus_needed(n, "cuda") for n in SETUPS] == [1, 2, 2, 2]
-    assert [gpus_needed(n, "cpu") for n in SETUPS] == [0, 0, 0, 0]
+    assert [gpus_needed(n, "cuda") for n in SETUPS] == [1, 2, 2, 2, 1, 2]
+    assert [gpus_needed(n, "cpu") for n in SETUPS] == [0, 0, 0, 0, 0, 0]
 
 
 def test_unknown_setup_is_one_line():

@@ -102,6 +102,11 @@ class PairDataset(Dataset):
         self._arrays.clear()
         return noisy, clean
 
+    def stored_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(noisy, clean) of the whole split in the shards' storage dtype, undecoded (device_data decodes them
+        with torch on the device)."""
+        return self._preloaded if self._preloaded is not None else self._preload()
+
     def __len__(self) -> int:
         return len(self.index)
 

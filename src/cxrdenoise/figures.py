@@ -33,7 +33,8 @@ from .reference import PAPER_CITATION, PAPER_HARDWARE, paper_row  # noqa: E402
 from .tables import (collect_runs, is_cpu, model_name, model_order, not_denoised, read_per_image,  # noqa: E402
                      sigma_order, train_times)
 
-SETUP_COLORS = {"gpu1": "#4477aa", "dp2": "#ee6677", "ddp2": "#ccbb44", "ddp2_amp": "#228833"}
+SETUP_COLORS = {"gpu1": "#4477aa", "dp2": "#ee6677", "ddp2": "#ccbb44", "ddp2_amp": "#228833",
+                "gpu1_fast": "#66ccee", "ddp2_fast": "#aa3377"}
 EXAMPLE_FIGURES = {"0.1": 5, "0.2": 6, "0.3": 7}  # the study's figure number per noise level
 
 

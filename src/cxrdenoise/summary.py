@@ -36,17 +36,20 @@ def _psnr_mean(summary: Mapping[str, Any] | None) -> float | None:
 
 
 def expected_runs(config: Mapping[str, Any]) -> list[tuple[str, str, str]]:
-    """(model, sigma label, setup) of every run the config trains and evaluates."""
-    return [(m, sigma_label(s), u) for s in config["noise"]["sigmas"] for m in config["train"]["models"]
-            for u in config["train"]["setups"]]
+    """(model, sigma label, "setup/rep{k}") of every run the config trains and evaluates (every replicate of
+    train.replicates; the rep{k} level is part of every result path, docs/results-layout.md)."""
+    reps = int(config["train"].get("replicates", 1) or 1)
+    return [(m, sigma_label(s), f"{u}/rep{k}") for s in config["noise"]["sigmas"] for m in config["train"]["models"]
+            for u in config["train"]["setups"] for k in range(1, reps + 1)]
 
 
 def found_runs(results: Path) -> list[tuple[str, str, str]]:
-    """(model, sigma, setup) of every evaluation summary under results/eval (when no config is given)."""
+    """(model, sigma, "setup/rep{k}") of every evaluation summary under results/eval (when no config is given)."""
     runs = []
-    for path in sorted((results / "eval").glob("*/sigma*/*/summary.json")):
-        setup, sigma, model = path.parent.name, path.parent.parent.name[len("sigma"):], path.parents[2].name
-        runs.append((model, sigma, setup))
+    for path in sorted((results / "eval").glob("*/sigma*/*/rep*/summary.json")):
+        rep, setup = path.parent.name, path.parents[1].name
+        sigma, model = path.parents[2].name[len("sigma"):], path.parents[3].name
+        runs.append((model, sigma, f"{setup}/{rep}"))
     return runs
 
 

@@ -22,7 +22,8 @@ from ..config import sigma_label
 from ..errors import CxrError
 
 MODEL_NAMES = {"noisy": "no denoising", "unet": "U-Net", "unetpp": "U-Net++", "dncnn": "DnCNN", "fastddpm": "Fast-DDPM"}
-SETUP_NAMES = {"gpu1": "1 GPU", "dp2": "2 GPUs DP", "ddp2": "2 GPUs DDP (no AMP)", "ddp2_amp": "2 GPUs DDP+AMP"}
+SETUP_NAMES = {"gpu1": "1 GPU", "dp2": "2 GPUs DP", "ddp2": "2 GPUs DDP (no AMP)", "ddp2_amp": "2 GPUs DDP+AMP",
+               "gpu1_fast": "1 GPU, fast paths", "ddp2_fast": "2 GPUs DDP, fast paths"}
 
 
 @dataclass

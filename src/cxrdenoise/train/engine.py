@@ -10,7 +10,6 @@ timing difference between set-ups is a difference in parallelism and precision, 
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import socket
 import sys
@@ -24,7 +23,9 @@ from torch.utils.data import Dataset
 
 from ..errors import CxrError
 from ..provenance import CONFIG_HASH_ENV, device_info, provenance
-from . import checkpoint, measure
+from . import checkpoint, fastpath, measure
+from .checkpoint_writer import CheckpointWriter, restore_best
+from .device_data import DeviceLoader
 from .distributed import DistContext
 from .loaders import make_loader, padding_count, padding_mask
 from .parallel import unwrap, wrap_model
@@ -76,8 +77,9 @@ class Trainer:
                 f"empty split: {len(train_ds)} train and {len(val_ds)} val images for sigma {settings.sigma}"
             )
         cuda = ctx.device.type == "cuda"
-        if cuda:
-            torch.backends.cudnn.benchmark = True  # fixed image size: autotuned convolutions; epoch 1 pays for it
+        # [fast-path hook] the study's loop for the study's set-ups, train.fast for gpu1_fast/ddp2_fast
+        self.plan = fastpath.plan_for(self.setup, settings.fast, ctx.device)
+        self.plan.apply_backends()  # cuDNN benchmark (every CUDA run, as before; fast: train.fast.cudnn_benchmark)
 
         checkpoint.seed_everything(settings.init_seed)  # replicates differ here only (train.replicates)
         net = (model_factory or _default_factory)(settings.model, **settings.model_kwargs)
@@ -85,18 +87,26 @@ class Trainer:
         # build_model records the complete kwargs (defaults filled in): evaluation rebuilds exactly this net
         self.model_kwargs = dict(getattr(net, "model_kwargs", settings.model_kwargs))
         self.noise_mean = float(getattr(train_ds, "noise_mean", settings.noise_mean))  # the shards' own value
+        net = self.plan.prepare(net)  # [fast-path hook] channels_last weights
         self.model, self.parallel_info = wrap_model(net, self.setup, ctx, sync_bn=settings.sync_bn)
         self.bare = unwrap(self.model)
+        self.model = self.plan.compiled(self.model)  # [fast-path hook] torch.compile (fast set-ups only)
         self.devices = [torch.device(d) for d in self.parallel_info["devices_used"]]
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.lr)
-        self.amp_dtype = (torch.float16 if cuda else torch.bfloat16) if self.setup.amp else None
-        # float16 gradients can overflow: GradScaler scales the loss and skips steps with inf/NaN gradients
-        self.scaler = torch.amp.GradScaler("cuda") if self.setup.amp and cuda else None
+        self.optimizer = self.plan.optimizer(self.model.parameters(), settings.lr)  # [fast-path hook] fused Adam
+        self.amp_dtype = self.plan.amp_dtype  # study: float16 on CUDA, bfloat16 on the CPU; fast: train.fast
+        self.scaler = self.plan.make_scaler(ctx.device)  # float16 only
         self.batch = self.setup.batch_per_process(settings.batch_per_gpu)
-        self.pin = cuda
-        loader_args = dict(seed=settings.seed, workers=settings.workers, pin=self.pin)
-        self.train_loader = make_loader(train_ds, ctx, self.batch, shuffle=True, **loader_args)
-        self.val_loader = make_loader(val_ds, ctx, self.batch, shuffle=False, **loader_args)
+        # [fast-path hook] the split in device memory, batches indexed there, instead of a DataLoader
+        self.pin = cuda and not self.plan.device_data
+        if self.plan.device_data:
+            dev_args = dict(seed=settings.seed, channels_last=self.plan.channels_last)
+            self.train_loader = DeviceLoader(train_ds, ctx, self.batch, shuffle=True, **dev_args)
+            self.val_loader = DeviceLoader(val_ds, ctx, self.batch, shuffle=False, **dev_args)
+        else:
+            loader_args = dict(seed=settings.seed, workers=settings.workers, pin=self.pin)
+            self.train_loader = make_loader(train_ds, ctx, self.batch, shuffle=True, **loader_args)
+            self.val_loader = make_loader(val_ds, ctx, self.batch, shuffle=False, **loader_args)
+        self.ckpt = CheckpointWriter(out_dir, self.plan.checkpoint_async) if self.plan.enabled else None
         self.fingerprint = settings.fingerprint(data_digest, block=self.model_kwargs.get("block"))
         # of the whole resolved config: given, or what common.smk exported to every Snakemake job
         self.config_hash = config_hash or os.environ.get(CONFIG_HASH_ENV)
@@ -137,7 +147,7 @@ class Trainer:
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.epochs = state["epochs"]
-        self.best = state["best"]
+        self.best = restore_best(self.out, state)  # [fast-path hook] a fast last.pt names its best file
         self.resumed_after = state["resumed_after"] + [start]
         self.sampler_epochs = state["sampler_epochs"]
         self.rank_counts = state["rank_counts"]
@@ -150,46 +160,52 @@ class Trainer:
         ctx, model, opt, scaler = self.ctx, self.model, self.optimizer, self.scaler
         self.train_loader.sampler.set_epoch(epoch)
         model.train()
-        loss_sum, n_images, skipped, steps = 0.0, 0, 0, 0
-        seen: list[int] = []
+        steps = 0
+        # [fast-path hook] sums on the device, read once per epoch (sync_free); else loss.item() every step
+        acc = fastpath.StepAccumulator(self.plan.sync_free, ctx.device, lambda step: self._where(epoch, step))
+        seen: list[int] = list(self.train_loader.sampler) if self.plan.sync_free else []  # the sampler's own
         bar = _progress(len(self.train_loader), f"epoch {epoch}/{self.s.epochs}", ctx.is_main)
         ctx.barrier()
         t0 = measure.now(self.devices)
         for step, (idx, noisy, clean) in enumerate(self.train_loader, start=1):
-            noisy = noisy.to(ctx.device, non_blocking=True)
+            noisy = self.plan.batch_input(noisy.to(ctx.device, non_blocking=True))
             clean = clean.to(ctx.device, non_blocking=True)
             opt.zero_grad(set_to_none=True)
             with self._autocast():
                 loss = self._loss(model, noisy, clean)
             if scaler is not None:
-                scale_before = scaler.get_scale()
-                scaler.scale(loss).backward()
+                scale_before = acc.scale_before(scaler)
+                scaled = scaler.scale(loss)
+                scale_now = fastpath.scale_tensor(scaler) if acc.sync_free else None
+                scaled.backward()
                 self._clip_gradients()
                 scaler.step(opt)  # skipped inside when the scaled gradients overflowed
                 scaler.update()
-                skipped += int(scaler.get_scale() < scale_before)  # the scale only drops after a skipped step
+                acc.count_skip(scaler, scale_before, scale_now)  # the scale only drops after a skipped step
             else:
                 loss.backward()
                 self._clip_gradients()
                 opt.step()
             if hasattr(self.bare, "after_optimizer_step"):  # e.g. Fast-DDPM's EMA of the weights
                 self.bare.after_optimizer_step()
-            value = loss.item()
-            if not math.isfinite(value):
-                raise CxrError(
-                    f"training loss is {value} at {self._where(epoch, step)}; lower train.lr or check the shards"
-                )
-            loss_sum += value * len(idx)
-            n_images += len(idx)
+            value = acc.add(loss, len(idx), step)  # None on the sync-free path
             steps += 1
-            seen.extend(idx.tolist())
+            if not acc.sync_free:
+                seen.extend(idx.tolist())
             self.global_step += 1
             if self.global_step % self.s.log_every == 0:
-                self.tb.scalar("train/loss_step", value, self.global_step)
+                if value is None:
+                    acc.pending_scalars.append((self.global_step, loss.detach()))
+                else:
+                    self.tb.scalar("train/loss_step", value, self.global_step)
             bar.update(1)
-            bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+            if value is not None:
+                bar.set_postfix(loss=f"{value:.4f}", refresh=False)
         t1 = measure.now(self.devices)
         bar.close()
+        loss_sum, n_images, skipped = acc.finish()
+        for at, loss_t in acc.pending_scalars:  # the sync-free path's step losses, read after the epoch
+            self.tb.scalar("train/loss_step", float(loss_t), at)
         loss_sum, n_images, skipped = self.ctx.all_reduce([loss_sum, n_images, skipped])
         (train_s,) = self.ctx.all_reduce([t1 - t0], op="max")
         self._check_sampler(epoch, seen)
@@ -253,16 +269,20 @@ class Trainer:
         ctx.barrier()
         t0 = measure.now(self.devices)
         for idx, noisy, clean in self.val_loader:
-            noisy = noisy.to(ctx.device, non_blocking=True)
+            noisy = self.plan.batch_input(noisy.to(ctx.device, non_blocking=True))
             clean = clean.to(ctx.device, non_blocking=True)
-            out = model(noisy)
-            if isinstance(out, (list, tuple)):
-                out = out[-1]
-            per_image = (out.float() - clean.float()).abs().flatten(1).mean(1)
-            mask = padding_mask(position, len(idx), n_items, ctx).to(ctx.device)
-            total += per_image[mask].double().sum()
+            with self.plan.eval_context(ctx.device):  # [fast-path hook] inference_mode + training precision
+                out = model(noisy)
+                if isinstance(out, (list, tuple)):
+                    out = out[-1]
+                per_image = (out.float() - clean.float()).abs().flatten(1).mean(1)
+            mask = padding_mask(position, len(idx), n_items, ctx)
+            if self.plan.sync_free:  # multiply by the mask: boolean indexing on the device syncs the host
+                total += (per_image.double() * mask.to(ctx.device, torch.float64)).sum()
+            else:
+                total += per_image[mask.to(ctx.device)].double().sum()
             psnr.add(out, clean, mask)
-            count += int(mask.sum())
+            count += int(mask.sum())  # a CPU tensor: no device sync
             position += len(idx)
         t1 = measure.now(self.devices)
         total_sum, count_sum = ctx.all_reduce([total.item(), count])
@@ -306,6 +326,8 @@ class Trainer:
             hparams, text = self.views.hparam_text(self.record)
             self.tb.hparams(hparams, ("val/psnr", "val/ssim_subset", "epoch/val_loss"))
             self.tb.text("hparams", text, self.global_step)
+        if self.ctx.is_main:
+            self.record["tensorboard"] = self.tb.status  # "written", or why not (no tensorboard package)
         try:
             for epoch in range(start + 1, self.s.epochs + 1):
                 self._one_epoch(epoch)
@@ -318,11 +340,19 @@ class Trainer:
             ) from None
         finally:
             self.tb.close()
+            if self.ckpt is not None:  # [fast-path hook] an interrupted run still finishes its checkpoint write
+                self.ckpt.join()
+        if self.ckpt is not None:  # [fast-path hook] the last background write is on disk before finishing
+            self.ckpt.wait()
         if self.ctx.is_main:
             checkpoint.save(self.best, self.out / "best.pt")  # again: after a resume Snakemake had deleted it
+            if self.ckpt is not None:
+                self.record["fast_paths"]["checkpoint_writes"] = self.ckpt.summary()
             self._write_records(status="finished")
             if not self.s.keep_last:
                 (self.out / "last.pt").unlink(missing_ok=True)
+                if self.ckpt is not None:
+                    self.ckpt.remove_resume_files()
         self.ctx.barrier()
         return self.record if self.ctx.is_main else None
 
@@ -342,11 +372,14 @@ class Trainer:
             self.best = self._best_payload(epoch, val_loss)
         self.epochs.append(row)
         t0 = time.perf_counter()
-        if self.ctx.is_main:
+        if self.ctx.is_main and self.ckpt is not None:  # [fast-path hook] no best copy in last.pt, every N, async
+            if self.plan.checkpoint_due(epoch, self.s.epochs):
+                self.ckpt.save_last(self._last_state(epoch), self.best)
+        elif self.ctx.is_main:
             if improved:
                 checkpoint.save(self.best, self.out / "best.pt")
             checkpoint.save(self._last_state(epoch), self.out / "last.pt")
-        row["checkpoint_s"] = time.perf_counter() - t0
+        row["checkpoint_s"] = time.perf_counter() - t0  # the fast path's: the snapshot only, when async
         if self.ctx.is_main:
             self._write_records(status="running")
             for key in ("train_loss", "val_loss", "images_per_s", "train_s", "val_s", "peak_mem_mb"):
@@ -395,9 +428,7 @@ class Trainer:
         s, setup, ctx = self.s, self.setup, self.ctx
         cuda = ctx.device.type == "cuda"
         info = device_info(ctx.device)
-        precision = "float32"
-        if self.amp_dtype is not None:
-            precision = "autocast float16 + GradScaler" if self.scaler is not None else "autocast bfloat16"
+        precision = self.plan.precision_label()
         return {
             "model": s.model,
             "model_kwargs": self.model_kwargs,
@@ -427,15 +458,15 @@ class Trainer:
             "batch_per_gpu": s.batch_per_gpu,
             "lr": s.lr,
             "lr_scaled_with_batch": False,
-            "optimizer": "Adam",
+            "optimizer": "Adam (fused)" if self.plan.fused_adam else "Adam",
             "loss": getattr(self.bare, "loss_name", "L1 (mean over deep-supervision heads when present)"),
             "model_note": getattr(self.bare, "record_note", None),
             "grad_clip": s.grad_clip or None,
             "precision": precision,
-            "amp": setup.amp,
+            "amp": self.amp_dtype is not None,
             "amp_dtype": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else None,
             "grad_scaler": self.scaler is not None,
-            "validation": "whole val split every epoch, float32, mean of per-image L1",
+            "validation": self.plan.validation_label(),
             "sync_bn": s.sync_bn,  # train.sync_bn as configured
             "batchnorm": _batchnorm_label(setup.ddp, self.parallel_info["sync_bn"], s.sync_bn),
             "epochs_planned": s.epochs,
@@ -444,7 +475,10 @@ class Trainer:
             "init_seed": s.init_seed,  # initial weights; data, noise and batch order use `seed`
             "workers": s.workers,
             "pin_memory": self.pin,
-            "cudnn_benchmark": cuda,
+            "cudnn_benchmark": self.plan.cudnn_benchmark,
+            "data_path": ("split in device memory, batches indexed on the device" if self.plan.device_data
+                          else "DataLoader"),
+            "fast_paths": self.plan.record(),  # every train.fast switch: requested, used, why not
             "threads_per_process": torch.get_num_threads(),
             "train_images": len(self.train_ds),
             "val_images": len(self.val_ds),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import sys
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -74,9 +75,14 @@ class TensorBoard:
 
     def __init__(self, log_dir: str | Path | None, purge_step: int | None = None):
         self.writer = None
+        self.status = "off on this rank" if log_dir is None else "written"
         if log_dir is not None:
-            from torch.utils.tensorboard import SummaryWriter
-
+            try:  # the GPU machines may lack the tensorboard package: train anyway and say so in the record
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as err:
+                self.status = f"not written: tensorboard is not importable ({err})"
+                print(f"warning: TensorBoard scalars {self.status}", file=sys.stderr, flush=True)
+                return
             os.makedirs(log_dir, exist_ok=True)
             self.writer = SummaryWriter(str(log_dir), purge_step=purge_step)
 

@@ -42,6 +42,7 @@ class TrainSettings:
     # DDP processes (GPUs) on each node of a multi-node job (train.processes_per_node); None: the setup's own count
     processes_per_node: int | None = None
     grad_clip: float = 0.0  # max global L2 norm of the gradients (train.grad_clip); 0 = no clipping (the study)
+    fast: dict = field(default_factory=dict)  # train.fast: the fast set-ups' switches (cxrdenoise.train.fastpath)
 
     def __post_init__(self) -> None:
         get_setup(self.setup)
@@ -69,6 +70,9 @@ class TrainSettings:
             )
         if not float(self.grad_clip) >= 0:
             raise CxrError(f"train.grad_clip must be >= 0 (0 = off), not {self.grad_clip!r}")
+        from .fastpath import fast_options
+
+        fast_options(self.fast)  # an unknown switch or bad value stops here, naming it
 
     @property
     def init_seed(self) -> int:
@@ -109,6 +113,7 @@ class TrainSettings:
             sync_bn=bool(train.get("sync_bn", False)),
             processes_per_node=job_processes_per_node(config, setup) if job_nodes(config, setup) > 1 else None,
             grad_clip=float(train.get("grad_clip", 0.0)),
+            fast=dict(train.get("fast") or {}),
         )
 
     @classmethod
@@ -148,6 +153,10 @@ class TrainSettings:
             payload["replicate"] = self.replicate
         if self.sync_bn:  # left out when off, as nodes
             payload["sync_bn"] = True
+        if get_setup(self.setup).fast:  # the fast set-ups' math switches (amp dtype, layout, compile, data path)
+            from .fastpath import FAST_MATH_KEYS, fast_options
+
+            payload["fast"] = {k: fast_options(self.fast)[k] for k in FAST_MATH_KEYS}
         if block is not None:
             payload["model_kwargs"] = {**self.model_kwargs, "block": block}
         if self.grad_clip:  # left out when off, so older last.pt files still match
@@ -209,13 +218,15 @@ def rule_settings_json(config: Mapping[str, Any], model: str, setup: str | None 
     Also the rule's params, so Snakemake re-runs a job exactly when one of these changed (not when the list of
     models or setups to train, or another stage's keys, changed). `train.nodes` (and `train.processes_per_node`) are
     included only for a DDP `setup` running on more than one node, so setting them leaves gpu1/dp2 (and 1-node)
-    jobs alone.
+    jobs alone; `train.fast` only for the fast set-ups.
     """
     train = {k: v for k, v in config["train"].items() if k not in _SCHEDULING_KEYS}
     if setup is not None and job_nodes(config, setup) > 1:
         train["nodes"] = job_nodes(config, setup)
         if config["train"].get("processes_per_node") is not None:
             train["processes_per_node"] = job_processes_per_node(config, setup)
+    if setup is not None and not get_setup(setup).fast:
+        train.pop("fast", None)  # the study's set-ups ignore train.fast: editing it retrains only the fast ones
     subset = {
         "seed": config["seed"],
         "models": {model: config["models"].get(model, {})},

@@ -1,4 +1,4 @@
-"""The four training set-ups of the study, by name.
+"""The four training set-ups of the study, and two fast ones beside them, by name.
 
 One table says how each set-up uses hardware (processes, GPUs, DataParallel, DDP, AMP), so the launcher, the
 training loop, the Snakemake rule and the records all agree instead of re-deriving it from the name.
@@ -22,6 +22,7 @@ class Setup:
     data_parallel: bool  # nn.DataParallel inside one process
     ddp: bool  # DistributedDataParallel, one process per GPU
     amp: bool  # autocast (+ GradScaler on CUDA)
+    fast: bool = False  # the fast paths of `train.fast` (cxrdenoise.train.fastpath); False: the study's loop
 
     def global_batch(self, batch_per_gpu: int, nodes: int = 1) -> int:
         """Images per optimiser step: per-GPU batch times the GPUs that share one step (on every node)."""
@@ -42,6 +43,11 @@ SETUPS: dict[str, Setup] = {
         Setup("dp2", "2 GPUs DP", processes=1, gpus=2, data_parallel=True, ddp=False, amp=False),
         Setup("ddp2", "2 GPUs DDP", processes=2, gpus=2, data_parallel=False, ddp=True, amp=False),
         Setup("ddp2_amp", "2 GPUs DDP+AMP", processes=2, gpus=2, data_parallel=False, ddp=True, amp=True),
+        # not the study's: one GPU (and two) done well, beside the study's set-ups in Tables IV/V
+        Setup("gpu1_fast", "1 GPU, fast paths", processes=1, gpus=1, data_parallel=False, ddp=False, amp=True,
+              fast=True),
+        Setup("ddp2_fast", "2 GPUs DDP, fast paths", processes=2, gpus=2, data_parallel=False, ddp=True, amp=True,
+              fast=True),
     )
 }
 

@@ -41,7 +41,7 @@ class PsnrSum:
     def add(self, output: torch.Tensor, clean: torch.Tensor, mask: torch.Tensor) -> None:
         mse = (output.float().clamp(0.0, 1.0) - clean.float()).pow(2).flatten(1).mean(1)
         psnr = -10.0 * torch.log10(mse.clamp_min(PSNR_MSE_FLOOR))
-        self.total += psnr[mask].double().sum()
+        self.total += (psnr.double() * mask.to(psnr.device, torch.float64)).sum()  # no host sync
 
 
 class ValViews:

@@ -130,7 +130,7 @@ def test_claims_caption_states_rules_data_and_patients(cpu_claims, tmp_path):
                  f"{N} test images from {N // 2} patients", "64x64", "base width 8", "local folder"):
         assert text in md, text
     back = pd.read_csv(tmp_path / "claims.csv")
-    assert len(back) == len(table.data) == 17 and set(back["verdict"]) <= {HOLDS, FAILS, INCONCLUSIVE, NOT_TESTABLE}
+    assert len(back) == len(table.data) == 18 and set(back["verdict"]) <= {HOLDS, FAILS, INCONCLUSIVE, NOT_TESTABLE}
     for ext in ("tex", "html"):
         assert (tmp_path / f"claims.{ext}").stat().st_size > 0
 
@@ -248,3 +248,28 @@ def test_too_few_patients_make_a_paired_claim_inconclusive(tmp_path):
                          paths(results, "per_image", **kw), noisy_paths(results, sigmas=("0.1",)), resamples=200)
     row = _verdict(table, "U-Net better than U-Net++ at σ=0.1 on PSNR")
     assert row["verdict"] == INCONCLUSIVE and "only 8 test patients" in row["reason"] and row["ci_lo"] > 1.5
+
+
+def _privacy_rows(obfuscated_lo: float, obfuscated_hi: float) -> list[dict]:
+    """Privacy-stage rows (cxrdenoise.privacy.claim's columns): a clean-query attacker that counts, and one
+    obfuscated row whose interval decides the verdict."""
+    return [
+        {"attacker": "ncc", "query": "clean", "model": "", "sigma": None, "auc": 0.97, "auc_lo": 0.92, "auc_hi": 1.0},
+        {"attacker": "ncc", "query": "obfuscated", "model": "", "sigma": 0.1, "auc": (obfuscated_lo + obfuscated_hi) / 2,
+         "auc_lo": obfuscated_lo, "auc_hi": obfuscated_hi},
+    ]
+
+
+@pytest.mark.parametrize("lo, hi, expected", [(0.8, 0.95, FAILS), (0.45, 0.55, HOLDS), (0.5, 0.7, INCONCLUSIVE)])
+def test_privacy_claim_takes_the_privacy_stage_verdict(tmp_path, lo, hi, expected):
+    from cxrdenoise.privacy.claim import privacy_claim
+
+    results = _tree(tmp_path, "cpu", "n/a")
+    row = _verdict(_build(results, privacy=privacy_claim(_privacy_rows(lo, hi))), "Noise-based obfuscation")
+    assert row["verdict"] == expected
+    assert "rule:" in row["reason"] and f"{(lo + hi) / 2:.3f}" in row["ours"]
+
+
+def test_privacy_claim_without_the_stage_is_not_testable(tmp_path):
+    row = _verdict(_build(_tree(tmp_path, "cpu", "n/a")), "Noise-based obfuscation")
+    assert row["verdict"] == NOT_TESTABLE and "privacy stage did not run" in row["reason"]

@@ -131,12 +131,15 @@ _CLAIMS_INPUT = dict(
 rule claims:
     input:
         **_CLAIMS_INPUT,
+        privacy_metrics=_PRIV_RESULTS["metrics"],  # the privacy claim's verdict (privacy.smk, included first)
+        privacy_summaries=_PRIV_RESULTS["summaries"],
     output:
         **report_table("claims"),
     params:
         script=script("make_claims.py"),
         labels=_REPORT_LABELS,
         stats=_REPORT_STATS,
+        privacy_max_auc=config["privacy"]["claim_max_auc"],
     conda:
         ENV
     log:
@@ -146,7 +149,9 @@ rule claims:
     shell:
         "python {params.script:q} claims --out-prefix results/tables/claims {params.labels} {params.stats}"
         " --records {input.records:q} --summaries {input.summaries:q} --per-image {input.per_image:q}"
-        " --noisy {input.noisy:q} > {log:q} 2>&1"
+        " --noisy {input.noisy:q} --privacy-metrics {input.privacy_metrics:q}"
+        " --privacy-summaries {input.privacy_summaries:q} --privacy-max-auc {params.privacy_max_auc}"
+        " > {log:q} 2>&1"
 
 
 rule comparisons:

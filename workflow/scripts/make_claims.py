@@ -11,6 +11,7 @@ import argparse
 from cxrdenoise.errors import cli_entry
 from cxrdenoise.tables.claims import make_claims
 from cxrdenoise.tables.comparisons import make_comparisons
+from cxrdenoise.tables.privacy import privacy_claim_from_files
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -27,15 +28,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--image-size", type=int, default=None, help="config resize.size, named in the caption")
     parser.add_argument("--bootstrap-resamples", type=int, default=2000, help="evaluate.bootstrap_resamples")
     parser.add_argument("--seed", type=int, default=0, help="config seed (bootstrap seeds derive from it)")
+    parser.add_argument("--privacy-metrics", nargs="*", default=[], help="results/privacy/{attacker}/metrics.csv")
+    parser.add_argument("--privacy-summaries", nargs="*", default=[], help="results/privacy/{attacker}/summary.json")
+    parser.add_argument("--privacy-max-auc", type=float, default=0.6, help="privacy.claim_max_auc")
     return parser.parse_args(argv)
 
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
-    make = make_claims if a.table == "claims" else make_comparisons
-    written = make(a.records, a.summaries, a.per_image, a.noisy, a.out_prefix, a.data_source, a.image_size,
-                   a.bootstrap_resamples, a.seed)
+    args = (a.records, a.summaries, a.per_image, a.noisy, a.out_prefix, a.data_source, a.image_size,
+            a.bootstrap_resamples, a.seed)
+    if a.table == "claims":
+        privacy = (privacy_claim_from_files(a.privacy_metrics, a.privacy_summaries, a.data_source, a.privacy_max_auc)
+                   if a.privacy_metrics else None)
+        written = make_claims(*args, privacy=privacy)
+    else:
+        written = make_comparisons(*args)
     for path in written:
         print(f"wrote {path}")
     return 0

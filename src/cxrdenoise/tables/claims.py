@@ -20,6 +20,11 @@ reason in one line. The rules (also in README, "Statistics and verdicts", and do
 * A paired claim on fewer than `MIN_PATIENTS` (10) test patients is *inconclusive*: a percentile bootstrap over
   so few patients has too few distinct resamples to be trusted.
 
+* **privacy** (the study's fourth contribution: noise-based obfuscation is a viable privacy-preserving
+  mechanism): decided by the privacy stage's rule (`cxrdenoise.privacy.claim`, on patient re-identification AUC):
+  *supported* -> holds, *not supported* -> does not hold, *inconclusive* stays; absent privacy results make it
+  *not testable here*.
+
 Every claim about a run flagged "did not denoise" (`cxrdenoise.denoised.did_not_denoise`) is *inconclusive*
 with that reason; a missing run or an n/a metric (LPIPS without its weights) makes it *not testable here*.
 The Holm family is every paired test this table runs.
@@ -270,8 +275,9 @@ def _timing_claim(ev: Evidence, claim: str, model: str, setup: str, ref: str, si
 
 def build_claims(records: Sequence, summaries: Sequence, per_image: Sequence, noisy_summaries: Sequence,
                  data_source: str | None = None, image_size: int | None = None,
-                 resamples: int = stats.DEFAULT_RESAMPLES, seed: int = 0) -> Table:
-    """One row per claim of the study with its verdict; see the module docstring for the rules."""
+                 resamples: int = stats.DEFAULT_RESAMPLES, seed: int = 0, privacy: dict | None = None) -> Table:
+    """One row per claim of the study with its verdict; see the module docstring for the rules. `privacy` is the
+    privacy stage's verdict (`cxrdenoise.tables.privacy.privacy_claim_from_files`), or None when it did not run."""
     runs = collect_runs(records, summaries, per_image)
     noisy = {r.sigma: r for r in collect_runs(summaries=noisy_summaries).values() if r.summary is not None}
     ev = Evidence(runs, noisy, resamples, seed)
@@ -314,7 +320,31 @@ def build_claims(records: Sequence, summaries: Sequence, per_image: Sequence, no
         for model in MODELS:
             rows.append(_timing_claim(ev, text, model, setup, ref, "0.1", test))
     rows.append(_significance_claim(ev, significance_tests))
+    rows.append(_privacy_claim(privacy))
     return _table(rows, ev, data_source, image_size, resamples, seed)
+
+
+PRIVACY_VERDICTS = {"supported": HOLDS, "not supported": FAILS, "inconclusive": INCONCLUSIVE}
+
+
+def _privacy_claim(verdict: dict | None) -> Claim:
+    """The study's privacy claim, judged by the privacy stage's measured re-identification (issue 14)."""
+    row = Claim("Noise-based obfuscation is a viable privacy-preserving mechanism",
+                "patient re-identification (verification AUC) from obfuscated and denoised test images",
+                "not measured by the study")
+    if verdict is None:
+        row.reason = "the privacy stage did not run (results/privacy/*/metrics.csv not given)"
+        return row
+    worst = [w for w in (verdict.get("worst_obfuscated"), verdict.get("worst_denoised")) if w]
+    if worst:
+        top = max(worst, key=lambda w: w["auc"])
+        row.ours = (f"highest AUC {top['auc']:.3f} [{top['auc_lo']:.3f}, {top['auc_hi']:.3f}] "
+                    f"({top['attacker']}, {'denoised by ' + top['model'] if top.get('model') else 'obfuscated'}"
+                    + (f", σ {top['sigma']:g}" if top.get("sigma") is not None else "") + ")")
+        row.numbers.update(ours_value=top["auc"], ci_lo=top["auc_lo"], ci_hi=top["auc_hi"])
+    row.verdict = PRIVACY_VERDICTS[verdict["verdict"]]
+    row.reason = f"{verdict['evidence']} (rule: {verdict['rule']})"
+    return row
 
 
 def _significance_claim(ev: Evidence, tests: list[tuple[str, str, dict | None]]) -> Claim:
@@ -387,9 +417,9 @@ def _table(rows: list[Claim], ev: Evidence, data_source: str | None, image_size:
 
 def make_claims(records: Sequence, summaries: Sequence, per_image: Sequence, noisy_summaries: Sequence,
                 out_prefix: str | Path, data_source: str | None = None, image_size: int | None = None,
-                resamples: int = stats.DEFAULT_RESAMPLES, seed: int = 0) -> list[Path]:
+                resamples: int = stats.DEFAULT_RESAMPLES, seed: int = 0, privacy: dict | None = None) -> list[Path]:
     return write_table(build_claims(records, summaries, per_image, noisy_summaries, data_source, image_size,
-                                    resamples, seed), out_prefix)
+                                    resamples, seed, privacy), out_prefix)
 
 
 __all__ = ["build_claims", "make_claims", "Claim", "VERDICTS", "HOLDS", "FAILS", "INCONCLUSIVE", "NOT_TESTABLE",

@@ -235,8 +235,10 @@ def test_processes_per_node_spreads_a_ddp_setup_over_nodes():
     """train.processes_per_node: 1 with nodes: 2 runs ddp2 as one process per node: world size, global batch and
     GPU requests of the one-node ddp2 job, a different resume fingerprint."""
     config = {"train": {"nodes": 2, "processes_per_node": 1, "device": "cuda"}}
-    assert [job_processes_per_node(config, s) for s in SETUPS] == [1, 1, 1, 1]
-    assert [job_gpus(config, s) for s in SETUPS] == [1, 2, 2, 2]  # gpu1/dp2 keep their GPUs on one node
+    assert {s: job_processes_per_node(config, s) for s in SETUPS} == dict.fromkeys(SETUPS, 1)
+    # gpu1/dp2 keep their GPUs on one node; a DDP setup gets one GPU on each of its 2 nodes
+    assert {s: job_gpus(config, s) for s in SETUPS} == {"gpu1": 1, "dp2": 2, "ddp2": 2, "ddp2_amp": 2,
+                                                        "gpu1_fast": 1, "ddp2_fast": 2}
     assert job_processes_per_node({"train": {"nodes": 1, "processes_per_node": 1}}, "ddp2") == 2  # one node: ignored
     spread = TrainSettings(model="unet", setup="ddp2", sigma="0.1", nodes=2, processes_per_node=1, batch_per_gpu=16)
     one_node = TrainSettings(model="unet", setup="ddp2", sigma="0.1", batch_per_gpu=16)

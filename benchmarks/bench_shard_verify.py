@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from cxrdenoise.atomic import write_json
+from cxrdenoise.provenance import cpu_name
 from cxrdenoise.shard_integrity import BLOCK, _bad_values, _verified, verify_shard
 from cxrdenoise.shards import save_shard
 
@@ -101,16 +101,6 @@ def best_seconds(fn, files, repeats: int) -> float:
         fn(files)
         times.append(time.perf_counter() - start)
     return min(times)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def cpu_has_sha() -> bool | None:

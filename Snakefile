@@ -26,6 +26,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/privacy.smk"
+include: "workflow/rules/federated.smk"
 
 
 rule all:
@@ -34,3 +35,4 @@ rule all:
         EVAL_SUMMARIES,
         REPORT_TARGETS,
         PRIVACY_TARGETS,
+        FEDERATED_TARGETS,

@@ -3,9 +3,10 @@
 Every process talks over 127.0.0.1; the SuperLink serves TLS with certificates made for the run
 (`tls.make_certificates`, in <run>/tls), the SuperNodes and the `flwr` CLI trust only that CA, and each
 SuperNode's local runtime API uses the same certificate. `insecure: true` drops TLS everywhere and the record
-says so. Flower's state (its config.toml, installed app, SuperLink database) lives in <run>/flwr_home, so
-nothing is read from or written to ~/.flwr. A killed run is re-run with the same call: the server continues
-after the last round checkpoint.
+says so. Flower's files (its config.toml, the installed app) live in <run>/flwr_home, so nothing is read from
+or written to ~/.flwr. The SuperLink keeps its state in memory: a restarted SuperLink must not offer the
+SuperNodes of a killed session, which a database would still list. A killed run is re-run with the same call:
+the server continues after the last round checkpoint (rounds/round_NNN.pt), so at most one round is redone.
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ spec = ""
 """
 
 
+CLI_GRACE_S = 60  # after `flwr run` ends, how long the ServerApp may take to write summary.json
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -68,8 +72,9 @@ def _bin(name: str) -> str:
     return str(path) if path.exists() else name
 
 
-def write_sites(spec: dict, metadata: Path | None = None) -> pd.DataFrame:
-    """Partition the train split into the configured sites; sites.csv and site_counts.json in the run folder."""
+def write_sites(spec: dict, out_dir: str | Path | None = None, metadata: Path | None = None) -> pd.DataFrame:
+    """Partition the train split into the configured sites; sites.csv and site_counts.json in `out_dir`
+    (default: the run folder)."""
     train = PairDataset(spec["data_dir"], "train", spec["sigma"])
     frame = pd.DataFrame({"image_id": train.image_ids, "patient_id": train.patient_ids})
     part = spec["partition"]
@@ -82,13 +87,26 @@ def write_sites(spec: dict, metadata: Path | None = None) -> pd.DataFrame:
         frame = frame.merge(meta[["image_id", column]], on="image_id", how="left")
     frame["site"] = partition_patients(frame, spec["sites"], part["mode"], spec["seed"], part.get("column"))
     check_sites(frame, frame["site"])
-    run_dir = Path(spec["run_dir"])
+    run_dir = Path(out_dir or spec["run_dir"])
     with atomic.atomic_path(run_dir / "sites.csv") as tmp:
         frame[["image_id", "patient_id", "site"]].to_csv(tmp, index=False)
     counts = {int(k): {"images": int(len(g)), "patients": int(g["patient_id"].nunique())}
               for k, g in frame.groupby("site")}
     atomic.write_json(run_dir / "site_counts.json", counts)
     return frame
+
+
+def prepare_sites(spec: dict) -> None:
+    """The run folder's sites.csv: copied from spec["sites_csv"] (the workflow's partition) or made here."""
+    run_dir = Path(spec["run_dir"])
+    if (run_dir / "sites.csv").exists():
+        return
+    if spec.get("sites_csv"):
+        src = Path(spec["sites_csv"])
+        for name in ("sites.csv", "site_counts.json"):
+            atomic.write_bytes(run_dir / name, (src.parent / name).read_bytes())
+    else:
+        write_sites(spec)
 
 
 class Processes:
@@ -141,8 +159,7 @@ def run(spec: dict, timeout_s: float = 3600) -> dict:
         (run_dir / sub).mkdir(parents=True, exist_ok=True)
     if last_round(run_dir) >= spec["rounds"] and (run_dir / "summary.json").exists():
         return json.loads((run_dir / "summary.json").read_text())
-    if not (run_dir / "sites.csv").exists():
-        write_sites(spec)
+    prepare_sites(spec)
     spec["n_sites"] = len(spec["sites"])
     atomic.write_json(run_dir / "spec.json", spec)
     atomic.write_text(run_dir / "app" / "pyproject.toml", APP_TOML)
@@ -169,8 +186,7 @@ def run(spec: dict, timeout_s: float = 3600) -> dict:
                "tls": None if insecure else "self-signed CA made for this run (tls/ca.crt)"}
     try:
         link = procs.start("superlink", [_bin("flower-superlink"), *tls_link, "--host", "127.0.0.1",
-                                         "--port", str(link_port), "--disable-runtime-dependency-installation",
-                                         "--database", str(home / "superlink.db")])
+                                         "--port", str(link_port), "--disable-runtime-dependency-installation"])
         _wait_listening(link_port, link, "SuperLink", run_dir / "logs" / "superlink.log")
         for site in range(spec["n_sites"]):
             node_port = free_port()
@@ -193,8 +209,9 @@ def run(spec: dict, timeout_s: float = 3600) -> dict:
             time.sleep(0.5)
         summary_path = run_dir / "summary.json"
         # `flwr run --stream` returns when the log stream ends; the ServerApp writes summary.json last.
+        grace = time.monotonic() + CLI_GRACE_S
         while last_round(run_dir) < spec["rounds"] or not summary_path.exists():
-            if link.poll() is not None or time.monotonic() > deadline:
+            if link.poll() is not None or time.monotonic() > min(deadline, grace):
                 raise CxrError(f"federated: the run stopped after round {last_round(run_dir)} of "
                                f"{spec['rounds']} (see {run_dir}/logs/flwr_run.log and server.log)")
             time.sleep(0.5)

@@ -15,12 +15,16 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from cryptography import x509
 
 from cxrdenoise.errors import CxrError
 from cxrdenoise.evaluate import evaluate_checkpoint, evaluate_noisy
+from cxrdenoise.federated.alone import train_alone
+from cxrdenoise.federated.figure import plot_rounds
 from cxrdenoise.federated.runner import run
+from cxrdenoise.tables.federated import make_federated
 from cxrdenoise.federated.tls import make_certificates
 
 from datadir import build_data_dir
@@ -82,7 +86,9 @@ def test_two_sites_two_rounds_over_tls_resume_after_killed_superlink(tmp_path):
         for s in r["sites"]:  # float32 weights both ways: at least 4 bytes per weight
             assert s["bytes_sent"] >= 4 * n_weights and s["bytes_received"] >= 4 * n_weights
     sessions = json.loads((run_dir / "sessions.json").read_text())
-    assert sessions[-1]["insecure"] is False and sessions[-1]["resumed_after_round"] == 1
+    assert [s["resumed_after_round"] for s in sessions] == [0, 1]
+    assert sessions[0]["status"].startswith("stopped after round 1") and sessions[1]["status"] == "finished"
+    assert all(s["insecure"] is False for s in sessions)
     assert "https://127.0.0.1" in (run_dir / "logs" / "superlink.log").read_text()  # the SuperLink served TLS
     sites = (run_dir / "sites.csv").read_text().splitlines()[1:]
     by_patient = {}
@@ -95,6 +101,29 @@ def test_two_sites_two_rounds_over_tls_resume_after_killed_superlink(tmp_path):
     noisy = evaluate_noisy(0.2, tmp_path / "noisy", data_dir=data, lpips_enabled=False, progress=False)
     assert model["metrics"]["psnr"]["mean"] > noisy["metrics"]["psnr"]["mean"] + 0.5, (model["metrics"],
                                                                                       noisy["metrics"])
+
+    # each site alone, then the table and the figure from these files
+    site_evals, site_records = [], []
+    for k in (0, 1):
+        rec = train_alone({**spec, "sites_csv": str(run_dir / "sites.csv")}, k, tmp_path / f"site{k}")
+        assert rec["epochs"] == 8 and rec["n_examples"] > 0
+        evaluate_checkpoint(tmp_path / f"site{k}" / "best.pt", tmp_path / f"site{k}" / "eval", data_dir=data,
+                            lpips_enabled=False, progress=False)
+        site_evals.append(tmp_path / f"site{k}" / "eval")
+        site_records.append(tmp_path / f"site{k}" / "record.json")
+    written = make_federated(tmp_path / "tables" / "federated", run_dir=run_dir, global_eval=tmp_path / "eval",
+                             site_evals=site_evals, site_records=site_records, noisy_eval=tmp_path / "noisy",
+                             data_source="synthetic", seed=1, resamples=200)
+    assert sorted(p.suffix for p in written) == [".csv", ".html", ".md", ".tex"]
+    table = pd.read_csv(tmp_path / "tables" / "federated.csv")
+    assert list(table["kind"]) == ["federated", "site", "site", "noisy"]
+    fed = table.iloc[0]
+    assert fed["psnr"] == pytest.approx(model["metrics"]["psnr"]["mean"])
+    assert fed["psnr_lo"] <= fed["psnr"] <= fed["psnr_hi"]
+    assert fed["communication_mb"] == pytest.approx(sum(r["bytes_sent"] + r["bytes_received"] for r in rounds) / 1e6)
+    assert not fed["did_not_denoise"] and "TLS with a CA made for the run" in (tmp_path / "tables" / "federated.md").read_text()
+    figure = plot_rounds(run_dir, tmp_path / "figures" / "federated", "synthetic")
+    assert all(p.stat().st_size > 1000 for p in figure)
 
 
 def test_runner_refuses_a_column_that_is_not_in_the_metadata(tmp_path):

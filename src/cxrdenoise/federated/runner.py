@@ -215,12 +215,16 @@ def run(spec: dict, timeout_s: float = 3600) -> dict:
                 raise CxrError(f"federated: the run stopped after round {last_round(run_dir)} of "
                                f"{spec['rounds']} (see {run_dir}/logs/flwr_run.log and server.log)")
             time.sleep(0.5)
+        session["status"] = "finished"
+    except BaseException as err:
+        session["status"] = f"stopped after round {last_round(run_dir)}: {err}"
+        raise
     finally:
         procs.stop()
-    session["wall_s"] = time.perf_counter() - t0
-    sessions_path = run_dir / "sessions.json"
-    sessions = json.loads(sessions_path.read_text()) if sessions_path.exists() else []
-    atomic.write_json(sessions_path, [*sessions, session])
+        session["wall_s"] = time.perf_counter() - t0
+        sessions_path = run_dir / "sessions.json"
+        sessions = json.loads(sessions_path.read_text()) if sessions_path.exists() else []
+        atomic.write_json(sessions_path, [*sessions, session])
     return json.loads(summary_path.read_text())
 
 

@@ -91,3 +91,55 @@ def test_dp_clips_update_norm_and_adds_seeded_noise():
     assert not np.array_equal(n1[0], n2[0])
     resid = np.concatenate([(x - s).ravel() for x, s in zip(n1, small)])
     assert 0.3 < resid.std() < 3.0  # noise of the configured scale was added
+
+
+def test_proximal_term_is_half_mu_squared_distance():
+    from cxrdenoise.federated.fedavg import proximal_term
+
+    w = [torch.tensor([1.0, 2.0]), torch.tensor([[3.0]])]
+    g = [torch.tensor([0.0, 0.0]), torch.tensor([[1.0]])]
+    assert float(proximal_term(w, g, 0.5)) == pytest.approx(0.25 * (1 + 4 + 4))
+    assert proximal_term(w, g, 0.0) == 0.0
+
+
+def _inprocess_exchange(spec):
+    """Sites trained in this process (no Flower): exercises the round loop, not the transport."""
+    from cxrdenoise.federated.server import Reply
+    from cxrdenoise.federated.site import local_train
+
+    def exchange(arrays, server_round):
+        out = []
+        for site in range(spec["n_sites"]):
+            new, metrics = local_train(spec, site, arrays, server_round)
+            n = sum(a.nbytes for a in arrays)
+            out.append(Reply(site, new, metrics["num-examples"], n, n, metrics))
+        return out
+    return exchange
+
+
+@pytest.mark.parametrize("dp", [False, True])
+def test_round_loop_applies_dp_as_configured(tmp_path, dp):
+    from datadir import build_data_dir
+
+    from cxrdenoise.federated.runner import write_sites
+    from cxrdenoise.federated.server import round_path, run_rounds
+    from cxrdenoise.federated.weights import build, to_arrays
+
+    data = build_data_dir(tmp_path, n_images=24, size=32, sigmas=(0.2,))
+    spec = {"run_dir": str(tmp_path / "fed"), "data_dir": str(data), "sigma": 0.2, "model": "dncnn",
+            "model_kwargs": {"depth": 3, "channels": 8}, "sites": [1, 1],
+            "partition": {"mode": "random", "column": None}, "rounds": 1, "local_epochs": 2, "lr": 1e-2,
+            "batch_size": 2, "strategy": "fedavg", "mu": 0.0, "seed": 5, "device": "cpu", "config_hash": "t",
+            "n_sites": 2, "dp": {"enabled": dp, "clipping_norm": 1e-3, "noise_multiplier": 0.0}}
+    (tmp_path / "fed").mkdir()
+    write_sites(spec)
+    start = to_arrays(build(spec, seeded=True))
+    run_rounds(spec, _inprocess_exchange(spec), log=lambda m: None)
+    ckpt = torch.load(round_path(tmp_path / "fed", 1), weights_only=True)
+    update = [v.numpy() - s for v, s in zip(ckpt["state_dict"].values(), start)]
+    record = __import__("json").loads((tmp_path / "fed" / "rounds.json").read_text())[0]
+    if dp:
+        assert global_norm(update) <= 1e-3 + 1e-6  # clipped to the configured norm
+        assert record["dp"]["clip_norm"] == 1e-3 and min(record["dp"]["update_norms"]) > 1e-3
+    else:
+        assert global_norm(update) > 1e-2 and record["dp"] is None

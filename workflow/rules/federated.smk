@@ -3,6 +3,7 @@
 # each site trained alone as a baseline, every model scored by the project's evaluation on the test split,
 # then results/tables/federated.* and results/figures/federated.*. In rule all only when federated.enabled.
 import json as _json
+import shlex as _shlex
 
 FED = "results/federated"
 _FED = config["federated"]
@@ -25,7 +26,7 @@ _FED_SPEC = dict(
     seed=config["seed"],
     sites=" ".join(f"{s:g}" for s in _FED["sites"]),
     mode=_FED["partition"]["mode"],
-    column=_FED["partition"]["column"] or "",
+    column=f"--partition-column {_shlex.quote(_FED['partition']['column'])}" if _FED["partition"]["column"] else "",
 )
 _FED_TRAIN = dict(
     model=FED_MODEL,
@@ -59,7 +60,7 @@ rule federated_sites:
         "results/logs/federated/sites.log",
     shell:
         "python {params.script:q} sites --data-dir {params.data_dir:q} --sigma {params.sigma} --seed {params.seed}"
-        " --sites {params.sites} --partition-mode {params.mode} --partition-column {params.column:q}"
+        " --sites {params.sites} --partition-mode {params.mode} {params.column}"
         " --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
 
@@ -91,7 +92,7 @@ rule federated_run:
         "results/benchmarks/federated/run.tsv"
     shell:
         "python {params.script:q} run --data-dir {params.data_dir:q} --sigma {params.sigma} --seed {params.seed}"
-        " --sites {params.sites} --partition-mode {params.mode} --partition-column {params.column:q}"
+        " --sites {params.sites} --partition-mode {params.mode} {params.column}"
         " --sites-csv {input.sites:q} --model {params.model} --model-kwargs {params.model_kwargs:q}"
         " --rounds {params.rounds} --local-epochs {params.local_epochs} --lr {params.lr}"
         " --batch-size {params.batch_size} --strategy {params.strategy} --mu {params.mu} --dp {params.dp:q}"
@@ -126,7 +127,7 @@ rule federated_alone:
     shell:
         "python {params.script:q} alone --site {wildcards.site} --data-dir {params.data_dir:q} --sigma {params.sigma}"
         " --seed {params.seed}"
-        " --sites {params.sites} --partition-mode {params.mode} --partition-column {params.column:q}"
+        " --sites {params.sites} --partition-mode {params.mode} {params.column}"
         " --sites-csv {input.sites:q} --model {params.model} --model-kwargs {params.model_kwargs:q}"
         " --rounds {params.rounds} --local-epochs {params.local_epochs} --lr {params.lr}"
         " --batch-size {params.batch_size} --strategy {params.strategy} --mu {params.mu} --dp {params.dp:q}"

@@ -143,3 +143,19 @@ def test_round_loop_applies_dp_as_configured(tmp_path, dp):
         assert record["dp"]["clip_norm"] == 1e-3 and min(record["dp"]["update_norms"]) > 1e-3
     else:
         assert global_norm(update) > 1e-2 and record["dp"] is None
+
+
+def test_a_rerun_with_other_settings_discards_the_earlier_rounds(tmp_path):
+    from cxrdenoise.federated.runner import discard_if_changed
+
+    spec = {"rounds": 2, "local_epochs": 3, "insecure": False, "config_hash": "a"}
+    (tmp_path / "rounds").mkdir()
+    (tmp_path / "rounds" / "round_001.pt").write_bytes(b"x")
+    (tmp_path / "rounds.json").write_text("[]")
+    (tmp_path / "spec.json").write_text(__import__("json").dumps(spec))
+    # a killed run re-run as it was (or with only TLS / timeout / config hash changed) keeps its rounds
+    assert discard_if_changed(tmp_path, {**spec, "insecure": True, "config_hash": "b"}) == []
+    assert (tmp_path / "rounds" / "round_001.pt").exists()
+    assert discard_if_changed(tmp_path, {**spec, "local_epochs": 10}) == ["local_epochs"]
+    assert not (tmp_path / "rounds" / "round_001.pt").exists() and not (tmp_path / "rounds.json").exists()
+    assert "earlier rounds discarded" in (tmp_path / "server.log").read_text()

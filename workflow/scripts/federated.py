@@ -97,13 +97,14 @@ def main(argv: list[str] | None = None) -> int:
         print(frame.groupby("site").agg(images=("image_id", "size"), patients=("patient_id", "nunique")))
     elif a.command == "run":
         from cxrdenoise import atomic
-        from cxrdenoise.federated.runner import run
+        from cxrdenoise.federated.runner import run, stop_on_sigterm
         from cxrdenoise.federated.server import round_path
 
         # Flower's state and the round checkpoints live in <out>/run, which Snakemake does not own, so a
         # killed job's re-run finds them (Snakemake deletes a failed job's declared outputs, not this folder).
         out = Path(a.out_dir)
         run_dir = out / "run"
+        stop_on_sigterm()
         summary = run(_spec(a, str(run_dir)), timeout_s=a.timeout_s)
         for name in ("rounds.json", "sessions.json", "spec.json", "site_counts.json", "summary.json"):
             atomic.write_bytes(out / name, (run_dir / name).read_bytes())

@@ -109,6 +109,31 @@ def prepare_sites(spec: dict) -> None:
         write_sites(spec)
 
 
+# Keys that may differ between a killed run and its re-run; any other change means the rounds done so far
+# belong to another experiment, and the run starts again from round 0.
+RESUMABLE_KEYS = ("insecure", "timeout_s", "config_hash")
+RUN_FILES = ("rounds.json", "summary.json", "sessions.json", "sites.csv", "site_counts.json", "spec.json")
+
+
+def discard_if_changed(run_dir: Path, spec: dict) -> list[str]:
+    """Remove the rounds of an earlier run whose settings differ from `spec`; returns the keys that differed."""
+    old_path = run_dir / "spec.json"
+    if not old_path.exists():
+        return []
+    old = json.loads(old_path.read_text())
+    changed = sorted(k for k in set(old) | set(spec)
+                     if k not in RESUMABLE_KEYS and json.dumps(old.get(k), sort_keys=True) != json.dumps(spec.get(k), sort_keys=True))
+    if changed:
+        for ckpt in (run_dir / "rounds").glob("round_*.pt"):
+            ckpt.unlink()
+        for name in RUN_FILES:
+            (run_dir / name).unlink(missing_ok=True)
+        with (run_dir / "server.log").open("a") as fh:
+            fh.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} settings changed ({', '.join(changed)}): "
+                     "earlier rounds discarded, starting from round 0\n")
+    return changed
+
+
 class Processes:
     """The run's Flower processes, each in its own session so it and its children end together."""
 
@@ -157,10 +182,11 @@ def run(spec: dict, timeout_s: float = 3600) -> dict:
     spec = {**spec, "run_dir": str(run_dir), "data_dir": str(Path(spec["data_dir"]).resolve())}
     for sub in ("logs", "rounds", "app", "flwr_home"):
         (run_dir / sub).mkdir(parents=True, exist_ok=True)
+    spec["n_sites"] = len(spec["sites"])
+    discard_if_changed(run_dir, spec)
     if last_round(run_dir) >= spec["rounds"] and (run_dir / "summary.json").exists():
         return json.loads((run_dir / "summary.json").read_text())
     prepare_sites(spec)
-    spec["n_sites"] = len(spec["sites"])
     atomic.write_json(run_dir / "spec.json", spec)
     atomic.write_text(run_dir / "app" / "pyproject.toml", APP_TOML)
     insecure = bool(spec.get("insecure"))
@@ -228,9 +254,17 @@ def run(spec: dict, timeout_s: float = 3600) -> dict:
     return json.loads(summary_path.read_text())
 
 
+def stop_on_sigterm() -> None:
+    """Make SIGTERM (Snakemake, SLURM, timeout) unwind like Ctrl-C, so `run` stops the Flower processes."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     spec = json.loads(Path(args[0]).read_text())
+    stop_on_sigterm()
     try:
         summary = run(spec)
     except CxrError as err:

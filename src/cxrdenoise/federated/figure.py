@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from ..figures import save_figure  # noqa: E402
 from ..tables.cells import DATA_LABELS  # noqa: E402
@@ -25,6 +26,7 @@ def plot_rounds(run_dir: str | Path, out_prefix: str | Path, data_source: str | 
         first = frame.loc[frame["session"] == session, "round"].min()
         ax.axvline(first - 0.5, color="grey", ls=":", lw=1)
         ax.text(first - 0.45, ax.get_ylim()[1], " resumed", va="top", fontsize=7, color="grey")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("round")
     ax.set_ylabel("validation L1 (centralized val split)")
     source = DATA_LABELS.get(data_source, data_source) if data_source else ""

@@ -84,8 +84,8 @@ def build_federated(run_dir: str | Path, global_eval: str | Path, site_evals: li
                 "epochs": epochs}
         for metric, head, dp in METRICS:
             cell[f"{head} [95 % CI]"] = _cell(stats[metric], dp)
-        cell["communication (MB)"] = "" if comm is None else f"{comm:.1f}"
-        cell["time (s)"] = "" if time_s is None else f"{time_s:.0f}"
+        cell["communication (MB)"] = "" if comm is None else ("0" if comm == 0 else f"{comm:.3g}")
+        cell["time (s)"] = "" if time_s is None else f"{time_s:.1f}"
         shown.append(cell)
 
     _, gstats = _scores(Path(global_eval), seed, resamples)

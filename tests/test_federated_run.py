@@ -23,7 +23,7 @@ from cxrdenoise.errors import CxrError
 from cxrdenoise.evaluate import evaluate_checkpoint, evaluate_noisy
 from cxrdenoise.federated.alone import train_alone
 from cxrdenoise.federated.figure import plot_rounds
-from cxrdenoise.federated.runner import run
+from cxrdenoise.federated.runner import run, run_orphans
 from cxrdenoise.tables.federated import make_federated
 from cxrdenoise.federated.tls import make_certificates
 
@@ -43,6 +43,13 @@ def test_certificates_chain_to_the_run_ca(tmp_path):
     other = x509.load_pem_x509_certificate(make_certificates(tmp_path / "other")["ca"].read_bytes())
     with pytest.raises(Exception):
         cert.verify_directly_issued_by(other)
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def _spec(data: Path, run_dir: Path) -> dict:
@@ -75,6 +82,9 @@ def test_two_sites_two_rounds_over_tls_resume_after_killed_superlink(tmp_path):
     assert not (run_dir / "rounds" / "round_002.pt").exists()
 
     summary = run(spec)  # the same call again resumes after round 1
+    time.sleep(1)
+    alive = [pid for pid in run_orphans(run_dir.resolve()) if _running(pid)]
+    assert alive == []  # no Flower process of either session outlives the run (zombies aside)
     assert summary["resumed_after"] == 1 and summary["rounds"] == 2
     rounds = json.loads((run_dir / "rounds.json").read_text())
     assert [r["round"] for r in rounds] == [1, 2] and [r["session"] for r in rounds] == [1, 2]

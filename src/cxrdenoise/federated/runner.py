@@ -150,6 +150,14 @@ class Processes:
         return proc
 
     def stop(self) -> None:
+        self._stop_started()
+        for pid in run_orphans(self.run_dir):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    def _stop_started(self) -> None:
         for proc in self.procs.values():
             if proc.poll() is None:
                 try:
@@ -162,6 +170,23 @@ class Processes:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+def run_orphans(run_dir: Path) -> list[int]:
+    """Flower processes of this run left behind by a killed SuperLink (a ServerApp outlives its SuperExec).
+
+    Found by the run folder in their command line (the run's CA path), which only this run's processes carry.
+    """
+    marker = str(run_dir / "tls")
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(a.decode(errors="replace").startswith(marker) for a in argv) and int(entry.name) != os.getpid():
+            found.append(int(entry.name))
+    return found
 
 
 def _wait_listening(port: int, proc: subprocess.Popen, name: str, log: Path, timeout: float = 120) -> None:

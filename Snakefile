@@ -27,6 +27,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/privacy.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/federated.smk"
 
 
 rule all:
@@ -35,6 +36,7 @@ rule all:
         EVAL_SUMMARIES,
         REPORT_TARGETS,
         PRIVACY_TARGETS,
+        FEDERATED_TARGETS,
 
 
 # Tell the user what happened: the resolved config at start, a summary on success, the failed jobs' errors.

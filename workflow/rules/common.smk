@@ -145,6 +145,7 @@ TABLE_TITLES = {
     "claims": ("Claims", "a verdict for every claim of the study, from this pipeline's measurements"),
     "comparisons": ("Comparisons", "paired differences between models and set-ups, patient level"),
     "privacy": ("Privacy", "patient re-identification from clean, obfuscated and denoised images"),
+    "federated": ("Federated", "FedAvg over patient-partitioned sites beside centralized and single-site training"),
 }
 
 

@@ -25,8 +25,8 @@ include: "workflow/rules/resize.smk"
 include: "workflow/rules/noise.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
-include: "workflow/rules/privacy.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/privacy.smk"
 include: "workflow/rules/federated.smk"
 
 

@@ -31,7 +31,7 @@ def test_resolved_demo_config_passes(base):
 def test_unknown_model_in_train_models(base):
     config = copy.deepcopy(base)
     config["train"]["models"] = ["unet", "unte"]
-    assert _error(config) == "config key train.models.1: unknown model 'unte'; available: dncnn, unet, unetpp"
+    assert _error(config) == "config key train.models.1: unknown model 'unte'; available: dncnn, fastddpm, unet, unetpp"
 
 
 def test_unknown_model_under_models(base):

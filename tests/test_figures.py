@@ -87,6 +87,10 @@ def test_report_rules_have_minimal_inputs(tmp_path):
     if not Path(snakemake).exists():
         pytest.skip("snakemake not installed")
     write_results_tree(tmp_path, setups=("gpu1", "dp2", "ddp2_amp"))
+    for attacker in ("ncc", "learned"):  # the privacy stage's results, which the claims table reads
+        for name in ("metrics.csv", "summary.json"):
+            (tmp_path / "results" / "privacy" / attacker).mkdir(parents=True, exist_ok=True)
+            (tmp_path / "results" / "privacy" / attacker / name).write_text("")
     (tmp_path / "Snakefile").write_text(textwrap.dedent(f"""\
         configfile: "{REPO / 'config.yaml'}"
         include: "{REPO / 'workflow' / 'rules' / 'common.smk'}"

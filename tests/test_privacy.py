@@ -205,7 +205,7 @@ def _checkpoint(path: Path, model: str, sigma: float) -> Path:
     kwargs = {"base_channels": 4}
     net = build_model(model, **kwargs)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": model, "model_kwargs": kwargs, "state_dict": net.state_dict(), "sigma": sigma,
+    torch.save({"model": model, "model_kwargs": net.model_kwargs, "state_dict": net.state_dict(), "sigma": sigma,
                 "epoch": 1, "setup": "gpu1"}, path)
     return path
 

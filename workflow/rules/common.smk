@@ -149,6 +149,11 @@ TABLE_TITLES = {
 }
 
 
+def privacy_results(name):
+    """results/privacy/{attacker}/{name} of the configured attackers: privacy.smk writes them, the claims read them."""
+    return [f"results/privacy/{attacker}/{name}" for attacker in config["privacy"]["attackers"]]
+
+
 def report_table(name):
     """report() wrapping for one table: the HTML is shown inline, the CSV offered for download."""
     caption = f"../report/{name}.rst"

@@ -94,10 +94,7 @@ rule privacy_scores:
         " --device {params.device} --batch-size {params.batch_size} --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
 
-_PRIV_RESULTS = dict(
-    metrics=expand(f"{PRIVACY}/{{attacker}}/metrics.csv", attacker=_PRIV["attackers"]),
-    summaries=expand(f"{PRIVACY}/{{attacker}}/summary.json", attacker=_PRIV["attackers"]),
-)
+_PRIV_RESULTS = dict(metrics=privacy_results("metrics.csv"), summaries=privacy_results("summary.json"))
 
 
 rule privacy_table:

@@ -131,8 +131,8 @@ _CLAIMS_INPUT = dict(
 rule claims:
     input:
         **_CLAIMS_INPUT,
-        privacy_metrics=_PRIV_RESULTS["metrics"],  # the privacy claim's verdict (privacy.smk, included first)
-        privacy_summaries=_PRIV_RESULTS["summaries"],
+        privacy_metrics=privacy_results("metrics.csv"),  # the privacy claim's verdict (privacy.smk writes them)
+        privacy_summaries=privacy_results("summary.json"),
     output:
         **report_table("claims"),
     params:

@@ -175,8 +175,6 @@ def test_output_is_a_file(tmp_path, inputs, capsys):
 def test_unwritable_output_folder(tmp_path, inputs, capsys, monkeypatch):
     import os
 
-    import cxrdenoise.denoise as denoise
-
     ckpt = save_checkpoint(tmp_path / "best.pt")
     locked = tmp_path / "locked"
     locked.mkdir()
@@ -184,8 +182,7 @@ def test_unwritable_output_folder(tmp_path, inputs, capsys, monkeypatch):
     try:
         if os.geteuid() == 0:  # root ignores permission bits: make the probe see what a user would
             real_access = os.access
-            monkeypatch.setattr(denoise.os, "access",
-                                lambda p, mode: False if Path(p) == locked else real_access(p, mode))
+            monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == locked else real_access(p, mode))
         assert _run(ckpt, inputs, locked / "out") == 1
         assert f"cannot write into {locked} (permission denied)" in _one_error_line(capsys)
         assert _run(ckpt, inputs, locked) == 1

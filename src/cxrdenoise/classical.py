@@ -52,7 +52,8 @@ class Method:
     parameter: str
     rule: Callable[[float], float]
     run: Callable[[np.ndarray, float, float], np.ndarray]  # (image, sigma, parameter) -> denoised
-    package: str | None = None  # an optional package it needs
+    package: str | None = None  # a package it needs beyond the core dependencies' own imports
+    install: str = ""  # how to get that package
 
 
 def _bm3d(img: np.ndarray, sigma: float, param: float) -> np.ndarray:
@@ -88,10 +89,12 @@ def _gaussian(img: np.ndarray, sigma: float, param: float) -> np.ndarray:
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
-        Method("bm3d", "BM3D", "sigma_psd", lambda s: s, _bm3d, package="bm3d"),
+        Method("bm3d", "BM3D", "sigma_psd", lambda s: s, _bm3d, package="bm3d",
+               install="pip install 'cxrdenoise[bm3d]'; its licence is non-commercial"),
         Method("nlm", "non-local means", "h", lambda s: 0.8 * s, _nlm),
         Method("tv", "TV (Chambolle)", "weight", lambda s: s, _tv),
-        Method("wavelet", "wavelet (BayesShrink)", "sigma", lambda s: s, _wavelet),
+        Method("wavelet", "wavelet (BayesShrink)", "sigma", lambda s: s, _wavelet, package="pywt",
+               install="pip install PyWavelets, a dependency of cxrdenoise"),
         Method("gaussian", "Gaussian filter", "spatial sigma (px)", lambda s: 0.5 + 5.0 * s, _gaussian),
     )
 }
@@ -101,8 +104,7 @@ def missing_package(name: str) -> str | None:
     """Why method `name` cannot run here (its optional package is absent), or None when it can."""
     method = get_method(name)
     if method.package and importlib.util.find_spec(method.package) is None:
-        return (f"{method.label} skipped: the optional package {method.package!r} is not installed "
-                f"(pip install 'cxrdenoise[bm3d]'; its licence is non-commercial)")
+        return f"{method.label} skipped: the package {method.package!r} is not installed ({method.install})"
     return None
 
 

@@ -251,10 +251,14 @@ def run(spec: dict, timeout_s: float = 3600) -> dict:
         cli = procs.start("flwr_run", [_bin("flwr"), "run", str(run_dir / "app"), "run", "--run-config",
                                        str(run_dir / "run_config.toml"), "--stream"])
         deadline = time.monotonic() + timeout_s
+
+        def link_exited() -> CxrError:
+            return CxrError(f"federated: the SuperLink exited (code {link.returncode}) after round "
+                            f"{last_round(run_dir)}; re-run to resume from there")
+
         while cli.poll() is None:
             if link.poll() is not None:
-                raise CxrError(f"federated: the SuperLink exited (code {link.returncode}) after round "
-                               f"{last_round(run_dir)}; re-run to resume from there")
+                raise link_exited()
             if time.monotonic() > deadline:
                 raise CxrError(f"federated: no result within {timeout_s:.0f}s (see {run_dir}/logs)")
             time.sleep(0.5)
@@ -262,7 +266,9 @@ def run(spec: dict, timeout_s: float = 3600) -> dict:
         # `flwr run --stream` returns when the log stream ends; the ServerApp writes summary.json last.
         grace = time.monotonic() + CLI_GRACE_S
         while last_round(run_dir) < spec["rounds"] or not summary_path.exists():
-            if link.poll() is not None or time.monotonic() > min(deadline, grace):
+            if link.poll() is not None:  # killed while the CLI was already ending: name the SuperLink
+                raise link_exited()
+            if time.monotonic() > min(deadline, grace):
                 raise CxrError(f"federated: the run stopped after round {last_round(run_dir)} of "
                                f"{spec['rounds']} (see {run_dir}/logs/flwr_run.log and server.log)")
             time.sleep(0.5)

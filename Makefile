@@ -5,15 +5,29 @@ BIN := $(VENV)/bin
 RUN := PATH=$(abspath $(BIN)):$$PATH
 CORES ?= 2
 
-.PHONY: install demo test lint clean-demo
+.PHONY: install demo test lint lock clean-demo
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# exact versions from the lock, then the project itself (its declared ranges are already met)
+$(VENV)/.installed: pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -r requirements-dev.lock
+	$(BIN)/pip install --quiet --no-deps -e ".[dev]"
 	touch $@
+
+## lock: re-resolve requirements.lock (the jobs) and requirements-dev.lock (everything) in a scratch venv
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet --upgrade pip
+	.lock-venv/bin/pip install --quiet .
+	{ sed -n '/^#/p' requirements.lock; .lock-venv/bin/pip freeze --exclude cxrdenoise; } > requirements.lock.new
+	.lock-venv/bin/pip install --quiet ".[dev]"
+	{ sed -n '/^#/p' requirements-dev.lock; .lock-venv/bin/pip freeze --exclude cxrdenoise; } > requirements-dev.lock.new
+	mv requirements.lock.new requirements.lock && mv requirements-dev.lock.new requirements-dev.lock
+	rm -rf .lock-venv
 
 ## demo: install, then run the whole pipeline on synthetic phantoms (no network, CPU, a few minutes)
 demo: install

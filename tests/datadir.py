@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cxrdenoise import stages
+from cxrdenoise.commands import data as stages
 from cxrdenoise.phantoms import generate_phantoms
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

@@ -197,7 +197,7 @@ def test_significance_fails_on_a_study_sized_test_set(tmp_path):
 
 def test_make_claims_cli(cpu_claims, tmp_path):
     results, _ = cpu_claims
-    cmd = [sys.executable, str(REPO / "workflow" / "scripts" / "make_claims.py"), "claims",
+    cmd = [sys.executable, "-m", "cxrdenoise", "claims", "claims",
            "--out-prefix", str(tmp_path / "claims"), "--data-source", "local", "--image-size", "64",
            "--bootstrap-resamples", "200", "--seed", "5",
            "--records", *map(str, paths(results, "record", setups=SETUPS)),

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cxrdenoise import stages
+from cxrdenoise.commands import data as stages
 from cxrdenoise.config import load_config
 from cxrdenoise.data import PairDataset
 from cxrdenoise.errors import CxrError

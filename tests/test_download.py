@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
+import importlib
 import io
 import json
 import random
@@ -397,16 +397,13 @@ def test_extract_checks_archive_against_lock(tmp_path, fast_provenance):
 
 
 def _load_script(name):
-    spec = importlib.util.spec_from_file_location(name, REPO / "workflow" / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(f"cxrdenoise.commands.{name}")
 
 
 def test_cli_reports_corrupt_archive_in_one_line(tmp_path, capsys):
     bad = tmp_path / "images_001.tar.gz"
     bad.write_bytes(b"\x1f\x8b this is not gzip data")
-    script = _load_script("extract_archive")
+    script = _load_script("extract")
     rc = script.main(["--archive", str(bad), "--out-dir", str(tmp_path / "out"),
                       "--done", str(tmp_path / "out.done.json"), "--expected", "1"])
     err = capsys.readouterr().err

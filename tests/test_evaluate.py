@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 from pathlib import Path
 
@@ -17,7 +17,6 @@ from cxrdenoise.errors import CxrError
 from cxrdenoise.evaluate import PER_IMAGE_COLUMNS, evaluate_checkpoint, evaluate_noisy
 from cxrdenoise.models import build_model
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
 
 
 def save_checkpoint(path: Path, sigma: float = 0.1, identity: bool = False, name: str = "dncnn", **kwargs) -> Path:
@@ -145,13 +144,10 @@ def test_sigma_mismatch_and_bad_checkpoint(tmp_path, tiny_data_dir):
 
 
 def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(f"cxrdenoise.commands.{name}")
 
 
-def test_workflow_scripts(tmp_path, tiny_data_dir, random_lpips, capsys):
+def test_evaluate_commands(tmp_path, tiny_data_dir, random_lpips, capsys):
     ckpt = save_checkpoint(tmp_path / "best.pt", sigma=0.1)
     out = tmp_path / "eval" / "dncnn" / "sigma0.1" / "gpu1"
     rc = _script("evaluate").main(["--checkpoint", str(ckpt), "--data-dir", str(tiny_data_dir), "--out-dir", str(out),

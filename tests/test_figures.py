@@ -73,7 +73,7 @@ def test_training_curves(tree, tmp_path):
 
 
 def test_make_figures_cli(tree, tmp_path):
-    cmd = [sys.executable, str(REPO / "workflow" / "scripts" / "make_figures.py"), "curves",
+    cmd = [sys.executable, "-m", "cxrdenoise", "figures", "curves",
            "--out-prefix", str(tmp_path / "curves"), "--records",
            *map(str, paths(tree, "record", setups=("gpu1",)))]
     done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,6 @@ from cxrdenoise.phantoms import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "workflow" / "scripts" / "synthesize_phantoms.py"
 NIH_COLUMNS = ["Image Index", "Finding Labels", "Follow-up #", "Patient ID", "Patient Age", "Patient Gender",
                "View Position", "OriginalImage[Width", "Height]"]
 
@@ -228,10 +226,9 @@ def test_phantom_rejects_bad_arguments(args):
 
 # -------------------------------------------------------------------------------------- CLI and rule
 def _load_script():
-    spec = importlib.util.spec_from_file_location("synthesize_phantoms", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from cxrdenoise.commands import phantoms
+
+    return phantoms
 
 
 def test_cli(tmp_path, capsys):

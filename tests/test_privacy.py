@@ -186,16 +186,12 @@ def test_claim_verdicts_follow_the_stated_rule():
 
 # ---------------------------------------------------------------------------------------------- the stage
 
-SCRIPT = Path(__file__).resolve().parents[1] / "workflow" / "scripts" / "privacy.py"
 
 
 def _script():
-    import importlib.util
+    from cxrdenoise.commands import privacy
 
-    spec = importlib.util.spec_from_file_location("privacy_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return privacy
 
 
 def _checkpoint(path: Path, model: str, sigma: float) -> Path:

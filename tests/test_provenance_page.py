@@ -8,7 +8,7 @@ from cxrdenoise.provenance import git_commit
 from fixtures.results_tree import CPU_NAME, noisy_paths, paths, write_results_tree
 from snakemake_run import REPO, snakemake
 
-SCRIPT = REPO / "workflow" / "scripts" / "write_provenance.py"
+SCRIPT = ["-m", "cxrdenoise", "provenance"]
 
 
 def test_provenance_page_from_a_results_tree(tmp_path):
@@ -18,7 +18,7 @@ def test_provenance_page_from_a_results_tree(tmp_path):
                                                                                                  sigmas=("0.1",))
     out = tmp_path / "results" / "provenance.html"
     config_hash = "f" * 64
-    result = subprocess.run([sys.executable, str(SCRIPT), "--config-hash", config_hash, "--records", *map(str, records),
+    result = subprocess.run([sys.executable, *SCRIPT, "--config-hash", config_hash, "--records", *map(str, records),
                              "--summaries", *map(str, summaries), "--out", str(out)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     page = out.read_text()
@@ -35,7 +35,7 @@ def test_provenance_page_from_a_results_tree(tmp_path):
 def test_unreadable_result_file_is_one_line(tmp_path):
     bad = tmp_path / "record.json"
     bad.write_text("{not json")
-    result = subprocess.run([sys.executable, str(SCRIPT), "--config-hash", "x", "--records", str(bad),
+    result = subprocess.run([sys.executable, *SCRIPT, "--config-hash", "x", "--records", str(bad),
                              "--out", str(tmp_path / "p.html")], capture_output=True, text=True)
     assert result.returncode == 1
     assert result.stderr.startswith(f"error: {bad}: cannot read result file") and "Traceback" not in result.stderr

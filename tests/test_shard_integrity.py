@@ -3,7 +3,7 @@ with one line naming the shard and the fix, instead of being trained on and scor
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import re
 import shutil
@@ -12,12 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cxrdenoise import stages
+from cxrdenoise.commands import data as stages
 from cxrdenoise.errors import CxrError
 from cxrdenoise.shard_integrity import verify_shard
 from cxrdenoise.shards import save_shard
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
 SETTINGS = {
     "seed": 3,
     "models": {"unet": {"base_channels": 4}},
@@ -28,10 +27,7 @@ SETTINGS = {
 
 
 def _script(name: str):
-    spec = importlib.util.spec_from_file_location(f"{name}_script", SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return importlib.import_module(f"cxrdenoise.commands.{name}").main
 
 
 def _change_block(path: Path) -> None:

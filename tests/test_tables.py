@@ -357,7 +357,7 @@ def test_reference_copy_matches_shared():
 def test_make_tables_cli(tmp_path):
     results = write_results_tree(tmp_path, sigmas=("0.1",), setups=("gpu1", "dp2"))
     kw = dict(sigmas=("0.1",), setups=("gpu1", "dp2"))
-    cmd = [sys.executable, str(REPO / "workflow" / "scripts" / "make_tables.py"), "table5",
+    cmd = [sys.executable, "-m", "cxrdenoise", "tables", "table5",
            "--out-prefix", str(tmp_path / "t" / "table5"), "--data-source", "synthetic",
            "--records", *map(str, paths(results, "record", **kw)),
            "--summaries", *map(str, paths(results, "summary", **kw))]

@@ -1,7 +1,6 @@
 """The training command line on real shards (the `tiny_data_dir` fixture): in-process gpu1, torchrun ddp2,
 one-line errors, and the Snakemake rule."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -12,7 +11,6 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "workflow" / "scripts" / "train.py"
 SETTINGS = {
     "seed": 3,
     "models": {"unet": {"base_channels": 4}, "unetpp": {"base_channels": 4, "deep_supervision": True}},
@@ -23,10 +21,9 @@ SETTINGS = {
 
 
 def script_main():
-    spec = importlib.util.spec_from_file_location("train_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    from cxrdenoise.commands import train
+
+    return train.main
 
 
 def args(data_dir, out_dir, model="unet", setup="gpu1", sigma="0.1", settings=SETTINGS):
@@ -62,7 +59,7 @@ def test_missing_noise_level_names_the_rule(tiny_data_dir, tmp_path, capsys):
 @pytest.mark.slow
 def test_ddp2_under_torchrun(tiny_data_dir, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, str(SCRIPT), *args(tiny_data_dir, tmp_path, setup="ddp2")],
+    proc = subprocess.run([sys.executable, "-m", "cxrdenoise", "train", *args(tiny_data_dir, tmp_path, setup="ddp2")],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = json.loads((tmp_path / "record.json").read_text())
@@ -76,7 +73,7 @@ def test_ddp_worker_error_is_one_line(tiny_data_dir, tmp_path):
     """A CxrError inside the torchrun workers (here: a bad model argument) ends the launcher with that one line."""
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
     bad = {**SETTINGS, "models": {"unet": {"base_channels": 4, "bogus": 1}}}
-    proc = subprocess.run([sys.executable, str(SCRIPT), *args(tiny_data_dir, tmp_path, setup="ddp2", settings=bad)],
+    proc = subprocess.run([sys.executable, "-m", "cxrdenoise", "train", *args(tiny_data_dir, tmp_path, setup="ddp2", settings=bad)],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 1
     last = proc.stderr.strip().splitlines()[-1]
@@ -92,7 +89,7 @@ def snakefile(tmp_path):
     """A Snakefile with only common.smk and train.smk (the repository's may not include train.smk yet)."""
     root = tmp_path / "wf"
     root.mkdir()
-    (root / "workflow").symlink_to(REPO / "workflow")  # common.smk finds the schema and scripts via basedir
+    (root / "workflow").symlink_to(REPO / "workflow")  # common.smk finds the schema via basedir
     (root / "Snakefile").write_text(
         f'configfile: "{REPO / "config.yaml"}"\n'
         'wildcard_constraints:\n    sigma=r"\\d+(\\.\\d+)?",\n    model=r"[a-z][a-z0-9_]*",\n'
@@ -139,7 +136,7 @@ def test_rule_dry_run_asks_for_the_setups_gpus(tmp_path):
         assert f"--out-dir results/train/unet/sigma0.1/ddp2_amp/rep{rep} --threads 8" in out
     assert "rep3" not in out
     assert "gpu=1" in out and "gpu=2" in out
-    assert "--setup ddp2_amp" in out and "train.py" in out
+    assert "--setup ddp2_amp" in out and "cxrdenoise train" in out
 
 
 @pytest.mark.slow

@@ -1,61 +1,59 @@
-"""The ``cxrdenoise`` console script: one argparse subcommand per job.
+"""The ``cxrdenoise`` console script: one subcommand per job; the Snakemake rules call these.
 
-Adding a subcommand: write ``_add_<name>(subparsers)`` below, which creates the subparser, adds its arguments
-and sets ``handler="package.module:function"`` (the function takes the parsed namespace and returns an exit
-status), then append it to ``COMMANDS``. Handlers are imported only when their command runs, so ``--help``
-stays fast and one command's heavy imports (torch) do not slow the others. A ``CxrError`` raised anywhere
-becomes one line on stderr and exit status 1.
+Each subcommand is a module ``cxrdenoise.commands.<name>`` with ``main(argv) -> int`` and its own argparse parser
+(so ``cxrdenoise train --help`` is that module's help). Modules are imported only when their command runs, so
+``cxrdenoise --help`` stays fast and one command's heavy imports (torch) do not slow the others. A ``CxrError``
+raised anywhere becomes one line on stderr and exit status 1 (``cli_entry``).
+Adding a subcommand: write the module, then add one line to ``COMMANDS``.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-from pathlib import Path
-from typing import Callable
+import sys
 
 from . import __version__
 from .errors import cli_entry
 
-
-def _add_denoise(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "denoise",
-        help="denoise your own images with a trained checkpoint",
-        description="Denoise every image in a folder with a best.pt: any size (reflect-padded to a multiple of 16 "
-        "and cropped back), RGB/RGBA converted to grey, written as 8-bit PNGs with the same names.",
-    )
-    parser.add_argument("--checkpoint", required=True, type=Path, help="a best.pt written by training")
-    parser.add_argument("--input", required=True, type=Path, help="folder of images (PNG, JPEG, ...; any size)")
-    parser.add_argument("--output", required=True, type=Path,
-                        help="folder for the denoised greyscale PNGs (same names; created if absent)")
-    parser.add_argument("--bits", type=int, choices=(8, 16), default=8,
-                        help="bit depth of the output PNGs: 8 (default, 256 grey levels) or 16 (65536 levels)")
-    parser.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
-    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.set_defaults(handler="cxrdenoise.denoise:run")
-
-
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_denoise]
+# name -> one-line help, in the order of the pipeline; the module is cxrdenoise.commands.<name>
+COMMANDS = {
+    "download": "download one NIH ChestX-ray14 archive with resume and retries",
+    "extract": "unpack one downloaded archive's PNGs safely and check their count",
+    "phantoms": "write synthetic chest-radiograph phantoms (the demo's data)",
+    "data": "data stages: inventory, sample, split, resize, noise, manifest",
+    "train": "train one (model, sigma, setup, replicate); DDP set-ups start torchrun",
+    "evaluate": "score a checkpoint (or the noisy input itself) on the test split",
+    "tables": "build one of the study's tables (III-VI)",
+    "claims": "build the claims table or the paired comparisons",
+    "figures": "draw Figure 4, the example figures or the training curves",
+    "provenance": "write the report's provenance page",
+    "privacy": "privacy stage: attacker, score, table, figure",
+    "federated": "federated stage (Flower): sites, run, alone, evaluate, table, figure",
+    "denoise": "denoise your own images with a trained checkpoint",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cxrdenoise", description="Chest X-ray denoising: train, evaluate, apply.")
+    """The top-level parser: lists the subcommands (each parses its own arguments)."""
+    parser = argparse.ArgumentParser(
+        prog="cxrdenoise", description="Chest X-ray denoising: the pipeline's jobs, and denoising your own images.",
+        epilog="`cxrdenoise COMMAND --help` shows a command's arguments.")
     parser.add_argument("--version", action="version", version=f"cxrdenoise {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in COMMANDS:
-        add(subparsers)
+    for name, help_text in COMMANDS.items():
+        subparsers.add_parser(name, help=help_text, add_help=False)
     return parser
 
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    module_name, func_name = args.handler.split(":")
-    handler = getattr(importlib.import_module(module_name), func_name)
-    return handler(args)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] not in COMMANDS:
+        build_parser().parse_args(argv)  # prints the help, the version, or "invalid choice" and exits
+        return 2
+    command = importlib.import_module(f"cxrdenoise.commands.{argv[0]}")
+    return command.main(argv[1:])
 
 
 if __name__ == "__main__":

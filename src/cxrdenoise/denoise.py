@@ -10,7 +10,6 @@ cropped back. Outputs are clamped to [0, 1] (the networks have no output activat
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -297,13 +296,3 @@ def denoise_folder(
 
 
 # --- command line ---------------------------------------------------------------------------------------------
-
-
-def run(args: argparse.Namespace) -> int:
-    """`cxrdenoise denoise` (arguments defined in cxrdenoise.cli)."""
-    written = denoise_folder(
-        args.checkpoint, args.input, args.output, batch_size=args.batch_size, device=args.device,
-        progress=not args.no_progress, bits=args.bits, overwrite=args.overwrite,
-    )
-    print(f"denoised {len(written)} image(s) into {args.output} ({args.bits}-bit PNGs)")
-    return 0

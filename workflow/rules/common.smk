@@ -23,7 +23,9 @@ except CxrError as err:
     sys.exit(f"error: {err}")
 validate(config, _SCHEMA)
 
-ENV = "../../envs/cxrdenoise.yaml"  # conda environment of every rule (relative to the rule files)
+# The rules' software: a conda environment made once by the user, by name (envs/cxrdenoise.yaml says how), that
+# `snakemake --sdm conda` activates for every job; without --sdm conda jobs run where Snakemake runs (make install).
+ENV = "cxrdenoise"
 RAW = config["data"]["raw_dir"]
 DATA = "results/data"
 SIGMAS = [sigma_label(s) for s in config["noise"]["sigmas"]]
@@ -104,11 +106,6 @@ def optional_arg(flag, value):
     return f"{flag} {value}" if value else ""
 
 
-def script(name):
-    """Absolute path of a thin command-line script in workflow/scripts."""
-    return os.path.join(_WORKFLOW_DIR, "scripts", name)
-
-
 # Input lists and report() wrappers for the tables and figures (report.smk).
 
 
@@ -125,15 +122,6 @@ def eval_files(models, sigmas, setups, name="summary.json", reps=None):
 
 def noisy_eval_files(sigmas, name="summary.json"):
     return [f"results/eval/noisy/sigma{s}/{name}" for s in sigmas]
-
-
-def measured_dncnn(models, sigmas):
-    """The measured DnCNN row of Table VI is optional: included when its evaluation exists."""
-    import glob
-
-    if "dncnn" in models:
-        return []
-    return sorted(p for s in sigmas for p in glob.glob(f"results/eval/dncnn/sigma{s}/gpu1/rep*/summary.json"))
 
 
 # Titles of the report items (labels shown in the report's item lists).

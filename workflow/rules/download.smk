@@ -1,5 +1,5 @@
 # NIH ChestX-ray14: one job per archive, so the twelve downloads and extractions run in parallel.
-# Throttle concurrent downloads with `--resources downloads=N`. The scripts retry themselves (data.nih.retries),
+# Throttle concurrent downloads with `--resources downloads=N`. The jobs retry themselves (data.nih.retries),
 # so the rules need no Snakemake `retries`; partial downloads survive in {archive}.tar.gz.part and are resumed only
 # while the server reports the same length and ETag/Last-Modified (kept in .part.json). extract_archive locks the
 # hash (sha256.lock.json) only after every member was safe and the image count right.
@@ -24,7 +24,6 @@ rule download_archive:
     output:
         f"{RAW}/nih/archives/{{archive}}.tar.gz",
     params:
-        script=script("download_archive.py"),
         url=lambda wc: config["data"]["nih"]["archives"][wc.archive]["url"],
         lock=NIH_LOCK,
     resources:
@@ -36,7 +35,7 @@ rule download_archive:
     benchmark:
         "results/benchmarks/download_archive/{archive}.tsv"
     shell:
-        "python {params.script:q} --url {params.url:q} --dest {output:q} --lock {params.lock:q}"
+        "cxrdenoise download --url {params.url:q} --dest {output:q} --lock {params.lock:q}"
         " $CXRDENOISE_DOWNLOAD_TUNING > {log:q} 2>&1"
 
 
@@ -47,7 +46,6 @@ rule extract_archive:
         images=directory(f"{RAW}/nih/images/{{archive}}"),
         done=f"{RAW}/nih/images/{{archive}}.done.json",
     params:
-        script=script("extract_archive.py"),
         expected=lambda wc: config["data"]["nih"]["archives"][wc.archive]["images"],
         lock=NIH_LOCK,
     conda:
@@ -57,5 +55,5 @@ rule extract_archive:
     benchmark:
         "results/benchmarks/extract_archive/{archive}.tsv"
     shell:
-        "python {params.script:q} --archive {input:q} --out-dir {output.images:q} --done {output.done:q}"
+        "cxrdenoise extract --archive {input:q} --out-dir {output.images:q} --done {output.done:q}"
         " --expected {params.expected} --lock {params.lock:q} > {log:q} 2>&1"

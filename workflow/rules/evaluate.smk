@@ -1,5 +1,5 @@
 # Evaluation: every trained checkpoint (every replicate rep{k}) on the test split at its own noise level, plus the
-# noisy input itself ("no denoising") per noise level. Outputs per docs/results-layout.md; the scripts write each
+# noisy input itself ("no denoising") per noise level. Outputs per docs/results-layout.md; the jobs write each
 # file atomically.
 # LPIPS needs torchvision's AlexNet weights in the torch hub cache; without them the LPIPS columns are NaN and
 # summary.json says why (README: LPIPS weights). Nothing is downloaded.
@@ -40,9 +40,9 @@ rule evaluate:
     wildcard_constraints:
         model=r"(?!noisy/)[a-z][a-z0-9_]*",  # results/eval/noisy/ belongs to evaluate_noisy
     params:
-        script=script("evaluate.py"),
         out_dir=lambda wildcards, output: os.path.dirname(output.summary),
         **EVAL_PARAMS,
+    threads: config["train"]["workers"] + 1  # the job and its DataLoader workers
     resources:
         gpu=1 if EVAL_DEVICE == "cuda" else 0,
     conda:
@@ -52,7 +52,7 @@ rule evaluate:
     benchmark:
         "results/benchmarks/evaluate/{model}_sigma{sigma}_{setup}_rep{rep}.tsv"
     shell:
-        "python {params.script:q} --checkpoint {input.checkpoint:q} --data-dir {params.data_dir:q}"
+        "cxrdenoise evaluate --checkpoint {input.checkpoint:q} --data-dir {params.data_dir:q}"
         " --out-dir {params.out_dir:q} --sigma {wildcards.sigma} --setup {wildcards.setup}"
         " --device {params.device} --batch-size {params.batch_size} --figure-images {params.figure_images}"
         " --workers {params.workers} {params.lpips} > {log:q} 2>&1"
@@ -67,9 +67,9 @@ rule evaluate_noisy:
         summary=f"{EVAL}/noisy/sigma{{sigma}}/summary.json",
         examples=f"{EVAL}/noisy/sigma{{sigma}}/examples.npz",
     params:
-        script=script("evaluate.py"),
         out_dir=lambda wildcards, output: os.path.dirname(output.summary),
         **EVAL_PARAMS,
+    threads: config["train"]["workers"] + 1  # the job and its DataLoader workers
     resources:
         gpu=1 if EVAL_DEVICE == "cuda" else 0,
     conda:
@@ -79,7 +79,7 @@ rule evaluate_noisy:
     benchmark:
         "results/benchmarks/evaluate_noisy/sigma{sigma}.tsv"
     shell:
-        "python {params.script:q} --noisy --data-dir {params.data_dir:q} --out-dir {params.out_dir:q}"
+        "cxrdenoise evaluate --noisy --data-dir {params.data_dir:q} --out-dir {params.out_dir:q}"
         " --sigma {wildcards.sigma}"
         " --device {params.device} --batch-size {params.batch_size} --figure-images {params.figure_images}"
         " --workers {params.workers} {params.lpips} > {log:q} 2>&1"

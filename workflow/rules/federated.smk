@@ -51,7 +51,6 @@ rule federated_sites:
         sites=f"{FED}/sites/sites.csv",
         counts=f"{FED}/sites/site_counts.json",
     params:
-        script=script("federated.py"),
         out_dir=lambda wildcards, output: os.path.dirname(output.sites),
         **_FED_SPEC,
     conda:
@@ -59,7 +58,7 @@ rule federated_sites:
     log:
         "results/logs/federated/sites.log",
     shell:
-        "python {params.script:q} sites --data-dir {params.data_dir:q} --sigma {params.sigma} --seed {params.seed}"
+        "cxrdenoise federated sites --data-dir {params.data_dir:q} --sigma {params.sigma} --seed {params.seed}"
         " --sites {params.sites} --partition-mode {params.mode} {params.column}"
         " --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
@@ -77,7 +76,6 @@ rule federated_run:
         spec=f"{FED_DIR}/global/spec.json",
         counts=f"{FED_DIR}/global/site_counts.json",
     params:
-        script=script("federated.py"),
         out_dir=lambda wildcards, output: os.path.dirname(output.best),
         **_FED_SPEC,
         **_FED_TRAIN,
@@ -91,7 +89,7 @@ rule federated_run:
     benchmark:
         "results/benchmarks/federated/run.tsv"
     shell:
-        "python {params.script:q} run --data-dir {params.data_dir:q} --sigma {params.sigma} --seed {params.seed}"
+        "cxrdenoise federated run --data-dir {params.data_dir:q} --sigma {params.sigma} --seed {params.seed}"
         " --sites {params.sites} --partition-mode {params.mode} {params.column}"
         " --sites-csv {input.sites:q} --model {params.model} --model-kwargs {params.model_kwargs:q}"
         " --rounds {params.rounds} --local-epochs {params.local_epochs} --lr {params.lr}"
@@ -111,7 +109,6 @@ rule federated_alone:
     wildcard_constraints:
         site=r"\d+",
     params:
-        script=script("federated.py"),
         out_dir=lambda wildcards, output: os.path.dirname(output.best),
         **_FED_SPEC,
         **_FED_TRAIN,
@@ -125,7 +122,7 @@ rule federated_alone:
     benchmark:
         "results/benchmarks/federated/site{site}_alone.tsv"
     shell:
-        "python {params.script:q} alone --site {wildcards.site} --data-dir {params.data_dir:q} --sigma {params.sigma}"
+        "cxrdenoise federated alone --site {wildcards.site} --data-dir {params.data_dir:q} --sigma {params.sigma}"
         " --seed {params.seed}"
         " --sites {params.sites} --partition-mode {params.mode} {params.column}"
         " --sites-csv {input.sites:q} --model {params.model} --model-kwargs {params.model_kwargs:q}"
@@ -146,7 +143,6 @@ rule federated_evaluate:
     wildcard_constraints:
         which=r"global|site\d+",
     params:
-        script=script("federated.py"),
         out_dir=lambda wildcards, output: os.path.dirname(output.summary),
         data_dir=lambda wildcards, input: os.path.dirname(os.path.dirname(input.clean)),
         batch_size=config["evaluate"]["batch_size"],
@@ -162,7 +158,7 @@ rule federated_evaluate:
     benchmark:
         "results/benchmarks/federated/evaluate_{which}.tsv"
     shell:
-        "python {params.script:q} evaluate --checkpoint {input.checkpoint:q} --data-dir {params.data_dir:q}"
+        "cxrdenoise federated evaluate --checkpoint {input.checkpoint:q} --data-dir {params.data_dir:q}"
         " --out-dir {params.out_dir:q} --device {params.device} --batch-size {params.batch_size}"
         " {params.lpips} > {log:q} 2>&1"
 
@@ -184,7 +180,6 @@ rule federated_table:
     output:
         **report_table("federated"),
     params:
-        script=script("federated.py"),
         run_dir=lambda wildcards, input: os.path.dirname(input.run),
         global_eval=lambda wildcards, input: os.path.dirname(input.global_eval),
         site_evals=lambda wildcards, input: [os.path.dirname(p) for p in input.site_evals],
@@ -200,7 +195,7 @@ rule federated_table:
     benchmark:
         "results/benchmarks/report/federated_table.tsv"
     shell:
-        "python {params.script:q} table --run-dir {params.run_dir:q} --global-eval {params.global_eval:q}"
+        "cxrdenoise federated table --run-dir {params.run_dir:q} --global-eval {params.global_eval:q}"
         " --site-evals {params.site_evals:q} --site-records {input.site_records:q} --noisy-eval {params.noisy:q}"
         " {params.central} --data-source {params.source} --seed {params.seed}"
         " --out-prefix results/tables/federated > {log:q} 2>&1"
@@ -212,7 +207,6 @@ rule federated_figure:
     output:
         **report_figure("federated", "../report/federated.rst"),
     params:
-        script=script("federated.py"),
         run_dir=lambda wildcards, input: os.path.dirname(input.rounds),
         source=config["data"]["source"],
     conda:
@@ -222,7 +216,7 @@ rule federated_figure:
     benchmark:
         "results/benchmarks/report/federated_figure.tsv"
     shell:
-        "python {params.script:q} figure --run-dir {params.run_dir:q} --data-source {params.source}"
+        "cxrdenoise federated figure --run-dir {params.run_dir:q} --data-source {params.source}"
         " --out-prefix results/figures/federated > {log:q} 2>&1"
 
 

@@ -10,7 +10,6 @@ rule noise_shard:
         npy=f"{DATA}/noisy/sigma{{sigma}}/shard_{{shard}}.npy",
         meta=f"{DATA}/noisy/sigma{{sigma}}/shard_{{shard}}.json",
     params:
-        script=script("data_stage.py"),
         mean=config["noise"]["mean"],
         seed=config["seed"],
     conda:
@@ -20,7 +19,7 @@ rule noise_shard:
     benchmark:
         "results/benchmarks/noise_shard/sigma{sigma}_{shard}.tsv"
     shell:
-        "python {params.script:q} noise --clean-npy {input.npy} --sigma {wildcards.sigma} --mean {params.mean}"
+        "cxrdenoise data noise --clean-npy {input.npy} --sigma {wildcards.sigma} --mean {params.mean}"
         " --seed {params.seed} --out-npy {output.npy} > {log} 2>&1"
 
 
@@ -30,10 +29,9 @@ rule noisy_manifest:
     output:
         f"{DATA}/noisy/sigma{{sigma}}/manifest.json",
     params:
-        script=script("data_stage.py"),
     conda:
         ENV
     log:
         "results/logs/noisy_manifest/sigma{sigma}.log",
     shell:
-        "python {params.script:q} manifest --out-json {output} {input} > {log} 2>&1"
+        "cxrdenoise data manifest --out-json {output} {input} > {log} 2>&1"

@@ -31,7 +31,6 @@ rule privacy_attacker:
         attacker=f"{PRIVACY}/learned/attacker.pt",
         record=f"{PRIVACY}/learned/record.json",
     params:
-        script=script("privacy.py"),
         out_dir=lambda wildcards, output: os.path.dirname(output.record),
         epochs=_PRIV["learned"]["epochs"],
         lr=_PRIV["learned"]["lr"],
@@ -49,7 +48,7 @@ rule privacy_attacker:
     benchmark:
         "results/benchmarks/privacy/attacker_learned.tsv"
     shell:
-        "python {params.script:q} attacker --data-dir {params.data_dir:q} --sigmas {params.sigmas}"
+        "cxrdenoise privacy attacker --data-dir {params.data_dir:q} --sigmas {params.sigmas}"
         " --seed {params.seed} --image-size {params.image_size} --out-dir {params.out_dir:q}"
         " --epochs {params.epochs} --lr {params.lr} --margin {params.margin} --batch-size {params.batch_size}"
         " --channels {params.channels} --embedding {params.embedding} {params.augment} > {log:q} 2>&1"
@@ -67,7 +66,6 @@ rule privacy_scores:
     wildcard_constraints:
         attacker="ncc|learned",
     params:
-        script=script("privacy.py"),
         out_dir=lambda wildcards, output: os.path.dirname(output.summary),
         attacker_arg=lambda wildcards, input: f"--attacker-checkpoint {input.attacker[0]}" if input.attacker else "",
         setup=_PRIV["setup"],
@@ -87,7 +85,7 @@ rule privacy_scores:
     benchmark:
         "results/benchmarks/privacy/scores_{attacker}.tsv"
     shell:
-        "python {params.script:q} score --attacker {wildcards.attacker} {params.attacker_arg}"
+        "cxrdenoise privacy score --attacker {wildcards.attacker} {params.attacker_arg}"
         " --data-dir {params.data_dir:q} --sigmas {params.sigmas} --seed {params.seed}"
         " --image-size {params.image_size} --checkpoints {input.checkpoints:q} --setup {params.setup}"
         " --negatives {params.negatives} --bootstrap {params.bootstrap} --top-k {params.top_k}"
@@ -103,7 +101,6 @@ rule privacy_table:
     output:
         **report_table("privacy"),
     params:
-        script=script("privacy.py"),
         source=config["data"]["source"],
         max_auc=_PRIV["claim_max_auc"],
     conda:
@@ -113,7 +110,7 @@ rule privacy_table:
     benchmark:
         "results/benchmarks/report/privacy_table.tsv"
     shell:
-        "python {params.script:q} table --metrics {input.metrics:q} --summaries {input.summaries:q}"
+        "cxrdenoise privacy table --metrics {input.metrics:q} --summaries {input.summaries:q}"
         " --data-source {params.source} --max-auc {params.max_auc} --out-prefix results/tables/privacy > {log:q} 2>&1"
 
 
@@ -123,7 +120,6 @@ rule privacy_figure:
     output:
         **report_figure("privacy", "../report/privacy.rst"),
     params:
-        script=script("privacy.py"),
         source=config["data"]["source"],
     conda:
         ENV
@@ -132,7 +128,7 @@ rule privacy_figure:
     benchmark:
         "results/benchmarks/report/privacy_figure.tsv"
     shell:
-        "python {params.script:q} figure --metrics {input.metrics:q} --summaries {input.summaries:q}"
+        "cxrdenoise privacy figure --metrics {input.metrics:q} --summaries {input.summaries:q}"
         " --data-source {params.source} --out-prefix results/figures/privacy > {log:q} 2>&1"
 
 

@@ -32,7 +32,6 @@ rule table3:
     output:
         **report_table("table3"),
     params:
-        script=script("make_tables.py"),
         name="table3",
         labels=_REPORT_LABELS,
         stats=_REPORT_STATS,
@@ -43,7 +42,7 @@ rule table3:
     benchmark:
         "results/benchmarks/report/table3.tsv"
     shell:
-        "python {params.script:q} {params.name} --out-prefix results/tables/{params.name}"
+        "cxrdenoise tables {params.name} --out-prefix results/tables/{params.name}"
         " {params.labels} {params.stats} --records {input.records:q} --summaries {input.summaries:q}"
         " --per-image {input.per_image:q} {input.noisy_per_image:q} --noisy {input.noisy:q} > {log:q} 2>&1"
 
@@ -56,7 +55,6 @@ rule table4:
     output:
         **report_table("table4"),
     params:
-        script=script("make_tables.py"),
         name="table4",
         labels=_REPORT_LABELS,
     conda:
@@ -66,7 +64,7 @@ rule table4:
     benchmark:
         "results/benchmarks/report/table4.tsv"
     shell:
-        "python {params.script:q} {params.name} --out-prefix results/tables/{params.name}"
+        "cxrdenoise tables {params.name} --out-prefix results/tables/{params.name}"
         " {params.labels} --records {input.records:q} --summaries {input.summaries:q}"
         " --noisy {input.noisy:q} > {log:q} 2>&1"
 
@@ -79,7 +77,6 @@ rule table5:
     output:
         **report_table("table5"),
     params:
-        script=script("make_tables.py"),
         name="table5",
         labels=_REPORT_LABELS,
     conda:
@@ -89,7 +86,7 @@ rule table5:
     benchmark:
         "results/benchmarks/report/table5.tsv"
     shell:
-        "python {params.script:q} {params.name} --out-prefix results/tables/{params.name}"
+        "cxrdenoise tables {params.name} --out-prefix results/tables/{params.name}"
         " {params.labels} --records {input.records:q} --summaries {input.summaries:q}"
         " --noisy {input.noisy:q} > {log:q} 2>&1"
 
@@ -99,11 +96,9 @@ rule table6:
         records=train_records(_REPORT_MODELS, _TABLE6_SIGMAS, ["gpu1"]),
         summaries=eval_files(_REPORT_MODELS, _TABLE6_SIGMAS, ["gpu1"]),
         noisy=noisy_eval_files(_TABLE6_SIGMAS),
-        dncnn=lambda wildcards: measured_dncnn(_REPORT_MODELS, _TABLE6_SIGMAS),
     output:
         **report_table("table6"),
     params:
-        script=script("make_tables.py"),
         name="table6",
         labels=_REPORT_LABELS,
     conda:
@@ -113,8 +108,8 @@ rule table6:
     benchmark:
         "results/benchmarks/report/table6.tsv"
     shell:
-        "python {params.script:q} {params.name} --out-prefix results/tables/{params.name}"
-        " {params.labels} --records {input.records:q} --summaries {input.summaries:q} {input.dncnn:q}"
+        "cxrdenoise tables {params.name} --out-prefix results/tables/{params.name}"
+        " {params.labels} --records {input.records:q} --summaries {input.summaries:q}"
         " --noisy {input.noisy:q} > {log:q} 2>&1"
 
 
@@ -136,7 +131,6 @@ rule claims:
     output:
         **report_table("claims"),
     params:
-        script=script("make_claims.py"),
         labels=_REPORT_LABELS,
         stats=_REPORT_STATS,
         privacy_max_auc=config["privacy"]["claim_max_auc"],
@@ -147,7 +141,7 @@ rule claims:
     benchmark:
         "results/benchmarks/report/claims.tsv"
     shell:
-        "python {params.script:q} claims --out-prefix results/tables/claims {params.labels} {params.stats}"
+        "cxrdenoise claims claims --out-prefix results/tables/claims {params.labels} {params.stats}"
         " --records {input.records:q} --summaries {input.summaries:q} --per-image {input.per_image:q}"
         " --noisy {input.noisy:q} --privacy-metrics {input.privacy_metrics:q}"
         " --privacy-summaries {input.privacy_summaries:q} --privacy-max-auc {params.privacy_max_auc}"
@@ -160,7 +154,6 @@ rule comparisons:
     output:
         **report_table("comparisons"),
     params:
-        script=script("make_claims.py"),
         labels=_REPORT_LABELS,
         stats=_REPORT_STATS,
     conda:
@@ -170,7 +163,7 @@ rule comparisons:
     benchmark:
         "results/benchmarks/report/comparisons.tsv"
     shell:
-        "python {params.script:q} comparisons --out-prefix results/tables/comparisons {params.labels} {params.stats}"
+        "cxrdenoise claims comparisons --out-prefix results/tables/comparisons {params.labels} {params.stats}"
         " --records {input.records:q} --summaries {input.summaries:q} --per-image {input.per_image:q}"
         " --noisy {input.noisy:q} > {log:q} 2>&1"
 
@@ -184,7 +177,6 @@ rule figure4:
         **report_figure("figure4", "../report/figure4.rst",
                         labels={"figure": "Figure 4", "shows": "training time per model and setup vs the study"}),
     params:
-        script=script("make_figures.py"),
         labels=_REPORT_LABELS,
     conda:
         ENV
@@ -193,7 +185,7 @@ rule figure4:
     benchmark:
         "results/benchmarks/report/figure4.tsv"
     shell:
-        "python {params.script:q} figure4 {params.labels} --records {input.records:q} --summaries {input.summaries:q}"
+        "cxrdenoise figures figure4 {params.labels} --records {input.records:q} --summaries {input.summaries:q}"
         " --noisy {input.noisy:q} --out-prefix results/figures/figure4 > {log:q} 2>&1"
 
 
@@ -211,7 +203,6 @@ rule figures_examples:
     wildcard_constraints:
         fignum="|".join(_FIG_SIGMA),
     params:
-        script=script("make_figures.py"),
         labels=_REPORT_LABELS,
         max_images=config["evaluate"]["figure_images"],
     conda:
@@ -221,7 +212,7 @@ rule figures_examples:
     benchmark:
         "results/benchmarks/report/figure{fignum}.tsv"
     shell:
-        "python {params.script:q} examples {params.labels} --examples {input.examples:q}"
+        "cxrdenoise figures examples {params.labels} --examples {input.examples:q}"
         " --per-image {input.per_image:q} --records {input.records:q}"
         " --noisy-per-image {input.noisy:q} --summaries {input.summaries:q} --noisy {input.noisy_summary:q}"
         " --number {wildcards.fignum} --max-images {params.max_images}"
@@ -237,7 +228,6 @@ rule training_curves:
         **report_figure("training_curves", "../report/training_curves.rst",
                         labels={"figure": "Training curves", "shows": "training and validation L1 loss per epoch"}),
     params:
-        script=script("make_figures.py"),
         labels=_REPORT_LABELS,
     conda:
         ENV
@@ -246,7 +236,7 @@ rule training_curves:
     benchmark:
         "results/benchmarks/report/training_curves.tsv"
     shell:
-        "python {params.script:q} curves {params.labels} --records {input.records:q} --summaries {input.summaries:q}"
+        "cxrdenoise figures curves {params.labels} --records {input.records:q} --summaries {input.summaries:q}"
         " --noisy {input.noisy:q} --out-prefix results/figures/training_curves > {log:q} 2>&1"
 
 
@@ -258,7 +248,6 @@ rule provenance:
         report("results/provenance.html", caption="../report/provenance.rst", category="Provenance",
                labels={"item": "Provenance", "shows": "git commit, package versions, config hash, devices"}),
     params:
-        script=script("write_provenance.py"),
         config_hash=CONFIG_HASH,  # a param on purpose: a new config rebuilds this small page, and nothing else
     conda:
         ENV
@@ -267,11 +256,16 @@ rule provenance:
     benchmark:
         "results/benchmarks/report/provenance.tsv"
     shell:
-        "python {params.script:q} --config-hash {params.config_hash} --records {input.records:q}"
+        "cxrdenoise provenance --config-hash {params.config_hash} --records {input.records:q}"
         " --summaries {input.summaries:q} --out {output:q} > {log:q} 2>&1"
 
 
-REPORT_TABLES = [f"results/tables/{t}.{ext}" for t in ("table3", "table4", "table5", "table6", "claims", "comparisons")
+# the paired comparisons need two models, or gpu1 and another set-up, at a noise level
+_COMPARABLE = len(config["train"]["models"]) > 1 or (
+    "gpu1" in config["train"]["setups"] and len(config["train"]["setups"]) > 1
+)
+REPORT_TABLES = [f"results/tables/{t}.{ext}"
+                 for t in ("table3", "table4", "table5", "table6", "claims", *(["comparisons"] if _COMPARABLE else []))
                  for ext in ("csv", "md", "tex", "html")]
 REPORT_FIGURES = [f"results/figures/{f}.{ext}"
                   for f in ["figure4", *(f"figure{n}" for n in sorted(_FIG_SIGMA, key=int)), "training_curves"]

@@ -8,7 +8,6 @@ rule resize_shard:
         npy=f"{DATA}/clean/shard_{{shard}}.npy",
         meta=f"{DATA}/clean/shard_{{shard}}.json",
     params:
-        script=script("data_stage.py"),
         per_shard=config["shards"]["images_per_shard"],
         size=config["resize"]["size"],
         dtype=config["shards"]["dtype"],
@@ -19,7 +18,7 @@ rule resize_shard:
     benchmark:
         "results/benchmarks/resize_shard/{shard}.tsv"
     shell:
-        "python {params.script:q} resize --split-csv {input} --shard {wildcards.shard}"
+        "cxrdenoise data resize --split-csv {input} --shard {wildcards.shard}"
         " --images-per-shard {params.per_shard} --size {params.size} --dtype {params.dtype} --out-npy {output.npy} > {log} 2>&1"
 
 
@@ -29,10 +28,9 @@ rule clean_manifest:
     output:
         f"{DATA}/clean/manifest.json",
     params:
-        script=script("data_stage.py"),
     conda:
         ENV
     log:
         "results/logs/clean_manifest.log",
     shell:
-        "python {params.script:q} manifest --out-json {output} {input} > {log} 2>&1"
+        "cxrdenoise data manifest --out-json {output} {input} > {log} 2>&1"

@@ -7,7 +7,6 @@ rule inventory:
     output:
         f"{DATA}/inventory.csv",
     params:
-        script=script("data_stage.py"),
         listing=source_listing,
         roots=" ".join(f"--roots {r}" for r in image_roots()[0]),
         metadata=optional_arg("--metadata-csv", metadata_csv()),
@@ -18,7 +17,7 @@ rule inventory:
     benchmark:
         "results/benchmarks/inventory.tsv"
     shell:
-        "python {params.script:q} inventory {params.roots} {params.metadata} --out-csv {output} > {log} 2>&1"
+        "cxrdenoise data inventory {params.roots} {params.metadata} --out-csv {output} > {log} 2>&1"
 
 
 rule sample:
@@ -27,7 +26,6 @@ rule sample:
     output:
         f"{DATA}/sample.csv",
     params:
-        script=script("data_stage.py"),
         n=config["sample"]["n_images"],
         seed=config["seed"],
     conda:
@@ -37,5 +35,5 @@ rule sample:
     benchmark:
         "results/benchmarks/sample.tsv"
     shell:
-        "python {params.script:q} sample --inventory-csv {input} --n-images {params.n} --seed {params.seed}"
+        "cxrdenoise data sample --inventory-csv {input} --n-images {params.n} --seed {params.seed}"
         " --out-csv {output} > {log} 2>&1"

@@ -8,7 +8,6 @@ rule split:
         csv=f"{DATA}/split.csv",
         summary=f"{DATA}/split_counts.json",
     params:
-        script=script("data_stage.py"),
         train=config["split"]["fractions"]["train"],
         val=config["split"]["fractions"]["val"],
         seed=config["seed"],
@@ -18,5 +17,5 @@ rule split:
     log:
         "results/logs/split.log",
     shell:
-        "python {params.script:q} split --sample-csv {input} --train {params.train} --val {params.val}"
+        "cxrdenoise data split --sample-csv {input} --train {params.train} --val {params.val}"
         " --seed {params.seed} {params.test_list} --out-csv {output.csv} --out-json {output.summary} > {log} 2>&1"

@@ -7,7 +7,6 @@ rule synthesize_phantoms:
         images=directory(f"{RAW}/synthetic/images"),
         metadata=f"{RAW}/synthetic/Data_Entry_synthetic.csv",
     params:
-        script=script("synthesize_phantoms.py"),
         out_dir=lambda wildcards, output: os.path.dirname(output.metadata),
         patients=config["data"]["synthetic"]["patients"],
         max_follow_ups=config["data"]["synthetic"]["max_follow_ups"],
@@ -20,6 +19,6 @@ rule synthesize_phantoms:
     benchmark:
         "results/benchmarks/synthesize_phantoms.tsv"
     shell:
-        "python {params.script:q} --out-dir {params.out_dir:q}"
+        "cxrdenoise phantoms --out-dir {params.out_dir:q}"
         " --patients {params.patients} --max-follow-ups {params.max_follow_ups}"
         " --size {params.size} --seed {params.seed} > {log} 2>&1"

@@ -4,7 +4,7 @@
 # `resources: gpu=` is what the setup uses in all (0 on the CPU unless train.request_gpus_on_cpu); the SLURM executor
 # turns it into `sbatch --gpus=N` (a count per job). Locally Snakemake only counts GPUs, so the job itself claims
 # free GPU ids with lock files and exports CUDA_VISIBLE_DEVICES before CUDA starts (cxrdenoise.train.gpus).
-# DDP setups are started by the script as `torchrun --standalone --nproc_per_node=2` (a free port per job); with
+# DDP setups are started by `cxrdenoise train` as `torchrun --standalone --nproc_per_node=2` (a free port per job); with
 # `train.nodes: K` > 1 they are rule `train_multinode` instead: K nodes, one torchrun per node via srun.
 # No `tasks` on `train`: on a GPU rule the SLURM executor turns it into --ntasks-per-gpu (more tasks than
 # launches); tasks_per_gpu=0 overrides that for a `tasks` inherited anyway (and for train_multinode's tasks=K).
@@ -37,13 +37,10 @@ rule train:
         epochs=f"{TRAIN}/{{model}}/sigma{{sigma}}/{{setup}}/rep{{rep}}/epochs.csv",
     params:
         out_dir=lambda wildcards, output: os.path.dirname(output.record),
-        script=script("train.py"),
         settings=lambda wildcards: rule_settings_json(config, wildcards.model, wildcards.setup),
         data_dir=lambda wildcards, input: os.path.dirname(os.path.dirname(input.clean)),
     wildcard_constraints:
         setup=TRAIN_ONE_NODE_SETUPS,
-    conda:
-        ENV
     # per node: one process per GPU (DDP; train.processes_per_node on a multi-node job) or one process, each with
     # its DataLoader workers
     threads: lambda wildcards: (config["train"]["workers"] + 1) * job_processes_per_node(config, wildcards.setup)
@@ -51,12 +48,14 @@ rule train:
         gpu=lambda wildcards: job_gpus(config, wildcards.setup),
         nodes=1,  # sbatch --nodes=1: otherwise SLURM may spread a --gpus=2 job over two nodes
         tasks_per_gpu=0,  # a `tasks` inherited from a profile must not become --ntasks-per-gpu (one launch)
+    conda:
+        ENV
     log:
         "results/logs/train/{model}_sigma{sigma}_{setup}_rep{rep}.log",
     benchmark:
         "results/benchmarks/train/{model}_sigma{sigma}_{setup}_rep{rep}.tsv"
     shell:
-        "python {params.script:q} --model {wildcards.model} --sigma {wildcards.sigma} --setup {wildcards.setup}"
+        "cxrdenoise train --model {wildcards.model} --sigma {wildcards.sigma} --setup {wildcards.setup}"
         " --replicate {wildcards.rep}"
         " --data-dir {params.data_dir} --out-dir {params.out_dir:q} --threads {threads} --settings {params.settings:q}"
         " > {log:q} 2>&1"
@@ -65,7 +64,7 @@ rule train:
 if TRAIN_NODES > 1:
 
     # DDP on K = train.nodes nodes (SLURM only). The `mpi` resource makes the SLURM executor run the command once,
-    # on the allocation's first node, instead of inside `srun -n1` (which cannot span nodes); the script then
+    # on the allocation's first node, instead of inside `srun -n1` (which cannot span nodes); the command then
     # starts `srun ... torchrun --nnodes K --rdzv-backend c10d` itself (cxrdenoise.train.multinode).
     use rule train as train_multinode with:
         wildcard_constraints:

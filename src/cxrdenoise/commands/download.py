@@ -9,7 +9,7 @@ from cxrdenoise.errors import cli_entry
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(prog="cxrdenoise download", description=__doc__)
     parser.add_argument("--url", required=True)
     parser.add_argument("--dest", required=True, help="final archive path; partial data goes to DEST.part")
     parser.add_argument("--lock", required=True, help="sha256 lock file shared by all archives")
@@ -29,7 +29,3 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"{args.dest}: sha256 {digest}")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -9,7 +9,7 @@ from cxrdenoise.errors import cli_entry
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(prog="cxrdenoise extract", description=__doc__)
     parser.add_argument("--archive", required=True)
     parser.add_argument("--out-dir", required=True, help="folder the PNGs land in, flattened")
     parser.add_argument("--done", required=True, help="JSON written last, recording count, sha256, provenance")
@@ -24,7 +24,3 @@ def main(argv: list[str] | None = None) -> int:
     found = extract_archive(args.archive, args.out_dir, args.done, args.expected, lock_path=args.lock)
     print(f"{args.out_dir}: {found} images")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

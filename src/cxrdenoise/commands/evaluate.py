@@ -10,7 +10,7 @@ from cxrdenoise.evaluate import evaluate_checkpoint, evaluate_noisy
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(prog="cxrdenoise evaluate", description=__doc__)
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--checkpoint", help="results/train/{model}/sigma{sigma}/{setup}/rep{k}/best.pt")
     what.add_argument("--noisy", action="store_true", help="score the noisy input itself")
@@ -47,7 +47,3 @@ def main(argv: list[str] | None = None) -> int:
     if summary["lpips_status"] != "ok":
         print(f"note: {summary['lpips_message']}")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

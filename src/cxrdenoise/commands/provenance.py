@@ -9,7 +9,7 @@ from cxrdenoise.provenance_page import write_provenance_page
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(prog="cxrdenoise provenance", description=__doc__)
     parser.add_argument("--config-hash", required=True, help="the workflow's config hash")
     parser.add_argument("--records", nargs="*", default=[], help="results/train/.../record.json")
     parser.add_argument("--summaries", nargs="*", default=[], help="results/eval/.../summary.json")
@@ -24,7 +24,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{a.out}: commit {info['git_commit']}, config {a.config_hash[:12]}, "
           f"{sum(info['train_devices'].values())} training record(s), {sum(info['eval_devices'].values())} summaries")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

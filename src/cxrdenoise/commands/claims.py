@@ -15,7 +15,7 @@ from cxrdenoise.tables.privacy import privacy_claim_from_files
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(prog="cxrdenoise claims", description=__doc__)
     parser.add_argument("table", choices=("claims", "comparisons"))
     parser.add_argument("--out-prefix", required=True, help="e.g. results/tables/claims")
     parser.add_argument("--records", nargs="*", default=[],
@@ -48,7 +48,3 @@ def main(argv: list[str] | None = None) -> int:
     for path in written:
         print(f"wrote {path}")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

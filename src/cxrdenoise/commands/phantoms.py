@@ -1,13 +1,12 @@
 """Write synthetic chest-radiograph phantoms with NIH-style names and a Data_Entry-style metadata CSV.
 
-Usage: synthesize_phantoms.py --out-dir resources/synthetic --patients 60 --max-follow-ups 4 --size 256 --seed 2025
+Usage: cxrdenoise phantoms --out-dir resources/synthetic --patients 60 --max-follow-ups 4 --size 256 --seed 2025
 Writes {out-dir}/images/{patient:08d}_{follow_up:03d}.png and {out-dir}/Data_Entry_synthetic.csv.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 from cxrdenoise.errors import cli_entry
@@ -15,7 +14,7 @@ from cxrdenoise.phantoms import generate_phantoms
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="cxrdenoise phantoms", description=__doc__.splitlines()[0])
     parser.add_argument("--out-dir", required=True, help="folder that receives images/ and Data_Entry_synthetic.csv")
     parser.add_argument("--patients", type=int, required=True, help="data.synthetic.patients")
     parser.add_argument("--max-follow-ups", type=int, required=True, help="data.synthetic.max_follow_ups")
@@ -34,7 +33,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {len(table)} phantoms of {table['Patient ID'].nunique()} patients "
           f"({args.size}x{args.size}, seed {args.seed}) to {args.out_dir} in {time.perf_counter() - start:.1f} s")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,7 +11,7 @@ from cxrdenoise.errors import cli_entry
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(prog="cxrdenoise figures", description=__doc__)
     parser.add_argument("figure", choices=("figure4", "examples", "curves"))
     parser.add_argument("--out-prefix", required=True, help="e.g. results/figures/figure4")
     parser.add_argument("--records", nargs="*", default=[],
@@ -46,7 +46,3 @@ def main(argv: list[str] | None = None) -> int:
     for path in written:
         print(f"wrote {path}")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

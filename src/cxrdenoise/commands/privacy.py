@@ -15,7 +15,8 @@ from cxrdenoise.errors import CxrError, cli_entry
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="cxrdenoise privacy", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", required=True, help="results/data")
@@ -125,7 +126,3 @@ def run_score(a: argparse.Namespace) -> None:
     for _, r in frame.iterrows():
         print(f"{a.attacker} {r['query']} {r['model']} {r['sigma']}: AUC {r['auc']:.3f} top{a.top_k[0]} {r[f'top{a.top_k[0]}']:.3f}",
               file=sys.stdout)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -18,7 +18,8 @@ from cxrdenoise.errors import CxrError, cli_entry
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="cxrdenoise federated", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     spec = argparse.ArgumentParser(add_help=False)
     spec.add_argument("--data-dir", required=True)
@@ -135,7 +136,3 @@ def main(argv: list[str] | None = None) -> int:
 
         plot_rounds(a.run_dir, a.out_prefix, a.data_source)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

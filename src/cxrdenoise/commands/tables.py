@@ -12,7 +12,7 @@ from cxrdenoise.errors import cli_entry
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(prog="cxrdenoise tables", description=__doc__)
     parser.add_argument("table", choices=("table3", "table4", "table5", "table6"))
     parser.add_argument("--out-prefix", required=True, help="e.g. results/tables/table3")
     parser.add_argument("--records", nargs="*", default=[],
@@ -48,7 +48,3 @@ def main(argv: list[str] | None = None) -> int:
     for path in written:
         print(f"wrote {path}")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,5 +1,5 @@
-"""Train one (model, sigma, setup, replicate): `python workflow/scripts/train.py --model unet --sigma 0.1 --setup ddp2
---replicate 1 ...`.
+"""Train one (model, sigma, setup, replicate): `cxrdenoise train --model unet --sigma 0.1 --setup ddp2 --replicate 1
+...` (rule train).
 
 Thin command line over cxrdenoise.train.launch: it claims GPUs (CUDA only), then trains in this process or
 starts torchrun for the DDP set-ups. Failures print one line (`error: ...`) and exit 1.
@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
 from cxrdenoise.errors import CxrError, cli_entry
@@ -28,7 +27,7 @@ def _json_arg(text: str, what: str) -> dict:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="cxrdenoise train", description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True)
     p.add_argument("--sigma", required=True, help="sigma label as in the paths, e.g. 0.1")
     p.add_argument("--setup", required=True, help="gpu1 | dp2 | ddp2 | ddp2_amp")
@@ -54,7 +53,3 @@ def main(argv: list[str] | None = None) -> int:
     chash = args.config_hash or os.environ.get(CONFIG_HASH_ENV) or hash_config(subset)
     launch(settings, args.data_dir, args.out_dir, chash)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

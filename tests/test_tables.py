@@ -365,6 +365,6 @@ def test_make_tables_cli(tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
     assert "synthetic chest-radiograph phantoms (demo)" in (tmp_path / "t" / "table5.md").read_text()
-    bad = subprocess.run(cmd[:3] + ["--out-prefix", str(tmp_path / "x"), "--records", "nope/record.json"],
+    bad = subprocess.run(cmd[:5] + ["--out-prefix", str(tmp_path / "x"), "--records", "nope/record.json"],
                          capture_output=True, text=True, env=env)
     assert bad.returncode == 1 and bad.stderr.startswith("error: ")

@@ -7,16 +7,19 @@ configfile: os.path.join(workflow.basedir, "config.yaml")
 report: "workflow/report/workflow.rst"
 
 
+include: "workflow/rules/common.smk"
+
+
+# (after common.smk: the setup names come from cxrdenoise.train.setups.SETUPS, imported there)
 wildcard_constraints:
     archive=r"images_\d{3}",
     sigma=r"\d+(\.\d+)?",
     shard=r"\d{5}",
     model=r"[a-z][a-z0-9_]*",
-    setup=r"gpu1|dp2|ddp2|ddp2_amp|gpu1_fast|ddp2_fast",
+    setup="|".join(SETUPS),
     rep=r"[1-9]\d*",
 
 
-include: "workflow/rules/common.smk"
 include: "workflow/rules/download.smk"
 include: "workflow/rules/synthetic.smk"
 include: "workflow/rules/sample.smk"

@@ -12,7 +12,6 @@
 # params carry only the keys training depends on (Snakemake re-runs a job whose params changed), so editing e.g.
 # `evaluate:` does not retrain; the whole config's hash reaches the records through the environment (common.smk).
 from cxrdenoise.train.settings import job_gpus, job_processes_per_node, rule_settings_json
-from cxrdenoise.train.setups import SETUPS
 
 TRAIN = "results/train"
 TRAIN_NODES = config["train"].get("nodes", 1)

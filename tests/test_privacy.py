@@ -109,8 +109,9 @@ def test_bootstrap_interval_of_auc_brackets_the_estimate():
 
 def test_ncc_ranks_real_follow_ups_first(nih_sample_dir):
     """Clean NIH images: patients 11 and 32 are matched to their own follow-up first. Patient 13's two films (a
-    portable AP film with lines and tubes, a PA film with a pacemaker) are not: NCC is a weak attacker, which the
-    README states; its mean rank is still better than chance."""
+    portable AP film with lines and tubes, a PA film with a pacemaker) are not (ranks 6 and 2 of 13; no
+    training-free variant scanned in docs/privacy.md ranks them first); their mean rank is still better than
+    chance."""
     paths = sorted(nih_sample_dir.glob("*.png"))
     images = np.stack([resize_grey(load_grey(p)[0], 256, p) for p in paths])
     ids, patients = [p.name for p in paths], [int(p.name[:8]) for p in paths]

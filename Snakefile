@@ -7,19 +7,19 @@ configfile: os.path.join(workflow.basedir, "config.yaml")
 report: "workflow/report/workflow.rst"
 
 
-include: "workflow/rules/common.smk"
+from cxrdenoise.train.setups import SETUPS
 
 
-# (after common.smk: the setup names come from cxrdenoise.train.setups.SETUPS, imported there)
 wildcard_constraints:
     archive=r"images_\d{3}",
     sigma=r"\d+(\.\d+)?",
     shard=r"\d{5}",
     model=r"[a-z][a-z0-9_]*",
-    setup="|".join(SETUPS),
+    setup="|".join(SETUPS),  # cxrdenoise.train.setups: the one list of set-ups
     rep=r"[1-9]\d*",
 
 
+include: "workflow/rules/common.smk"
 include: "workflow/rules/download.smk"
 include: "workflow/rules/synthetic.smk"
 include: "workflow/rules/sample.smk"

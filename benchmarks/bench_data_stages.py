@@ -26,10 +26,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from cxrdenoise.atomic import write_json  # noqa: E402
 from cxrdenoise.imaging import load_grey, resize_grey  # noqa: E402
 from cxrdenoise.provenance import cpu_name, git_commit  # noqa: E402
 from cxrdenoise.shards import image_noise  # noqa: E402
+from bench_output import save_result  # noqa: E402
 
 NIH_SAMPLE = REPO.parent / "shared" / "data" / "nih-sample"
 
@@ -111,10 +111,7 @@ def main(argv=None) -> dict:
         "cpus": os.cpu_count(), "load_average_1min": os.getloadavg()[0], "sources": label,
         "image_size": [a.size, a.size], "repeats": a.repeats, "rows": rows,
     }
-    a.out.mkdir(parents=True, exist_ok=True)
-    path = a.out / f"bench_data_stages_{dt.datetime.now(dt.timezone.utc).strftime('%Y%m%dT%H%M%SZ')}.json"
-    write_json(path, result)
-    print(f"wrote {path}")
+    save_result(a.out, "bench_data_stages", result)
     return result
 
 

@@ -31,11 +31,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from cxrdenoise.atomic import write_json  # noqa: E402
 from cxrdenoise.models import build_model  # noqa: E402
 from cxrdenoise.provenance import device_info, git_commit  # noqa: E402
 from cxrdenoise.train import fastpath  # noqa: E402
 from cxrdenoise.train.engine import l1_loss  # noqa: E402
+from bench_output import save_result  # noqa: E402
 
 # dense (no sparsity) bfloat16 tensor-core peaks, TFLOP/s, from the vendors' data sheets; first match wins
 PEAK_BF16_TFLOPS = (("H100 PCIe", None), ("H100", 989.0), ("H200", 989.0), ("A100", 312.0))
@@ -444,11 +444,7 @@ def main(argv=None) -> dict:
         result["loader"] = bench_loaders(a, device)
         for lname, v in result["loader"]["loaders"].items():
             print(f"  loader {lname:<26} {v['images_per_s']:10.0f} img/s  x{v['vs_study']:.2f} vs the study's")
-    a.out.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    path = a.out / f"bench_train_step_{device.type}_{stamp}.json"
-    write_json(path, result)
-    print(f"wrote {path}")
+    save_result(a.out, f"bench_train_step_{device.type}", result)
     return result
 
 

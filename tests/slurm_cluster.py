@@ -581,14 +581,18 @@ return slurm.SUCCESS
         """Which of our daemons are alive."""
         return {name: p.poll() is None for name, p in self._procs.items()}
 
-    def stop(self) -> None:
-        """Cancel jobs, kill slurmd, slurmctld, munged and leftover slurmstepds; remove the temp dir."""
+    def cancel_jobs(self) -> None:
+        """scancel everything in our partition while slurmctld still answers (best effort: we are stopping)."""
         ctld = self._procs.get("slurmctld")
         if ctld is not None and ctld.poll() is None:
             try:
                 self.run("scancel", "--quiet", f"--partition={self.partition}", check=False, timeout=10)
             except (subprocess.TimeoutExpired, OSError):
                 pass
+
+    def stop(self) -> None:
+        """Cancel jobs, kill slurmd, slurmctld, munged and leftover slurmstepds; remove the temp dir."""
+        self.cancel_jobs()
         for name in ("slurmd", "slurmctld", "munged"):
             proc = self._procs.get(name)
             if proc is not None:

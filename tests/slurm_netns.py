@@ -270,12 +270,7 @@ class NetnsSlurm(LocalSlurm):
 
     def stop(self) -> None:
         names = [n for n in self._procs if n.startswith("slurmd-")]
-        ctld = self._procs.get("slurmctld")
-        if ctld is not None and ctld.poll() is None:
-            try:
-                self.run("scancel", "--quiet", f"--partition={self.partition}", check=False, timeout=10)
-            except (subprocess.TimeoutExpired, OSError):
-                pass
+        self.cancel_jobs()
         for name in names:
             self._terminate(self._procs.pop(name))
         try:

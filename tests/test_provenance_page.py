@@ -1,6 +1,5 @@
 """The report's provenance item: commit, package versions, config hash and devices, from the result files."""
 
-import json
 import subprocess
 import sys
 

@@ -4,7 +4,6 @@ end-of-run summary (read from a fixture results tree)."""
 import copy
 import os
 
-import pytest
 import yaml
 
 from cxrdenoise.config import load_config, read_resolved_hash, write_resolved_config

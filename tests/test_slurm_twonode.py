@@ -33,7 +33,7 @@ import torch
 import yaml
 
 from slurm_netns import NetnsSlurm
-from snakemake_run import REPO
+from snakemake_run import REPO, start_snakemake
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -94,12 +94,7 @@ def _configs(workdir: Path, *overrides: dict) -> list[Path]:
 
 def _snakemake(workdir: Path, configs: list[Path], *args: str, targets=(str(RECORD),),
                slurm: NetnsSlurm | None = None, nice: int = 0, log: str = "snakemake.out") -> subprocess.Popen:
-    workdir.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args,
-           "--configfile", *map(str, configs), "--", *targets]
-    with open(workdir / log, "w") as out:
-        return subprocess.Popen(cmd, cwd=workdir, env=_env(slurm), stdout=out, stderr=subprocess.STDOUT, text=True,
-                                preexec_fn=(lambda: os.nice(nice)) if nice else None)
+    return start_snakemake(workdir, configs, *args, env=_env(slurm), targets=targets, nice=nice, log=log)
 
 
 def _finish(proc: subprocess.Popen, timeout: float) -> str:

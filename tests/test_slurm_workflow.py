@@ -28,7 +28,7 @@ import torch
 import yaml
 
 from slurm_cluster import LocalSlurm
-from snakemake_run import REPO
+from snakemake_run import REPO, start_snakemake
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -60,12 +60,7 @@ def _env(slurm: LocalSlurm | None) -> dict[str, str]:
 
 def _snakemake(workdir: Path, configs: list[Path], *args: str, slurm: LocalSlurm | None = None,
                nice: int = 0) -> subprocess.Popen:
-    workdir.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args,
-           "--configfile", *map(str, configs), "--", "all"]
-    with open(workdir / "snakemake.out", "w") as out:
-        return subprocess.Popen(cmd, cwd=workdir, env=_env(slurm), stdout=out, stderr=subprocess.STDOUT, text=True,
-                                preexec_fn=(lambda: os.nice(nice)) if nice else None)
+    return start_snakemake(workdir, configs, *args, env=_env(slurm), nice=nice)
 
 
 def _wait(proc: subprocess.Popen, timeout: float) -> str:

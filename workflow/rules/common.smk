@@ -23,9 +23,10 @@ except CxrError as err:
     sys.exit(f"error: {err}")
 validate(config, _SCHEMA)
 
-# The rules' software: a conda environment made once by the user, by name (envs/cxrdenoise.yaml says how), that
-# `snakemake --sdm conda` activates for every job; without --sdm conda jobs run where Snakemake runs (make install).
-ENV = "cxrdenoise"
+# The jobs' software under `snakemake --sdm conda` (path relative to workflow/rules/). Python and pip from conda-forge,
+# then the post-deploy script installs requirements.lock and the project. Without --sdm conda the jobs run where
+# Snakemake runs (make install).
+ENV = "../../envs/cxrdenoise.yaml"
 RAW = config["data"]["raw_dir"]
 DATA = "results/data"
 SIGMAS = [sigma_label(s) for s in config["noise"]["sigmas"]]

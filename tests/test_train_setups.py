@@ -97,18 +97,6 @@ def test_rule_params_hold_only_what_training_depends_on():
     assert TrainSettings.from_config(subset, "unet", "0.1", "gpu1").lr == 1e-3
 
 
-def test_nodes_come_from_slurm_or_torchrun(monkeypatch):
-    from cxrdenoise.train.distributed import nodes
-
-    monkeypatch.delenv("SLURM_NNODES", raising=False)
-    monkeypatch.delenv("GROUP_WORLD_SIZE", raising=False)
-    assert nodes() == 1
-    monkeypatch.setenv("GROUP_WORLD_SIZE", "3")
-    assert nodes() == 3
-    monkeypatch.setenv("SLURM_NNODES", "2")
-    assert nodes() == 2
-
-
 def test_block_is_checked_by_the_schema():
     assert load_config(REPO / "config.yaml")["models"]["unetpp"]["block"] == "study"
     with pytest.raises(CxrError, match=r"models.unet.block") as err:

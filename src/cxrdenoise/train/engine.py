@@ -123,7 +123,8 @@ class Trainer:
     # ----------------------------------------------------------------------------------------------- helpers
     def log(self, msg: str) -> None:
         if self.ctx.is_main:
-            print(f"[train {self.settings.model} sigma{self.settings.sigma} {self.settings.setup}] {msg}", file=sys.stderr, flush=True)
+            s = self.settings
+            print(f"[train {s.model} sigma{s.sigma} {s.setup}] {msg}", file=sys.stderr, flush=True)
 
     def _autocast(self):
         if self.amp_dtype is None:

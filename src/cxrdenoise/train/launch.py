@@ -48,7 +48,8 @@ def launch(
         return srun_torchrun(job, settings)  # SLURM binds each node's GPUs to the step: nothing to claim
     claim = None
     if settings.device == "cuda":
-        claim = claim_gpus(gpus_to_claim(settings.setup, lambda: len(candidate_ids())), exclusive=settings.timing_exclusive)
+        needed = gpus_to_claim(settings.setup, lambda: len(candidate_ids()))
+        claim = claim_gpus(needed, exclusive=settings.timing_exclusive)
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(claim.use)
         extra = f" (holding {','.join(claim.held)}: timing_exclusive)" if claim.held != claim.use else ""
         print(f"[train] claimed GPU(s) {','.join(claim.use)}{extra}", file=sys.stderr, flush=True)

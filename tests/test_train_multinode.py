@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from cxrdenoise.config import load_config
+from config_files import load_config
 from cxrdenoise.errors import CxrError
 from cxrdenoise.train import launch as launch_mod
 from cxrdenoise.train import multinode

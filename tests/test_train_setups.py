@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from cxrdenoise.config import load_config
+from config_files import load_config
 from cxrdenoise.errors import CxrError
 from cxrdenoise.train.setups import SETUPS, get_setup, gpus_needed
 from cxrdenoise.train.settings import TrainSettings

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ..errors import CxrError
+from ..models import build_model, count_parameters
 from ..provenance import CONFIG_HASH_ENV
 from ..seeding import seed_everything
 from . import fastpath, state
@@ -41,8 +42,6 @@ EpochHook = Callable[[int, dict], None]
 
 
 def _default_factory(name: str, **kwargs) -> torch.nn.Module:
-    from ..models import build_model
-
     return build_model(name, **kwargs)
 
 
@@ -85,7 +84,7 @@ class Trainer:
 
         seed_everything(settings.init_seed)  # replicates differ here only (train.replicates)
         net = (model_factory or _default_factory)(settings.model, **settings.model_kwargs)
-        self.n_parameters = sum(p.numel() for p in net.parameters() if p.requires_grad)
+        self.n_parameters = count_parameters(net, trainable_only=True)
         # build_model records the complete kwargs (defaults filled in): evaluation rebuilds exactly this net
         self.model_kwargs = dict(getattr(net, "model_kwargs", settings.model_kwargs))
         self.noise_mean = float(getattr(train_ds, "noise_mean", settings.noise_mean))  # the shards' own value

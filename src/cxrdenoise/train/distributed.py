@@ -166,6 +166,27 @@ def init_distributed(
                        address=address or rank_address())
 
 
+def gather_topology(ctx: DistContext, devices: list[torch.device]) -> dict:
+    """Which hosts, addresses and GPUs took part, gathered from every rank (all ranks call this together)."""
+    cuda = ctx.device.type == "cuda"
+    mine = (socket.gethostname(), ctx.address, [str(d) for d in devices] if cuda else [])
+    ranks = ctx.all_gather_object(mine)
+    per_host: dict[str, set] = {}
+    addresses: dict[str, str | None] = {}
+    for host, address, used in ranks:  # rank order, so hosts[0] is rank 0's
+        per_host.setdefault(host, set()).update(used)
+        addresses.setdefault(host, address)
+    return {
+        "nodes": len(per_host),
+        "hosts": list(per_host),
+        # per host, the address the other ranks reach its ranks at (None: one process, no rendezvous)
+        "host_addresses": [addresses[h] for h in per_host],
+        "ranks_per_host": [sum(1 for r in ranks if r[0] == h) for h in per_host],
+        "gpus_per_node": max(len(d) for d in per_host.values()),
+        "gpus_total": sum(len(d) for d in per_host.values()),
+    }
+
+
 def single_process(device: str) -> DistContext:
     return DistContext(device=torch.device("cuda", 0) if device == "cuda" else torch.device("cpu"))
 

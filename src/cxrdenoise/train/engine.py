@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
-import socket
 import sys
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ from ..models import build_model, count_parameters
 from ..provenance import CONFIG_HASH_ENV
 from ..seeding import seed_everything
 from . import fastpath, state
-from .distributed import DeviceLoader, DistContext, make_loader, padding_mask, unwrap, wrap_model
+from .distributed import DeviceLoader, DistContext, gather_topology, make_loader, padding_mask, unwrap, wrap_model
 from .settings import TrainSettings
 from .setups import get_setup
 from .val_views import PsnrSum, ValViews
@@ -297,28 +296,8 @@ class Trainer:
         return total_sum / count_sum, int(count_sum), val_s
 
     # --------------------------------------------------------------------------------------------------- run
-    def _topology(self) -> dict:
-        """Which hosts, addresses and GPUs took part, gathered from every rank (all ranks call this together)."""
-        cuda = self.ctx.device.type == "cuda"
-        mine = (socket.gethostname(), self.ctx.address, [str(d) for d in self.devices] if cuda else [])
-        ranks = self.ctx.all_gather_object(mine)
-        per_host: dict[str, set] = {}
-        addresses: dict[str, str | None] = {}
-        for host, address, devices in ranks:  # rank order, so hosts[0] is rank 0's
-            per_host.setdefault(host, set()).update(devices)
-            addresses.setdefault(host, address)
-        return {
-            "nodes": len(per_host),
-            "hosts": list(per_host),
-            # per host, the address the other ranks reach its ranks at (None: one process, no rendezvous)
-            "host_addresses": [addresses[h] for h in per_host],
-            "ranks_per_host": [sum(1 for r in ranks if r[0] == h) for h in per_host],
-            "gpus_per_node": max(len(d) for d in per_host.values()),
-            "gpus_total": sum(len(d) for d in per_host.values()),
-        }
-
     def run(self) -> dict | None:
-        topology = self._topology()
+        topology = gather_topology(self.ctx, self.devices)
         start = self._resume()
         self.tb = state.TensorBoard(self.out / "tensorboard" if self.ctx.is_main else None,
                               purge_step=self.global_step + 1 if start else None)

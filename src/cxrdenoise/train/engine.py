@@ -69,7 +69,6 @@ class Trainer:
         self.t_start = time.perf_counter()
         self.settings, self.ctx, self.out = settings, ctx, Path(out_dir)
         self.setup = get_setup(settings.setup)
-        self.nodes = settings.nodes if self.setup.ddp else 1  # nodes the job was started on (train.nodes)
         self.on_epoch_end = on_epoch_end
         self.train_ds, self.val_ds = train_ds, val_ds
         if len(train_ds) == 0 or len(val_ds) == 0:

@@ -358,7 +358,7 @@ def static_record(tr: Trainer, topology: dict, peak_mem_kind: str) -> dict:
         "gpus_used": len(tr.devices) if cuda else 0,
         "devices_used": tr.parallel_info["devices_used"],
         **topology,  # nodes, hosts, gpus_per_node, gpus_total: what took part, from every rank
-        "nodes_requested": tr.nodes,
+        "nodes_requested": s.nodes if setup.ddp else 1,  # train.nodes (gpu1 and dp2 run on one node)
         "processes_per_node_requested": s.per_node(),
         "world_size": ctx.world_size,
         "backend": ctx.backend,

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import yaml
 
-from cxrdenoise import stages
+from cxrdenoise.commands import data as stages
 from cxrdenoise.data import PairDataset
 from cxrdenoise.denoise import load_denoiser
 from cxrdenoise.metrics import psnr

@@ -189,8 +189,8 @@ def bench_loop(a, device: torch.device, model_name: str) -> dict:
 
     from cxrdenoise.train.distributed import single_process
     from cxrdenoise.train.engine import Trainer
-    from cxrdenoise.train.records import TensorBoard
     from cxrdenoise.train.settings import TrainSettings
+    from cxrdenoise.train.state import TensorBoard
 
     g = torch.Generator().manual_seed(1)
     n = a.loop_images
@@ -260,8 +260,8 @@ def bench_checkpoint(a, device: torch.device, model_name: str) -> dict:
     background thread: the epoch pays only for the snapshot). Same Trainer methods as training uses."""
     import tempfile
 
-    from cxrdenoise import atomic  # noqa: F401 - the writes go through cxrdenoise.checkpoint's atomic save
-    from cxrdenoise.train import checkpoint
+    from cxrdenoise import atomic  # noqa: F401 - the writes go through cxrdenoise.train.state's atomic save
+    from cxrdenoise.train import state
     from cxrdenoise.train.distributed import single_process
     from cxrdenoise.train.engine import Trainer
     from cxrdenoise.train.settings import TrainSettings
@@ -277,17 +277,17 @@ def bench_checkpoint(a, device: torch.device, model_name: str) -> dict:
             loss = l1_loss(tr.model(torch.rand(2, 1, 32, 32, device=device)), torch.rand(2, 1, 32, 32, device=device))
             loss.backward()
             tr.optimizer.step()  # Adam's moment buffers exist, as after any epoch
-            tr.best = tr._best_payload(1, 0.1)
+            tr.best = state.best_payload(tr, 1, 0.1)
             times, background = [], []
             for rep in range(a.rounds):
                 sync(device)
                 t0 = time.perf_counter()
                 if tr.ckpt is None:
-                    checkpoint.save(tr.best, tr.out / "best.pt")
-                    checkpoint.save(tr._last_state(1), tr.out / "last.pt")
+                    state.save(tr.best, tr.out / "best.pt")
+                    state.save(state.last_state(tr, 1), tr.out / "last.pt")
                 else:
                     tr.ckpt.best_written = None  # write the best file too, as an improving epoch does
-                    tr.ckpt.save_last(tr._last_state(1), tr.best)
+                    tr.ckpt.save_last(state.last_state(tr, 1), tr.best)
                 times.append(time.perf_counter() - t0)
                 if tr.ckpt is not None:
                     tr.ckpt.wait()
@@ -308,9 +308,7 @@ def bench_loaders(a, device: torch.device) -> dict:
     from phantom_data import build_phantom_data
 
     from cxrdenoise.data import PairDataset
-    from cxrdenoise.train.device_data import DeviceLoader
-    from cxrdenoise.train.distributed import single_process
-    from cxrdenoise.train.loaders import make_loader
+    from cxrdenoise.train.distributed import DeviceLoader, make_loader, single_process
 
     tmp = tempfile.TemporaryDirectory()
     data = a.loader_data or build_phantom_data(tmp.name, n_images=a.loader_images, size=a.size)

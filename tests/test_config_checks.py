@@ -6,7 +6,8 @@ import math
 import pytest
 import yaml
 
-from cxrdenoise.config import load_config, validate_config
+from cxrdenoise.config import validate_config
+from config_files import load_config
 from cxrdenoise.errors import CxrError
 from snakemake_run import REPO, snakemake
 

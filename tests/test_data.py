@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from cxrdenoise.commands import data as stages
-from cxrdenoise.config import load_config
+from config_files import load_config
 from cxrdenoise.data import PairDataset
 from cxrdenoise.errors import CxrError
 from cxrdenoise.imaging import load_grey, resize_grey

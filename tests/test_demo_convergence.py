@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cxrdenoise.config import load_config
+from config_files import load_config
 from cxrdenoise.evaluate import evaluate_checkpoint, evaluate_noisy
 from cxrdenoise.train.launch import launch
 from cxrdenoise.train.settings import TrainSettings

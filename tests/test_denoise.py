@@ -214,7 +214,7 @@ def test_existing_outputs_need_overwrite(tmp_path, inputs, capsys):
 
 @pytest.mark.parametrize("kind", ["pickle", "text", "last", "renamed_last"])
 def test_bad_checkpoints_one_line(tmp_path, inputs, capsys, kind):
-    from cxrdenoise.train.checkpoint import rng_state
+    from cxrdenoise.train.state import rng_state
 
     path = tmp_path / ("last.pt" if kind == "last" else "best.pt")
     if kind == "pickle":  # needs unpickling of an arbitrary class: torch's "Weights only load failed" case

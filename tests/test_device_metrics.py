@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from cxrdenoise.config import load_config
+from config_files import load_config
 from cxrdenoise.device_metrics import batch_image_metrics, batch_psnr, batch_ssim
 from cxrdenoise.imaging import load_grey, resize_grey
 from cxrdenoise.metrics import image_metrics

@@ -6,7 +6,8 @@ import os
 
 import yaml
 
-from cxrdenoise.config import load_config, read_resolved_hash, write_resolved_config
+from cxrdenoise.config import read_resolved_hash, write_resolved_config
+from config_files import load_config
 from cxrdenoise.failures import error_line, failed_jobs, failure_report
 from cxrdenoise.provenance import hash_config
 from cxrdenoise.summary import run_summary

@@ -255,9 +255,8 @@ def test_lpips_unavailable_gives_na_and_footnote_with_file(cpu_tree):
         assert pd.read_csv(out / f"{name}.csv")["lpips"].isna().all()
 
 
-@pytest.mark.parametrize("flat", [False, True])
-def test_random_backbone_lpips_never_appears_as_a_number(tmp_path, flat):
-    results = write_results_tree(tmp_path, lpips="random", flat=flat, sigmas=("0.1", "0.2", "0.3"))
+def test_random_backbone_lpips_never_appears_as_a_number(tmp_path):
+    results = write_results_tree(tmp_path, lpips="random", sigmas=("0.1", "0.2", "0.3"))
     out = tmp_path / "tables"
     _all_tables(results, out)
     sentinel = f"{RANDOM_LPIPS_SENTINEL}"[:6]  # "0.7777" however it is rounded
@@ -270,16 +269,6 @@ def test_random_backbone_lpips_never_appears_as_a_number(tmp_path, flat):
         assert frame["lpips"].isna().all() and frame["diff_lpips"].isna().all()
     t3 = pd.read_csv(out / "table3.csv")
     assert "p_t_lpips" not in t3.columns  # no paired test on a random backbone either
-
-
-def test_flat_summary_layout_reads_the_same(tmp_path):
-    nested = write_results_tree(tmp_path / "a", sigmas=("0.1",), setups=("gpu1",))
-    flat = write_results_tree(tmp_path / "b", sigmas=("0.1",), setups=("gpu1",), flat=True)
-    kw = dict(sigmas=("0.1",), setups=("gpu1",))
-    a = tables.build_table4(paths(nested, "record", **kw), paths(nested, "summary", **kw)).data
-    b = tables.build_table4(paths(flat, "record", **kw), paths(flat, "summary", **kw)).data
-    cols = ["psnr", "psnr_ci95", "ssim", "ssim_w3", "diff_psnr", "n"]
-    pd.testing.assert_frame_equal(a[cols], b[cols])
 
 
 def test_record_filed_under_the_wrong_path_is_refused(tmp_path):

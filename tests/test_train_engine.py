@@ -9,10 +9,9 @@ import torch
 
 from cxrdenoise.errors import CxrError
 from cxrdenoise.train import engine
-from cxrdenoise.train.distributed import single_process
+from cxrdenoise.train.distributed import DP_CPU_NOTE, single_process
 from cxrdenoise.train.engine import Trainer, l1_loss, run_training
-from cxrdenoise.train.parallel import DP_CPU_NOTE
-from cxrdenoise.train.records import EPOCH_COLUMNS, TIMING_COLUMNS
+from cxrdenoise.train.state import EPOCH_COLUMNS, TIMING_COLUMNS
 from test_train_helpers import TinyNet, TinyPairs, settings, tiny_factory
 
 RECORD_FIELDS = {
@@ -202,7 +201,7 @@ def test_default_factory_is_the_model_registry():
 @pytest.mark.parametrize("setup", ["gpu1", "dp2", "ddp2", "ddp2_amp"])
 def test_sync_bn_converts_every_batchnorm_of_ddp_setups_only(setup):
     from cxrdenoise.models import build_model
-    from cxrdenoise.train.parallel import with_sync_batchnorm
+    from cxrdenoise.train.distributed import with_sync_batchnorm
     from cxrdenoise.train.setups import get_setup
 
     plain = build_model("unet", base_channels=4)

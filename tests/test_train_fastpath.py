@@ -11,11 +11,9 @@ import torch
 from cxrdenoise.errors import CxrError
 from cxrdenoise.shards import decode
 from cxrdenoise.train import fastpath
-from cxrdenoise.train.checkpoint_writer import BEST_PATTERN, cpu_snapshot
-from cxrdenoise.train.device_data import DeviceLoader
-from cxrdenoise.train.distributed import single_process
+from cxrdenoise.train.distributed import DeviceLoader, make_loader, single_process
 from cxrdenoise.train.engine import run_training
-from cxrdenoise.train.loaders import make_loader
+from cxrdenoise.train.state import BEST_PATTERN, cpu_snapshot
 from cxrdenoise.train.setups import get_setup
 from test_train_helpers import TinyNet, TinyPairs, settings, tiny_factory
 

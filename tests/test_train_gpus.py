@@ -132,11 +132,11 @@ def test_launcher_exports_the_claimed_ids_before_cuda_starts(fake_gpus, monkeypa
 
 
 def test_dp2_with_one_visible_gpu_claims_one_and_says_so(monkeypatch):
-    from cxrdenoise.train.launch import gpus_to_claim
-    from cxrdenoise.train.parallel import DP_ONE_GPU_NOTE
-    from test_train_helpers import settings
+    from cxrdenoise.train.gpus import candidate_ids
+    from cxrdenoise.train.setups import gpus_to_claim
+    from cxrdenoise.train.distributed import DP_ONE_GPU_NOTE
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
-    assert gpus_to_claim(settings("dp2", device="cuda")) == 1
-    assert gpus_to_claim(settings("ddp2", device="cuda")) == 2  # DDP cannot share one GPU: the claim fails
+    assert gpus_to_claim("dp2", lambda: len(candidate_ids())) == 1
+    assert gpus_to_claim("ddp2", lambda: len(candidate_ids())) == 2  # DDP cannot share one GPU: the claim fails
     assert "only 1 is visible" in DP_ONE_GPU_NOTE

@@ -16,13 +16,12 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from cxrdenoise.config import load_config
+from config_files import load_config
 from cxrdenoise.errors import CxrError
 from cxrdenoise.train import launch as launch_mod
 from cxrdenoise.train import multinode
-from cxrdenoise.train.settings import (TrainSettings, job_gpus, job_nodes, job_processes_per_node,
-                                       rule_settings_json)
-from cxrdenoise.train.setups import SETUPS
+from cxrdenoise.train.settings import TrainSettings, rule_settings_json
+from cxrdenoise.train.setups import SETUPS, job_gpus, job_nodes, job_processes_per_node
 from snakemake_run import REPO, snakemake
 
 PY = sys.executable

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from cxrdenoise.config import load_config
+from config_files import load_config
 from cxrdenoise.errors import CxrError
 from cxrdenoise.train.setups import SETUPS, get_setup, gpus_needed
 from cxrdenoise.train.settings import TrainSettings
@@ -95,18 +95,6 @@ def test_rule_params_hold_only_what_training_depends_on():
     config["evaluate"]["batch_size"] = 1
     assert json.loads(rule_settings_json(config, "unet")) == subset  # no retraining for these edits
     assert TrainSettings.from_config(subset, "unet", "0.1", "gpu1").lr == 1e-3
-
-
-def test_nodes_come_from_slurm_or_torchrun(monkeypatch):
-    from cxrdenoise.train.distributed import nodes
-
-    monkeypatch.delenv("SLURM_NNODES", raising=False)
-    monkeypatch.delenv("GROUP_WORLD_SIZE", raising=False)
-    assert nodes() == 1
-    monkeypatch.setenv("GROUP_WORLD_SIZE", "3")
-    assert nodes() == 3
-    monkeypatch.setenv("SLURM_NNODES", "2")
-    assert nodes() == 2
 
 
 def test_block_is_checked_by_the_schema():

@@ -6,7 +6,6 @@ the bad value, so validation errors are re-raised in that form.
 
 from __future__ import annotations
 
-import copy
 import math
 from pathlib import Path
 from typing import Any, Mapping
@@ -163,29 +162,3 @@ def json_plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [json_plain(v) for v in value]
     return value
-
-
-def load_config(*paths: str | Path, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Read and deep-merge YAML files (later ones win, as with Snakemake's --configfile), then validate."""
-    merged: dict[str, Any] = {}
-    for path in paths:
-        try:
-            with open(path) as fh:
-                data = yaml.safe_load(fh) or {}
-        except OSError as err:
-            raise CxrError(f"{path}: cannot read config ({err.strerror})") from None
-        except yaml.YAMLError as err:
-            raise CxrError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
-        deep_merge(merged, data)
-    if overrides:
-        deep_merge(merged, copy.deepcopy(dict(overrides)))
-    return validate_config(merged)
-
-
-def deep_merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
-            deep_merge(base[key], value)
-        else:
-            base[key] = copy.deepcopy(value)
-    return base

@@ -17,8 +17,7 @@ from .config import sigma_label
 from .errors import CxrError
 from .shard_integrity import verify_shard
 from .shards import decode
-
-SPLITS = ("train", "val", "test")
+from .split import SPLITS
 
 
 def clean_manifest_path(data_dir: str | Path) -> Path:

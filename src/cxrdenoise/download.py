@@ -91,12 +91,6 @@ def _read_lock(lock_path: Path) -> dict[str, Any]:
     return entries
 
 
-def read_lock(lock_path: str | os.PathLike) -> dict[str, Any]:
-    lock_path = Path(lock_path)
-    with _locked(lock_path):
-        return _read_lock(lock_path)
-
-
 def verify_or_record(
     lock_path: str | os.PathLike,
     path: str | os.PathLike,

@@ -19,3 +19,15 @@ def derived_seed(seed: int, *keys: object) -> int:
 
 def rng_for(seed: int, *keys: object) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(derived_seed(seed, *keys)))
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python's, numpy's and torch's global generators (a training job's initial weights: the same seed on
+    every rank gives identical weights, which DDP would broadcast from rank 0 anyway)."""
+    import random
+
+    import torch  # here, not at the top: the data stages import this module without torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

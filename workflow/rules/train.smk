@@ -11,7 +11,8 @@
 # An interrupted job resumes from its last.pt (not an output, so Snakemake keeps it) when re-run or requeued.
 # params carry only the keys training depends on (Snakemake re-runs a job whose params changed), so editing e.g.
 # `evaluate:` does not retrain; the whole config's hash reaches the records through the environment (common.smk).
-from cxrdenoise.train.settings import job_gpus, job_processes_per_node, rule_settings_json
+from cxrdenoise.train.settings import rule_settings_json
+from cxrdenoise.train.setups import job_gpus, job_processes_per_node
 
 TRAIN = "results/train"
 TRAIN_NODES = config["train"].get("nodes", 1)

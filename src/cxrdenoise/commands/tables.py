@@ -33,18 +33,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
+    common = dict(out_prefix=a.out_prefix, summaries=a.summaries, records=a.records, noisy=a.noisy,
+                  data_source=a.data_source, image_size=a.image_size)
     if a.table == "table3":
-        written = tables.make_table3(a.summaries, a.per_image, a.noisy, a.out_prefix, a.records, a.data_source,
-                                     a.image_size, a.bootstrap_resamples, a.seed)
-    elif a.table == "table4":
-        written = tables.make_table4(a.records, a.summaries, a.out_prefix, a.data_source, a.image_size,
-                                     noisy=a.noisy)
-    elif a.table == "table5":
-        written = tables.make_table5(a.records, a.summaries, a.out_prefix, a.data_source, a.image_size,
-                                     noisy=a.noisy)
+        written = tables.make_table3(**common, per_image=a.per_image, resamples=a.bootstrap_resamples, seed=a.seed)
     else:
-        written = tables.make_table6(a.summaries, a.out_prefix, a.records, a.data_source, a.image_size,
-                                     noisy=a.noisy)
+        written = {"table4": tables.make_table4, "table5": tables.make_table5, "table6": tables.make_table6}[a.table](
+            **common)
     for path in written:
         print(f"wrote {path}")
     return 0

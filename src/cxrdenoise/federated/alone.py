@@ -13,7 +13,7 @@ import torch
 
 from .. import atomic
 from ..data import PairDataset
-from ..train.checkpoint import save
+from ..train.state import save
 from .runner import prepare_sites
 from .server import checkpoint_payload, val_loss
 from .site import local_train

@@ -24,7 +24,7 @@ from ..errors import CxrError
 from ..models import count_parameters
 from ..train.engine import l1_loss
 from .fedavg import dp_fedavg, fedavg
-from ..train.checkpoint import save
+from ..train.state import save
 from .weights import build, load_arrays, state_dict, to_arrays
 
 

@@ -29,7 +29,7 @@ from ..atomic import write_json
 from ..errors import CxrError
 from ..provenance import provenance
 from ..seeding import derived_seed, rng_for
-from ..train.checkpoint import LAST_FORMAT, cpu_state_dict, load_last, save
+from ..train.state import LAST_FORMAT, cpu_state_dict, load_last, save
 from .images import preprocess
 
 NAME = "learned"

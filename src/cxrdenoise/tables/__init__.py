@@ -26,10 +26,10 @@ from ..render import Table
 from .cells import (CPU_TIMING, DATA_LABELS, DIFF_NOTE, DP_ONE_GPU, DP_ONE_PROCESS, PAPER_NOTE, SETUP_LEGEND,
                     SSIM_NOTE, data_caption, lpips_cell, run_notes)
 from .replicates import per_image_frame, per_image_means, replicate_caption, spread, t_interval
-from .runs import (MODEL_NAMES, SETUP_NAMES, Run, collect_replicates, collect_runs, device_label, eval_device_label,
+from .runs import (MODEL_NAMES, Run, collect_replicates, collect_runs, device_label, eval_device_label,
                    is_cpu, model_name, model_order, parse_replicate_path, parse_run_path, read_json, read_per_image,
                    sigma_order, train_device_label, train_times)
-from .scores import (DP, METRICS, RANDOM_LPIPS_CELL, RANDOM_LPIPS_NOTE, REAL_LPIPS, lpips_state, metric, n_images,
+from .scores import (DECIMALS, METRICS, RANDOM_LPIPS_CELL, RANDOM_LPIPS_NOTE, REAL_LPIPS, lpips_state, metric, n_images,
                      quality, with_paper)
 from .table3 import build_table3, make_table3
 from .table4 import build_table4, make_table4
@@ -48,7 +48,7 @@ __all__ = [
     "make_table3", "make_table4", "make_table5", "make_table6", "build_claims", "make_claims",
     "build_comparisons", "make_comparisons",
     "Protocol", "STUDY_PROTOCOL", "figure_label",
-    "METRICS", "DP", "MODEL_NAMES", "SETUP_NAMES", "REAL_LPIPS", "RANDOM_LPIPS_CELL", "RANDOM_LPIPS_NOTE",
+    "METRICS", "DECIMALS", "MODEL_NAMES", "REAL_LPIPS", "RANDOM_LPIPS_CELL", "RANDOM_LPIPS_NOTE",
     "CPU_TIMING", "DP_ONE_PROCESS", "DP_ONE_GPU", "SETUP_LEGEND", "SSIM_NOTE", "DIFF_NOTE", "PAPER_NOTE",
     "QUOTED_DEVICE", "DATA_LABELS",
     "collect_replicates", "parse_replicate_path", "per_image_frame", "per_image_means", "replicate_caption", "spread",

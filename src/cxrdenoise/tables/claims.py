@@ -46,7 +46,7 @@ from .cells import data_caption
 from .protocol import Protocol
 from .rows import finish_table
 from .runs import Run, collect_runs, is_cpu, model_name, train_times
-from .scores import lpips_state, metric
+from .scores import DECIMALS, lpips_state, metric
 
 HOLDS, FAILS, INCONCLUSIVE, NOT_TESTABLE = "holds", "does not hold", "inconclusive", "not testable here"
 VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, NOT_TESTABLE)
@@ -59,7 +59,6 @@ MIN_PATIENTS = 10  # below this a percentile bootstrap over patients has too few
 LOWER_IS_BETTER = {"lpips"}
 METRIC_LABELS = {"psnr": "PSNR", "ssim_w3": "SSIM (win 3)", "lpips": "LPIPS"}
 METRIC_UNITS = {"psnr": " dB", "ssim_w3": "", "lpips": ""}
-DP = {"psnr": 3, "ssim_w3": 4, "lpips": 4}
 PAPER_METRIC = {"psnr": "psnr", "ssim_w3": "ssim", "lpips": "lpips"}  # the study's SSIM used a 3x3 window
 SIGMAS = ("0.1", "0.2", "0.3")
 MODELS = ("unet", "unetpp")
@@ -136,7 +135,7 @@ def _paper_diff(m: str, sigma: str, a: tuple[str, str], b: tuple[str, str]) -> t
     pa, pb = paper_row(sigma, *a) or {}, paper_row(sigma, *b) or {}
     key = PAPER_METRIC[m]
     va, vb = pa.get(key, math.nan), pb.get(key, math.nan)
-    dp = DP[m]
+    dp = DECIMALS[m]
     return va - vb, f"{va - vb:+.{dp}f}{METRIC_UNITS[m]} ({va:.{dp}f} vs {vb:.{dp}f})"
 
 
@@ -164,7 +163,7 @@ def _paired_claim(ev: Evidence, kind: str, claim: str, sigma: str, m: str, a_key
 
 
 def _ours_text(res: dict, m: str) -> str:
-    dp = DP[m]
+    dp = DECIMALS[m]
     ci = patients.fmt_ci(res["ci95_patient_bootstrap"], dp)
     return (f"{res['mean_diff']:+.{dp}f}{METRIC_UNITS[m]} {ci} (95 % CI, {res['n_patients']} patients / "
             f"{res['n_images']} images), p Holm {fmt_p(res.get('p_t_holm'))}")

@@ -19,11 +19,11 @@ from ..errors import CxrError
 from ..render import Footnotes, Table, fmt_diff, fmt_p, fmt_pm, write_table
 from . import patients
 from .cells import SETUP_LEGEND, data_caption
-from .claims import DP, METRIC_LABELS, Evidence
+from .claims import METRIC_LABELS, Evidence
 from .protocol import Protocol
 from .rows import finish_table
 from .runs import collect_runs, model_name, model_order, sigma_order
-from .scores import lpips_state
+from .scores import DECIMALS, lpips_state
 
 METRICS = ("psnr", "ssim_w3", "lpips")
 _FLAG_NOTE = (f"A run {NOT_DENOISED} (mean PSNR not above the noisy input's): its numbers are shown but decide "
@@ -79,8 +79,8 @@ def build_comparisons(records: Sequence, summaries: Sequence, per_image: Sequenc
             means.append({"σ": run.sigma, "run": f"{model_name(run.model)} {run.setup}"
                           + (foot.mark(_FLAG_NOTE) if flag else ""), "metric": METRIC_LABELS[m],
                           "images": str(r["n"]), "patients": str(r["n_patients"]),
-                          "mean ± t": fmt_pm(r["mean"], r["ci95_t_halfwidth"], DP[m]),
-                          "95 % CI (patients)": patients.fmt_ci(r["ci95_patient_bootstrap"], DP[m])})
+                          "mean ± t": fmt_pm(r["mean"], r["ci95_t_halfwidth"], DECIMALS[m]),
+                          "95 % CI (patients)": patients.fmt_ci(r["ci95_patient_bootstrap"], DECIMALS[m])})
     for kind, a, b, m, res, flags in done:
         lo, hi = res["ci95_patient_bootstrap"] or (math.nan, math.nan)
         mark = foot.mark(_FLAG_NOTE) if flags else ""
@@ -92,8 +92,8 @@ def build_comparisons(records: Sequence, summaries: Sequence, per_image: Sequenc
                      "bootstrap_seed": res["bootstrap_seed"], "flag": flags or None})
         shown.append({"σ": a.sigma, "A − B": f"{model_name(a.model)} {a.setup} − {model_name(b.model)} {b.setup}"
                       + mark, "metric": METRIC_LABELS[m], "images": str(res["n_images"]),
-                      "patients": str(res["n_patients"]), "mean A − B": fmt_diff(res["mean_diff"], DP[m]),
-                      "95 % CI (patients)": patients.fmt_ci(res["ci95_patient_bootstrap"], DP[m]),
+                      "patients": str(res["n_patients"]), "mean A − B": fmt_diff(res["mean_diff"], DECIMALS[m]),
+                      "95 % CI (patients)": patients.fmt_ci(res["ci95_patient_bootstrap"], DECIMALS[m]),
                       "p (patient t)": fmt_p(res["p_t"]), "p Holm (t)": fmt_p(res["p_t_holm"]),
                       "p Holm (Wilcoxon)": fmt_p(res["p_wilcoxon_holm"])})
     caption = ["Every run's mean with its image-level t-interval and its patient-cluster bootstrap interval; then "

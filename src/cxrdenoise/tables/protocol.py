@@ -45,13 +45,7 @@ def _epochs(run: Run) -> int | None:
 
 def _batch_per_gpu(run: Run) -> int | None:
     rec = run.record or {}
-    if rec.get("batch_per_gpu") is not None:
-        return int(rec["batch_per_gpu"])
-    if rec.get("global_batch") is not None:  # older records: the global batch over the set-up's GPUs
-        from .runs import _setup_gpus
-
-        return int(rec["global_batch"]) // max(1, _setup_gpus(run.setup))
-    return None
+    return int(rec["batch_per_gpu"]) if rec.get("batch_per_gpu") is not None else None
 
 
 def _device(run: Run) -> str | None:

@@ -22,8 +22,6 @@ from ..config import sigma_label
 from ..errors import CxrError
 
 MODEL_NAMES = {"noisy": "no denoising", "unet": "U-Net", "unetpp": "U-Net++", "dncnn": "DnCNN", "fastddpm": "Fast-DDPM"}
-SETUP_NAMES = {"gpu1": "1 GPU", "dp2": "2 GPUs DP", "ddp2": "2 GPUs DDP (no AMP)", "ddp2_amp": "2 GPUs DDP+AMP",
-               "gpu1_fast": "1 GPU, fast paths", "ddp2_fast": "2 GPUs DDP, fast paths"}
 
 
 @dataclass
@@ -166,12 +164,6 @@ def model_name(model: str) -> str:
 
 # ---------------------------------------------------------------------------------- devices and timings
 
-def _setup_gpus(setup: str) -> int:
-    from ..train.setups import SETUPS  # the one table of what each set-up uses
-
-    return SETUPS[setup].gpus if setup in SETUPS else 1
-
-
 def train_device_label(run: Run) -> str:
     """'cpu (<processor>)' or 'cuda: 2x <GPU name>': what this run actually trained on."""
     rec = run.record or {}
@@ -182,12 +174,7 @@ def train_device_label(run: Run) -> str:
     if device == "cpu":
         label = f"cpu ({name})" + (f", {world} processes" if world > 1 else "")
     else:
-        gpus = rec.get("gpus_used")
-        if not gpus:  # older records: infer from the set-up
-            gpus = world if world > 1 else 1
-            if run.setup.startswith("dp") and rec.get("data_parallel_effective", True):
-                gpus = min(int(rec.get("device_count") or 1), _setup_gpus(run.setup))
-        label = f"{device}: {int(gpus)}x {name}"
+        label = f"{device}: {int(rec['gpus_used'])}x {name}"
     nodes = int(rec.get("nodes") or 1)
     return label + (f", {nodes} nodes" if nodes > 1 else "")
 
@@ -214,19 +201,14 @@ def is_cpu(run: Run) -> bool:
 
 
 def train_times(run: Run) -> tuple[float, float]:
-    """(training seconds, training + validation seconds), from the totals or else summed per epoch; for a group
-    of replicates the mean over them.
+    """(training seconds, training + validation seconds), from the record's totals (0 without a record); for a
+    group of replicates the mean over them.
 
     Checkpoint writing (`totals.checkpoint_s`) is in neither.
     """
     if len(run.replicates) > 1:
         each = [train_times(r) for r in run.replicates]
         return sum(t for t, _ in each) / len(each), sum(tv for _, tv in each) / len(each)
-    rec = run.record or {}
-    epochs = rec.get("epochs") or []
-    tot = rec.get("totals") or {}
-    train = tot.get("train_s", rec.get("total_train_s"))
-    val = tot.get("val_s", rec.get("total_val_s"))
-    train = float(train) if train is not None else float(sum(e.get("train_s", 0) for e in epochs))
-    val = float(val) if val is not None else float(sum(e.get("val_s", 0) for e in epochs))
+    tot = (run.record or {}).get("totals") or {}
+    train, val = float(tot.get("train_s", 0.0)), float(tot.get("val_s", 0.0))
     return train, train + val

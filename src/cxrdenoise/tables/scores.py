@@ -15,35 +15,22 @@ from ..render import Footnotes, is_missing
 from .runs import Run
 
 METRICS = ("psnr", "ssim", "ssim_w3", "lpips")
-DP = {"psnr": 3, "ssim": 4, "ssim_w3": 4, "lpips": 4}
+DECIMALS = {"psnr": 3, "ssim": 4, "ssim_w3": 4, "lpips": 4}  # decimal places each metric is printed with
 REAL_LPIPS = "alexnet-imagenet"
 RANDOM_LPIPS_CELL = "n/a (random backbone, not LPIPS)"
 RANDOM_LPIPS_NOTE = ("LPIPS was computed with a random AlexNet backbone (a test stand-in): those values are not "
                      "LPIPS and are not shown.")
 
 
-def _halfwidth(entry: dict) -> float:
-    """The t-interval half-width, whether stored as a number, as [lo, hi], or beside it (stats.mean_ci)."""
-    if entry.get("ci95_t_halfwidth") is not None:
-        return float(entry["ci95_t_halfwidth"])
-    ci = entry.get("ci95_t")
-    if isinstance(ci, (list, tuple)) and len(ci) == 2 and None not in ci:
-        return (float(ci[1]) - float(ci[0])) / 2
-    return float(ci) if isinstance(ci, (int, float)) else math.nan
-
-
 def metric(run: Run, name: str) -> tuple[float, float]:
-    """(mean, t-interval half-width) of one metric; NaN where the summary has no finite value.
-
-    Summaries keep metrics under `metrics` (cxrdenoise.evaluate); a flat layout (metric at the top level) is
-    read too.
-    """
+    """(mean, t-interval half-width) of one metric, from the summary's `metrics` (cxrdenoise.evaluate, written
+    by stats.mean_ci); NaN where the summary has no finite value."""
     s = run.summary or {}
-    entry = (s.get("metrics") or {}).get(name, s.get(name))
+    entry = (s.get("metrics") or {}).get(name)
     if not isinstance(entry, dict):
-        raise CxrError(f"{run.summary_path}: no {name!r} entry (expected {{mean, sd, ci95_t, ci95_normal}})")
-    mean = entry.get("mean")
-    return (math.nan if mean is None else float(mean)), _halfwidth(entry)
+        raise CxrError(f"{run.summary_path}: no metrics.{name} entry (expected {{mean, ci95_t_halfwidth, ...}})")
+    mean, half = entry.get("mean"), entry.get("ci95_t_halfwidth")
+    return (math.nan if mean is None else float(mean)), (math.nan if half is None else float(half))
 
 
 def lpips_state(run: Run) -> tuple[bool, str, str | None, str]:
@@ -87,7 +74,7 @@ def quality(run: Run, foot: Footnotes) -> dict[str, Any]:
 
 def n_images(run: Run) -> int | None:
     s = run.summary or {}
-    n = s.get("n_images", s.get("n"))
+    n = s.get("n_images")
     return None if n is None else int(n)
 
 

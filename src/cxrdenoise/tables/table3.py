@@ -20,7 +20,7 @@ from .protocol import n_patients as patients_n
 from .rows import finish_table
 from .runs import Run, collect_runs, device_label, model_name, model_order, parse_run_path, sigma_order
 from .replicates import replicate_caption
-from .scores import DP, METRICS, diff_cell, lpips_state, quality, with_paper
+from .scores import DECIMALS, METRICS, diff_cell, lpips_state, quality, with_paper
 from .work import FLAG_NOTE, not_denoised
 
 _NUMBERS = ("psnr", "psnr_ci95", "paper_psnr", "paper_psnr_ci95", "diff_psnr",
@@ -97,7 +97,7 @@ def _patient_metrics(run: Run) -> list[str]:
 
 def _display_row(sigma: str, run: Run, q: dict, ci: dict, foot: Footnotes, notes: list[str]) -> dict[str, str]:
     def patient_ci(m: str) -> str:
-        return fmt_ci([ci.get(f"{m}_ci95_patient_lo"), ci.get(f"{m}_ci95_patient_hi")], DP[m])
+        return fmt_ci([ci.get(f"{m}_ci95_patient_lo"), ci.get(f"{m}_ci95_patient_hi")], DECIMALS[m])
 
     return {
         "σ": sigma, "model": model_name(run.model), "n": str(q["n"] or ""),
@@ -141,7 +141,7 @@ def _paired(group: list[Run], pair: tuple[str, str], tests: list[dict], results:
                      f"p_patient_t_{m}": pat["p_t"], f"p_patient_wilcoxon_{m}": pat["p_wilcoxon"],
                      f"paired_patients_{m}": pat["n_patients"]})
         results.append({**pat, "sigma": a.sigma})
-        dp = DP[m]
+        dp = DECIMALS[m]
         tests.append({"σ": a.sigma, "metric": _METRIC_NAMES[m], "images": str(pat["n_images"]),
                       "patients": str(pat["n_patients"]),
                       f"mean {model_name(pair[0])} − {model_name(pair[1])}": fmt_diff(pat["mean_diff"], dp),
@@ -150,8 +150,9 @@ def _paired(group: list[Run], pair: tuple[str, str], tests: list[dict], results:
     return {pair[0]: cols, pair[1]: cols}
 
 
-def make_table3(summaries: Sequence, per_image: Sequence, noisy_summaries: Sequence, out_prefix: str | Path,
-                records: Sequence = (), data_source: str | None = None, image_size: int | None = None,
+def make_table3(*, out_prefix: str | Path, summaries: Sequence, records: Sequence = (), noisy: Sequence,
+                per_image: Sequence, data_source: str | None = None, image_size: int | None = None,
                 resamples: int = stats.DEFAULT_RESAMPLES, seed: int = 0) -> list[Path]:
-    return write_table(build_table3(summaries, per_image, noisy_summaries, records, data_source, image_size,
+    """Build and write Table III (keywords as make_table4/5/6; `noisy`: the no-denoising summaries)."""
+    return write_table(build_table3(summaries, per_image, noisy, records, data_source, image_size,
                                     resamples, seed), out_prefix)

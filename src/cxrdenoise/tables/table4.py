@@ -98,6 +98,6 @@ def _time_cells(q: dict, run: Run, foot: Footnotes) -> dict[str, str]:
                     else fmt_diff(q["diff_train_val_s"], 1))}
 
 
-def make_table4(records: Sequence, summaries: Sequence, out_prefix: str | Path,
-                data_source: str | None = None, image_size: int | None = None, noisy: Sequence = ()) -> list[Path]:
+def make_table4(*, out_prefix: str | Path, summaries: Sequence, records: Sequence, noisy: Sequence = (),
+                data_source: str | None = None, image_size: int | None = None) -> list[Path]:
     return write_table(build_table4(records, summaries, data_source, image_size, noisy), out_prefix)

@@ -174,6 +174,6 @@ def _ttq_cell(flag: bool | None, pairs: dict, ttq_s: float, cpu: str) -> str:
     return fmt(ttq_s, 1) + cpu + (f" ({missed} of {len(pairs['pairs'])} runs {NOT_REACHED})" if missed else "")
 
 
-def make_table5(records: Sequence, summaries: Sequence, out_prefix: str | Path,
-                data_source: str | None = None, image_size: int | None = None, noisy: Sequence = ()) -> list[Path]:
+def make_table5(*, out_prefix: str | Path, summaries: Sequence, records: Sequence, noisy: Sequence = (),
+                data_source: str | None = None, image_size: int | None = None) -> list[Path]:
     return write_table(build_table5(records, summaries, data_source, image_size, noisy), out_prefix)

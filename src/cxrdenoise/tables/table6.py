@@ -82,6 +82,6 @@ def build_table6(summaries: Sequence, records: Sequence = (), data_source: str |
                         caption + data_caption(data_source) + (proto.caption() if runs else []), foot)
 
 
-def make_table6(summaries: Sequence, out_prefix: str | Path, records: Sequence = (),
-                data_source: str | None = None, image_size: int | None = None, noisy: Sequence = ()) -> list[Path]:
+def make_table6(*, out_prefix: str | Path, summaries: Sequence, records: Sequence = (), noisy: Sequence = (),
+                data_source: str | None = None, image_size: int | None = None) -> list[Path]:
     return write_table(build_table6(summaries, records, data_source, image_size, noisy), out_prefix)

@@ -1,12 +1,13 @@
 """Training stage: one job = one (model, sigma, setup, replicate) trained to
 results/train/{model}/sigma{sigma}/{setup}/rep{k}/.
 
-Modules, one job each: `setups` (what gpu1/dp2/ddp2/ddp2_amp mean), `settings` (config -> frozen settings),
-`gpus` (claiming GPU ids), `launch` (claim, then run in-process or under torchrun), `multinode` (srun + torchrun
-on several SLURM nodes), `worker` (one process), `distributed` (process group), `parallel` (DP/DDP wrapping),
-`loaders` (seed+epoch-determined sampling),
-`engine` (the loop), `checkpoint` (best.pt/last.pt), `records` (record.json/epochs.csv/TensorBoard),
-`measure` (synchronised clocks, peak memory).
+Modules, one job each (one epoch reads in `engine` and `distributed`):
+`setups` (what gpu1/dp2/ddp2/... mean, and every GPU, node and process count of a job), `settings` (config ->
+frozen settings, the resume fingerprint), `gpus` (claiming GPU ids), `launch` (claim, then run in-process or
+under torchrun), `multinode` (srun + torchrun on several SLURM nodes), `worker` (one process), `distributed`
+(everything that differs per rank: process group, DP/DDP wrapping, loaders, padding masks), `engine` (the loop
+and its clocks), `state` (everything a run writes: best.pt/last.pt, record.json, epochs.csv, TensorBoard),
+`fastpath` (which fast paths a job uses), `val_views` (what TensorBoard shows beyond the losses).
 """
 
 from .settings import TrainSettings

@@ -1,17 +1,22 @@
-"""The training loop shared by all four set-ups: Adam + L1, whole-split validation every epoch, best by
-validation loss, per-epoch records and resume state.
+"""The training loop shared by all set-ups: Adam + L1, whole-split validation every epoch, best by validation
+loss, and its clocks; what each epoch writes is built in state.py.
 
-Set-up differences are confined to three places: how the model is wrapped (`parallel.wrap_model`), how many
-processes share the loaders (`loaders.make_loader` with the DistContext), and whether forward/backward run under
-autocast (+ GradScaler on CUDA). Everything else (seeding, validation arithmetic, records) is one code path, so a
-timing difference between set-ups is a difference in parallelism and precision, not in bookkeeping.
+Set-up differences are confined to three places: how the model is wrapped (`distributed.wrap_model`), how many
+processes share the loaders (`distributed.make_loader` with the DistContext), and whether forward/backward run
+under autocast (+ GradScaler on CUDA). Everything else (seeding, validation arithmetic, records) is one code path,
+so a timing difference between set-ups is a difference in parallelism and precision, not in bookkeeping.
+
+Clocks and memory mean what they say: CUDA kernels run asynchronously, so the clock is only read after
+`torch.cuda.synchronize()` (`now`); otherwise an epoch "ends" while its last kernels are still queued. Peak memory
+is CUDA's `max_memory_allocated` when training on GPUs, else the process's peak resident set size (`getrusage`),
+a lifetime peak that includes the data; `peak_mem_kind` in the record says which one a number is.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import socket
+import resource
 import sys
 import time
 from pathlib import Path
@@ -22,14 +27,11 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ..errors import CxrError
-from ..provenance import CONFIG_HASH_ENV, device_info, provenance
-from . import checkpoint, fastpath, measure
-from .checkpoint_writer import CheckpointWriter, restore_best
-from .device_data import DeviceLoader
-from .distributed import DistContext
-from .loaders import make_loader, padding_count, padding_mask
-from .parallel import unwrap, wrap_model
-from .records import TensorBoard, totals, write_epochs_csv, write_record
+from ..models import build_model, count_parameters
+from ..provenance import CONFIG_HASH_ENV
+from ..seeding import seed_everything
+from . import fastpath, state
+from .distributed import DeviceLoader, DistContext, gather_topology, make_loader, padding_mask, unwrap, wrap_model
 from .settings import TrainSettings
 from .setups import get_setup
 from .val_views import PsnrSum, ValViews
@@ -39,8 +41,6 @@ EpochHook = Callable[[int, dict], None]
 
 
 def _default_factory(name: str, **kwargs) -> torch.nn.Module:
-    from ..models import build_model
-
     return build_model(name, **kwargs)
 
 
@@ -67,9 +67,8 @@ class Trainer:
         on_epoch_end: EpochHook | None = None,
     ):
         self.t_start = time.perf_counter()
-        self.s, self.ctx, self.out = settings, ctx, Path(out_dir)
+        self.settings, self.ctx, self.out = settings, ctx, Path(out_dir)
         self.setup = get_setup(settings.setup)
-        self.nodes = settings.nodes if self.setup.ddp else 1  # nodes the job was started on (train.nodes)
         self.on_epoch_end = on_epoch_end
         self.train_ds, self.val_ds = train_ds, val_ds
         if len(train_ds) == 0 or len(val_ds) == 0:
@@ -81,9 +80,9 @@ class Trainer:
         self.plan = fastpath.plan_for(self.setup, settings.fast, ctx.device)
         self.plan.apply_backends()  # cuDNN benchmark (every CUDA run, as before; fast: train.fast.cudnn_benchmark)
 
-        checkpoint.seed_everything(settings.init_seed)  # replicates differ here only (train.replicates)
+        seed_everything(settings.init_seed)  # replicates differ here only (train.replicates)
         net = (model_factory or _default_factory)(settings.model, **settings.model_kwargs)
-        self.n_parameters = sum(p.numel() for p in net.parameters() if p.requires_grad)
+        self.n_parameters = count_parameters(net, trainable_only=True)
         # build_model records the complete kwargs (defaults filled in): evaluation rebuilds exactly this net
         self.model_kwargs = dict(getattr(net, "model_kwargs", settings.model_kwargs))
         self.noise_mean = float(getattr(train_ds, "noise_mean", settings.noise_mean))  # the shards' own value
@@ -106,7 +105,7 @@ class Trainer:
             loader_args = dict(seed=settings.seed, workers=settings.workers, pin=self.pin)
             self.train_loader = make_loader(train_ds, ctx, self.batch, shuffle=True, **loader_args)
             self.val_loader = make_loader(val_ds, ctx, self.batch, shuffle=False, **loader_args)
-        self.ckpt = CheckpointWriter(out_dir, self.plan.checkpoint_async) if self.plan.enabled else None
+        self.ckpt = state.CheckpointWriter(out_dir, self.plan.checkpoint_async) if self.plan.enabled else None
         self.fingerprint = settings.fingerprint(data_digest, block=self.model_kwargs.get("block"))
         # of the whole resolved config: given, or what common.smk exported to every Snakemake job
         self.config_hash = config_hash or os.environ.get(CONFIG_HASH_ENV)
@@ -121,7 +120,8 @@ class Trainer:
     # ----------------------------------------------------------------------------------------------- helpers
     def log(self, msg: str) -> None:
         if self.ctx.is_main:
-            print(f"[train {self.s.model} sigma{self.s.sigma} {self.s.setup}] {msg}", file=sys.stderr, flush=True)
+            s = self.settings
+            print(f"[train {s.model} sigma{s.sigma} {s.setup}] {msg}", file=sys.stderr, flush=True)
 
     def _autocast(self):
         if self.amp_dtype is None:
@@ -130,29 +130,29 @@ class Trainer:
 
     def _where(self, epoch: int, step: int | None = None) -> str:
         at = f"epoch {epoch}" + (f", step {step}" if step is not None else "")
-        return f"model {self.s.model}, setup {self.s.setup}, sigma {self.s.sigma}, {at}"
+        return f"model {self.settings.model}, setup {self.settings.setup}, sigma {self.settings.sigma}, {at}"
 
     # ------------------------------------------------------------------------------------------------ resume
     def _resume(self) -> int:
-        state, why = checkpoint.load_last(self.out / "last.pt", self.fingerprint, self.s.epochs)
-        start = state["epoch"] if state is not None else 0
+        resume, why = state.load_last(self.out / "last.pt", self.fingerprint, self.settings.epochs)
+        start = resume["epoch"] if resume is not None else 0
         starts = self.ctx.all_gather_object(start)
         if len(set(starts)) != 1:
             raise CxrError(f"ranks disagree on the resume epoch ({starts}): is {self.out} on a shared file system?")
         self.log(why)
-        if state is None:
+        if resume is None:
             return 0
-        self.bare.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.scaler is not None and state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        self.epochs = state["epochs"]
-        self.best = restore_best(self.out, state)  # [fast-path hook] a fast last.pt names its best file
-        self.resumed_after = state["resumed_after"] + [start]
-        self.sampler_epochs = state["sampler_epochs"]
-        self.rank_counts = state["rank_counts"]
-        self.global_step = state["global_step"]
-        checkpoint.set_rng_state(state["rng"], self.ctx.device)
+        self.bare.load_state_dict(resume["model"])
+        self.optimizer.load_state_dict(resume["optimizer"])
+        if self.scaler is not None and resume.get("scaler"):
+            self.scaler.load_state_dict(resume["scaler"])
+        self.epochs = resume["epochs"]
+        self.best = state.restore_best(self.out, resume)  # [fast-path hook] a fast last.pt names its best file
+        self.resumed_after = resume["resumed_after"] + [start]
+        self.sampler_epochs = resume["sampler_epochs"]
+        self.rank_counts = resume["rank_counts"]
+        self.global_step = resume["global_step"]
+        state.set_rng_state(resume["rng"], self.ctx.device)
         return start
 
     # ------------------------------------------------------------------------------------------------- train
@@ -164,9 +164,9 @@ class Trainer:
         # [fast-path hook] sums on the device, read once per epoch (sync_free); else loss.item() every step
         acc = fastpath.StepAccumulator(self.plan.sync_free, ctx.device, lambda step: self._where(epoch, step))
         seen: list[int] = list(self.train_loader.sampler) if self.plan.sync_free else []  # the sampler's own
-        bar = _progress(len(self.train_loader), f"epoch {epoch}/{self.s.epochs}", ctx.is_main)
+        bar = _progress(len(self.train_loader), f"epoch {epoch}/{self.settings.epochs}", ctx.is_main)
         ctx.barrier()
-        t0 = measure.now(self.devices)
+        t0 = now(self.devices)
         for step, (idx, noisy, clean) in enumerate(self.train_loader, start=1):
             noisy = self.plan.batch_input(noisy.to(ctx.device, non_blocking=True))
             clean = clean.to(ctx.device, non_blocking=True)
@@ -193,7 +193,7 @@ class Trainer:
             if not acc.sync_free:
                 seen.extend(idx.tolist())
             self.global_step += 1
-            if self.global_step % self.s.log_every == 0:
+            if self.global_step % self.settings.log_every == 0:
                 if value is None:
                     acc.pending_scalars.append((self.global_step, loss.detach()))
                 else:
@@ -201,7 +201,7 @@ class Trainer:
             bar.update(1)
             if value is not None:
                 bar.set_postfix(loss=f"{value:.4f}", refresh=False)
-        t1 = measure.now(self.devices)
+        t1 = now(self.devices)
         bar.close()
         loss_sum, n_images, skipped = acc.finish()
         for at, loss_t in acc.pending_scalars:  # the sync-free path's step losses, read after the epoch
@@ -227,10 +227,10 @@ class Trainer:
 
     def _clip_gradients(self) -> None:
         """train.grad_clip > 0: clip the gradients' global L2 norm (unscaled first under GradScaler)."""
-        if self.s.grad_clip > 0:
+        if self.settings.grad_clip > 0:
             if self.scaler is not None:
                 self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.s.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
 
     def _check_sampler(self, epoch: int, seen: list[int]) -> None:
         """Gather which train indices each rank used: together they must cover the split, repeating only the
@@ -267,7 +267,7 @@ class Trainer:
         count, position = 0, 0
         psnr = PsnrSum(ctx.device)  # whole-split val PSNR for TensorBoard (val_views)
         ctx.barrier()
-        t0 = measure.now(self.devices)
+        t0 = now(self.devices)
         for idx, noisy, clean in self.val_loader:
             noisy = self.plan.batch_input(noisy.to(ctx.device, non_blocking=True))
             clean = clean.to(ctx.device, non_blocking=True)
@@ -284,7 +284,7 @@ class Trainer:
             psnr.add(out, clean, mask)
             count += int(mask.sum())  # a CPU tensor: no device sync
             position += len(idx)
-        t1 = measure.now(self.devices)
+        t1 = now(self.devices)
         total_sum, count_sum = ctx.all_reduce([total.item(), count])
         (val_s,) = ctx.all_reduce([t1 - t0], op="max")
         self.val_psnr = ctx.all_reduce([psnr.total.item()])[0] / max(count_sum, 1)
@@ -295,32 +295,12 @@ class Trainer:
         return total_sum / count_sum, int(count_sum), val_s
 
     # --------------------------------------------------------------------------------------------------- run
-    def _topology(self) -> dict:
-        """Which hosts, addresses and GPUs took part, gathered from every rank (all ranks call this together)."""
-        cuda = self.ctx.device.type == "cuda"
-        mine = (socket.gethostname(), self.ctx.address, [str(d) for d in self.devices] if cuda else [])
-        ranks = self.ctx.all_gather_object(mine)
-        per_host: dict[str, set] = {}
-        addresses: dict[str, str | None] = {}
-        for host, address, devices in ranks:  # rank order, so hosts[0] is rank 0's
-            per_host.setdefault(host, set()).update(devices)
-            addresses.setdefault(host, address)
-        return {
-            "nodes": len(per_host),
-            "hosts": list(per_host),
-            # per host, the address the other ranks reach its ranks at (None: one process, no rendezvous)
-            "host_addresses": [addresses[h] for h in per_host],
-            "ranks_per_host": [sum(1 for r in ranks if r[0] == h) for h in per_host],
-            "gpus_per_node": max(len(d) for d in per_host.values()),
-            "gpus_total": sum(len(d) for d in per_host.values()),
-        }
-
     def run(self) -> dict | None:
-        topology = self._topology()
+        topology = gather_topology(self.ctx, self.devices)
         start = self._resume()
-        self.tb = TensorBoard(self.out / "tensorboard" if self.ctx.is_main else None,
+        self.tb = state.TensorBoard(self.out / "tensorboard" if self.ctx.is_main else None,
                               purge_step=self.global_step + 1 if start else None)
-        self.record = self._static_record(topology) if self.ctx.is_main else {}
+        self.record = state.static_record(self, topology, peak_kind(self.devices)) if self.ctx.is_main else {}
         self.views = ValViews(self.val_ds) if self.ctx.is_main else None  # TensorBoard: val PSNR/SSIM, images
         if self.views is not None:
             hparams, text = self.views.hparam_text(self.record)
@@ -329,12 +309,12 @@ class Trainer:
         if self.ctx.is_main:
             self.record["tensorboard"] = self.tb.status  # "written", or why not (no tensorboard package)
         try:
-            for epoch in range(start + 1, self.s.epochs + 1):
+            for epoch in range(start + 1, self.settings.epochs + 1):
                 self._one_epoch(epoch)
         except torch.OutOfMemoryError:
             raise CxrError(
                 f"CUDA out of memory with {self.batch} images per process (global batch "
-                f"{self.s.global_batch()}) for "
+                f"{self.settings.global_batch()}) for "
                 f"{self._where(len(self.epochs) + 1)}; "
                 "lower train.batch_per_gpu or free the GPU"
             ) from None
@@ -345,11 +325,11 @@ class Trainer:
         if self.ckpt is not None:  # [fast-path hook] the last background write is on disk before finishing
             self.ckpt.wait()
         if self.ctx.is_main:
-            checkpoint.save(self.best, self.out / "best.pt")  # again: after a resume Snakemake had deleted it
+            state.save(self.best, self.out / "best.pt")  # again: after a resume Snakemake had deleted it
             if self.ckpt is not None:
                 self.record["fast_paths"]["checkpoint_writes"] = self.ckpt.summary()
-            self._write_records(status="finished")
-            if not self.s.keep_last:
+            state.write_records(self, status="finished")
+            if not self.settings.keep_last:
                 (self.out / "last.pt").unlink(missing_ok=True)
                 if self.ckpt is not None:
                     self.ckpt.remove_resume_files()
@@ -357,10 +337,10 @@ class Trainer:
         return self.record if self.ctx.is_main else None
 
     def _one_epoch(self, epoch: int) -> None:
-        measure.reset_peak(self.devices)
+        reset_peak(self.devices)
         row = {"epoch": epoch, **self.train_epoch(epoch)}
         val_loss, val_images, val_s = self.validate()
-        (peak,) = self.ctx.all_reduce([measure.peak_mb(self.devices)], op="max")
+        (peak,) = self.ctx.all_reduce([peak_mb(self.devices)], op="max")
         row.update(val_loss=val_loss, val_s=val_s, val_images=val_images, peak_mem_mb=peak)
         if self.scaler is not None:
             row["amp_scale"] = self.scaler.get_scale()
@@ -369,157 +349,28 @@ class Trainer:
             row.update(self.views.log_epoch(self.tb, self.global_step, getattr(self, "val_psnr", None), self.bare,
                                             self.ctx.device, improved))
         if improved:
-            self.best = self._best_payload(epoch, val_loss)
+            self.best = state.best_payload(self, epoch, val_loss)
         self.epochs.append(row)
         t0 = time.perf_counter()
         if self.ctx.is_main and self.ckpt is not None:  # [fast-path hook] no best copy in last.pt, every N, async
-            if self.plan.checkpoint_due(epoch, self.s.epochs):
-                self.ckpt.save_last(self._last_state(epoch), self.best)
+            if self.plan.checkpoint_due(epoch, self.settings.epochs):
+                self.ckpt.save_last(state.last_state(self, epoch), self.best)
         elif self.ctx.is_main:
             if improved:
-                checkpoint.save(self.best, self.out / "best.pt")
-            checkpoint.save(self._last_state(epoch), self.out / "last.pt")
+                state.save(self.best, self.out / "best.pt")
+            state.save(state.last_state(self, epoch), self.out / "last.pt")
         row["checkpoint_s"] = time.perf_counter() - t0  # the fast path's: the snapshot only, when async
         if self.ctx.is_main:
-            self._write_records(status="running")
+            state.write_records(self, status="running")
             for key in ("train_loss", "val_loss", "images_per_s", "train_s", "val_s", "peak_mem_mb"):
                 self.tb.scalar(f"epoch/{key}", row[key], self.global_step)  # one x-axis, so purge_step works
         self.log(
-            f"epoch {epoch}/{self.s.epochs}: train_loss {row['train_loss']:.5f} val_loss {val_loss:.5f} "
+            f"epoch {epoch}/{self.settings.epochs}: train_loss {row['train_loss']:.5f} val_loss {val_loss:.5f} "
             f"train {row['train_s']:.1f}s val {val_s:.1f}s {row['images_per_s']:.1f} img/s "
             f"peak {peak:.0f} MB{' *best*' if improved else ''}"
         )
         if self.on_epoch_end is not None:
             self.on_epoch_end(epoch, {"row": row, "rank": self.ctx.rank, "rank_indices": self._last_rank_indices})
-
-    # ----------------------------------------------------------------------------------------------- records
-    def _best_payload(self, epoch: int, val_loss: float) -> dict:
-        return {
-            "model": self.s.model,
-            "model_kwargs": self.model_kwargs,
-            "state_dict": checkpoint.cpu_state_dict(self.bare),
-            "epoch": epoch,
-            "val_loss": val_loss,
-            "sigma": float(self.s.sigma),
-            "noise_mean": self.noise_mean,
-            "config_hash": self.config_hash,
-            "setup": self.s.setup,
-            "n_parameters": self.n_parameters,
-        }
-
-    def _last_state(self, epoch: int) -> dict:
-        return {
-            "format": checkpoint.LAST_FORMAT,
-            "fingerprint": self.fingerprint,
-            "epoch": epoch,
-            "model": checkpoint.cpu_state_dict(self.bare),
-            "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "rng": checkpoint.rng_state(self.ctx.device),
-            "epochs": self.epochs,
-            "best": self.best,
-            "resumed_after": self.resumed_after,
-            "sampler_epochs": self.sampler_epochs,
-            "rank_counts": self.rank_counts,
-            "global_step": self.global_step,
-        }
-
-    def _static_record(self, topology: dict) -> dict:
-        s, setup, ctx = self.s, self.setup, self.ctx
-        cuda = ctx.device.type == "cuda"
-        info = device_info(ctx.device)
-        precision = self.plan.precision_label()
-        return {
-            "model": s.model,
-            "model_kwargs": self.model_kwargs,
-            "block": self.model_kwargs.get("block"),  # the U-Nets' conv block (study | double_bn); None for others
-            "n_parameters": self.n_parameters,
-            "sigma": float(s.sigma),
-            "noise_mean": self.noise_mean,
-            "setup": s.setup,
-            "setup_label": setup.label,
-            "setup_spec": setup.to_dict(),
-            "device": ctx.device.type,
-            "device_name": info["device_name"],
-            "device_count": info["device_count"],
-            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),  # the job that ran this (last) attempt; None outside SLURM
-            "gpus_used": len(self.devices) if cuda else 0,
-            "devices_used": self.parallel_info["devices_used"],
-            **topology,  # nodes, hosts, gpus_per_node, gpus_total: what took part, from every rank
-            "nodes_requested": self.nodes,
-            "processes_per_node_requested": s.per_node(),
-            "world_size": ctx.world_size,
-            "backend": ctx.backend,
-            "data_parallel_effective": self.parallel_info["data_parallel_effective"],
-            "note": self.parallel_info["note"],
-            "global_batch": s.global_batch(),
-            "batch_per_process": self.batch,
-            "batch_per_gpu": s.batch_per_gpu,
-            "lr": s.lr,
-            "lr_scaled_with_batch": False,
-            "optimizer": "Adam (fused)" if self.plan.fused_adam else "Adam",
-            "loss": getattr(self.bare, "loss_name", "L1 (mean over deep-supervision heads when present)"),
-            "model_note": getattr(self.bare, "record_note", None),
-            "grad_clip": s.grad_clip or None,
-            "precision": precision,
-            "amp": self.amp_dtype is not None,
-            "amp_dtype": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else None,
-            "grad_scaler": self.scaler is not None,
-            "validation": self.plan.validation_label(),
-            "sync_bn": s.sync_bn,  # train.sync_bn as configured
-            "batchnorm": _batchnorm_label(setup.ddp, self.parallel_info["sync_bn"], s.sync_bn),
-            "epochs_planned": s.epochs,
-            "seed": s.seed,
-            "replicate": s.replicate,
-            "init_seed": s.init_seed,  # initial weights; data, noise and batch order use `seed`
-            "workers": s.workers,
-            "pin_memory": self.pin,
-            "cudnn_benchmark": self.plan.cudnn_benchmark,
-            "data_path": ("split in device memory, batches indexed on the device" if self.plan.device_data
-                          else "DataLoader"),
-            "fast_paths": self.plan.record(),  # every train.fast switch: requested, used, why not
-            "threads_per_process": torch.get_num_threads(),
-            "train_images": len(self.train_ds),
-            "val_images": len(self.val_ds),
-            "train_padding_per_epoch": padding_count(len(self.train_ds), ctx.world_size),
-            "peak_mem_kind": measure.peak_kind(self.devices),
-            "torch_version": torch.__version__,
-            "provenance": provenance(config_hash=self.config_hash, device=ctx.device),
-        }
-
-    def _write_records(self, status: str) -> None:
-        prov = self.record["provenance"]
-        best = self.best or {}
-        self.record.update(
-            status=status,
-            git_commit=prov["git_commit"],
-            config_hash=prov["config_hash"],
-            best_epoch=best.get("epoch"),
-            best_val_loss=best.get("val_loss"),
-            resumed_after_epochs=self.resumed_after,
-            train_indices_per_rank=self.rank_counts.get("train"),
-            val_indices_per_rank=self.rank_counts.get("val"),
-            sampler_check={
-                "epochs_checked": len(self.sampler_epochs),
-                "covers_train_split": all(e["covers_train_split"] for e in self.sampler_epochs),
-                "repeated_per_epoch": max((e["repeated"] for e in self.sampler_epochs), default=0),
-                "expected_padding": padding_count(len(self.train_ds), self.ctx.world_size),
-            },
-            totals={**totals(self.epochs), "wall_s_this_process": time.perf_counter() - self.t_start},
-            epochs=self.epochs,
-        )
-        write_record(self.out / "record.json", self.record)
-        write_epochs_csv(self.out / "epochs.csv", self.epochs)
-
-
-def _batchnorm_label(ddp: bool, sync_used: bool, sync_requested: bool) -> str:
-    """What BatchNorm did in this run, for the record."""
-    if sync_used:
-        return "SyncBatchNorm: batch statistics over all ranks"
-    if ddp:
-        return "per-rank BatchNorm statistics; rank 0's buffers broadcast to every rank before each validation"
-    return "BatchNorm in one process" + ("; train.sync_bn applies to DDP only" if sync_requested else "")
 
 
 def _progress(total: int, desc: str, main: bool):
@@ -532,3 +383,39 @@ def _progress(total: int, desc: str, main: bool):
 def run_training(settings: TrainSettings, train_ds: Dataset, val_ds: Dataset, out_dir, ctx: DistContext, **kw: Any):
     """Train one job on this rank; returns the record on rank 0, None elsewhere."""
     return Trainer(settings, train_ds, val_ds, out_dir, ctx, **kw).run()
+
+
+# ------------------------------------------------------------------------------------------------ clocks
+
+PEAK_KINDS = {
+    "cuda": "cuda_max_memory_allocated",  # per GPU, reset every epoch; max over the GPUs and ranks
+    "cpu": "process_peak_rss",  # per process since it started (cannot be reset); max over ranks
+}
+
+
+def cuda_devices(devices: list[torch.device]) -> list[torch.device]:
+    return [d for d in devices if d.type == "cuda"]
+
+
+def now(devices: list[torch.device]) -> float:
+    """perf_counter after every GPU in use has finished its queued work."""
+    for d in cuda_devices(devices):
+        torch.cuda.synchronize(d)
+    return time.perf_counter()
+
+
+def reset_peak(devices: list[torch.device]) -> None:
+    for d in cuda_devices(devices):
+        torch.cuda.reset_peak_memory_stats(d)
+
+
+def peak_mb(devices: list[torch.device]) -> float:
+    gpus = cuda_devices(devices)
+    if gpus:
+        return max(torch.cuda.max_memory_allocated(d) for d in gpus) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+
+
+def peak_kind(devices: list[torch.device]) -> str:
+    return PEAK_KINDS["cuda" if cuda_devices(devices) else "cpu"]

@@ -6,6 +6,9 @@ checkpoints with a copy of best inside last.pt). The fast set-ups (gpu1_fast, dd
 every switch of `train.fast`, each checked against what this torch and device can do; a switch that cannot be
 honoured is turned off with its reason, and `FastPlan.record()` puts requested value, value used and reason of
 every switch into record.json, so a timing always says which paths produced it.
+
+Its own module because it is the one decision "which loop runs": the engine asks the plan at its hooks (marked
+`[fast-path hook]` there) instead of testing set-up names and switches itself.
 """
 
 from __future__ import annotations

@@ -24,16 +24,8 @@ from ..errors import CxrError
 from .gpus import candidate_ids, claim_gpus
 from .multinode import expand_hosts, job_nodelist, rdzv_port, shell_line, srun_torchrun_command
 from .settings import TrainSettings
+from .setups import get_setup, gpus_to_claim
 from .worker import check_data
-from .setups import get_setup
-
-
-def gpus_to_claim(settings: TrainSettings) -> int:
-    """GPUs this job claims: the set-up's count; DataParallel degrades to what is visible (and says so)."""
-    setup = get_setup(settings.setup)
-    if setup.data_parallel:
-        return max(1, min(setup.gpus, len(candidate_ids())))
-    return setup.gpus
 
 
 def torchrun_command(nproc: int, job_file: str | Path) -> list[str]:
@@ -56,7 +48,8 @@ def launch(
         return srun_torchrun(job, settings)  # SLURM binds each node's GPUs to the step: nothing to claim
     claim = None
     if settings.device == "cuda":
-        claim = claim_gpus(gpus_to_claim(settings), exclusive=settings.timing_exclusive)
+        needed = gpus_to_claim(settings.setup, lambda: len(candidate_ids()))
+        claim = claim_gpus(needed, exclusive=settings.timing_exclusive)
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(claim.use)
         extra = f" (holding {','.join(claim.held)}: timing_exclusive)" if claim.held != claim.use else ""
         print(f"[train] claimed GPU(s) {','.join(claim.use)}{extra}", file=sys.stderr, flush=True)

@@ -12,10 +12,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
 from ..errors import CxrError
-from .setups import get_setup, gpus_needed
+from . import setups
+from .setups import get_setup, job_nodes, job_processes_per_node
 
 # Settings that change the trained weights: a `last.pt` written under different values is not resumed.
-_MATH_KEYS = ("model", "model_kwargs", "setup", "sigma", "noise_mean", "lr", "batch_per_gpu", "seed", "device")
+_MATH_KEYS = ("model", "model_kwargs", "setup", "sigma", "noise_mean", "lr", "batch_per_gpu", "seed", "device",
+              "nodes", "replicate", "sync_bn", "grad_clip")
 
 
 @dataclass(frozen=True)
@@ -123,21 +125,15 @@ class TrainSettings:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    # the counts of this job (setups.py computes every count)
     def per_node(self) -> int:
-        """Processes on each node: train.processes_per_node for a multi-node DDP job, else the setup's."""
-        setup = get_setup(self.setup)
-        if setup.ddp and self.nodes > 1 and self.processes_per_node is not None:
-            return int(self.processes_per_node)
-        return setup.processes
+        return setups.processes_per_node(self.setup, self.nodes, self.processes_per_node)
 
     def world_size(self) -> int:
-        """Processes of the whole job (all nodes): torchrun's WORLD_SIZE for DDP, 1 otherwise."""
-        return self.per_node() * self.nodes if get_setup(self.setup).ddp else 1
+        return setups.world_size(self.setup, self.nodes, self.processes_per_node)
 
     def global_batch(self) -> int:
-        """Images per optimiser step: the per-GPU batch on every DDP process, or the set-up's GPUs (gpu1, dp2)."""
-        setup = get_setup(self.setup)
-        return self.batch_per_gpu * self.world_size() if setup.ddp else setup.global_batch(self.batch_per_gpu)
+        return setups.global_batch(self.setup, self.batch_per_gpu, self.nodes, self.processes_per_node)
 
     def fingerprint(self, data_digest: str = "", block: str | None = None) -> str:
         """Hash of what determines the weights (not epochs): resuming is only allowed when it matches.
@@ -145,22 +141,13 @@ class TrainSettings:
         `block` is the U-Net block the model was built with (its default filled in), so a last.pt of one block
         is never resumed into the other when the config leaves `block` out."""
         payload = {k: getattr(self, k) for k in _MATH_KEYS}
-        if self.nodes != 1:  # more ranks, larger global batch; left out at 1 so older last.pt files still match
-            payload["nodes"] = self.nodes
-            if self.per_node() != get_setup(self.setup).processes:
-                payload["processes_per_node"] = self.per_node()
-        if self.replicate != 1:  # other initial weights; left out for rep1, whose init is the config seed's
-            payload["replicate"] = self.replicate
-        if self.sync_bn:  # left out when off, as nodes
-            payload["sync_bn"] = True
+        payload.update(processes_per_node=self.per_node())  # more ranks: a larger global batch
         if get_setup(self.setup).fast:  # the fast set-ups' math switches (amp dtype, layout, compile, data path)
             from .fastpath import FAST_MATH_KEYS, fast_options
 
             payload["fast"] = {k: fast_options(self.fast)[k] for k in FAST_MATH_KEYS}
         if block is not None:
             payload["model_kwargs"] = {**self.model_kwargs, "block": block}
-        if self.grad_clip:  # left out when off, so older last.pt files still match
-            payload["grad_clip"] = self.grad_clip
         payload["data"] = data_digest
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -181,30 +168,6 @@ def replicate_count(config: Mapping[str, Any]) -> int:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise CxrError(f"train.replicates must be an integer >= 1, not {n!r}")
     return n
-
-
-def job_nodes(config: Mapping[str, Any], setup: str) -> int:
-    """Nodes one training job of `setup` runs on: `train.nodes` for the DDP set-ups, 1 for gpu1 and dp2."""
-    return int(config.get("train", {}).get("nodes", 1)) if get_setup(setup).ddp else 1
-
-
-def job_processes_per_node(config: Mapping[str, Any], setup: str) -> int:
-    """Processes (one per GPU) one training job of `setup` runs on each of its nodes: `train.processes_per_node`
-    for a DDP set-up on more than one node when set (e.g. ddp2 as one process on each of 2 nodes), else the
-    set-up's own count."""
-    per_node = config.get("train", {}).get("processes_per_node")
-    if per_node is None or job_nodes(config, setup) == 1:
-        return get_setup(setup).processes
-    return int(per_node)
-
-
-def job_gpus(config: Mapping[str, Any], setup: str) -> int:
-    """GPUs one training job of `setup` asks for, all its nodes together (the rule's `resources: gpu=`, which the
-    SLURM executor passes as `sbatch --gpus=N`): 0 with `train.device: cpu` unless `train.request_gpus_on_cpu`."""
-    train = config.get("train", {})
-    return gpus_needed(setup, str(train.get("device", "cuda")), job_nodes(config, setup),
-                       bool(train.get("request_gpus_on_cpu", False)),
-                       per_node=job_processes_per_node(config, setup) if job_nodes(config, setup) > 1 else None)
 
 
 # train keys that change how a job is scheduled, not what it trains: not passed to the job, and editing them

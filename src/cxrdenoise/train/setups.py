@@ -1,12 +1,15 @@
-"""The four training set-ups of the study, and two fast ones beside them, by name.
+"""The four training set-ups of the study, and two fast ones beside them, by name; and every count derived
+from them: GPUs, nodes and processes of a job.
 
-One table says how each set-up uses hardware (processes, GPUs, DataParallel, DDP, AMP), so the launcher, the
-training loop, the Snakemake rule and the records all agree instead of re-deriving it from the name.
+One table says how each set-up uses hardware (processes, GPUs, DataParallel, DDP, AMP), and the functions below
+turn it and the config into the counts the Snakemake rule requests, the launcher claims and starts, and the
+records state, so none of them re-derives a count from the name. Imports no torch (Snakemake's parse uses it).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any, Callable, Mapping
 
 from ..errors import CxrError
 
@@ -70,3 +73,50 @@ def gpus_needed(
     if device == "cpu" and not request_on_cpu:
         return 0
     return (get_setup(name).gpus if per_node is None else per_node) * nodes
+
+
+def processes_per_node(name: str, nodes: int = 1, requested: int | None = None) -> int:
+    """Processes (one per GPU under DDP) on each node of a job: `requested` (train.processes_per_node) for a DDP
+    set-up on more than one node when set (e.g. ddp2 as one process on each of 2 nodes), else the set-up's own."""
+    if get_setup(name).ddp and nodes > 1 and requested is not None:
+        return int(requested)
+    return get_setup(name).processes
+
+
+def world_size(name: str, nodes: int = 1, requested: int | None = None) -> int:
+    """Processes of the whole job (all nodes): torchrun's WORLD_SIZE for DDP, 1 otherwise."""
+    return processes_per_node(name, nodes, requested) * nodes if get_setup(name).ddp else 1
+
+
+def global_batch(name: str, batch_per_gpu: int, nodes: int = 1, requested: int | None = None) -> int:
+    """Images per optimiser step: the per-GPU batch on every DDP process, or the set-up's GPUs (gpu1, dp2)."""
+    setup = get_setup(name)
+    return batch_per_gpu * world_size(name, nodes, requested) if setup.ddp else setup.global_batch(batch_per_gpu)
+
+
+def gpus_to_claim(name: str, visible: Callable[[], int]) -> int:
+    """GPU ids a one-node job claims: the set-up's count; DataParallel degrades to the `visible()` count (and
+    says so in the record). `visible` is only asked for DataParallel (counting may start a subprocess)."""
+    setup = get_setup(name)
+    if setup.data_parallel:
+        return max(1, min(setup.gpus, visible()))
+    return setup.gpus
+
+
+def job_nodes(config: Mapping[str, Any], setup: str) -> int:
+    """Nodes one training job of `setup` runs on: `train.nodes` for the DDP set-ups, 1 for gpu1 and dp2."""
+    return int(config.get("train", {}).get("nodes", 1)) if get_setup(setup).ddp else 1
+
+
+def job_processes_per_node(config: Mapping[str, Any], setup: str) -> int:
+    """`processes_per_node` of one training job of `setup`, from the config."""
+    return processes_per_node(setup, job_nodes(config, setup), config.get("train", {}).get("processes_per_node"))
+
+
+def job_gpus(config: Mapping[str, Any], setup: str) -> int:
+    """GPUs one training job of `setup` asks for, all its nodes together (the rule's `resources: gpu=`, which the
+    SLURM executor passes as `sbatch --gpus=N`): 0 with `train.device: cpu` unless `train.request_gpus_on_cpu`."""
+    train = config.get("train", {})
+    return gpus_needed(setup, str(train.get("device", "cuda")), job_nodes(config, setup),
+                       bool(train.get("request_gpus_on_cpu", False)),
+                       per_node=job_processes_per_node(config, setup) if job_nodes(config, setup) > 1 else None)

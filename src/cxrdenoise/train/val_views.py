@@ -1,5 +1,8 @@
 """What TensorBoard shows beyond the losses (rank 0 writes; every rank helps with PSNR).
 
+Its own module because it is image-quality measurement (PSNR on the device, SSIM on a fixed subset, image
+strips), not the loop (engine.py) nor the files a run writes (state.py), which only pass its numbers on.
+
 * ``val/psnr``: mean per-image PSNR over the WHOLE validation split, from per-image MSE computed on the device
   inside the validation pass (outputs clamped to [0, 1]; MSE floored at 1e-10, so an exact copy counts 100 dB).
 * ``val/ssim_subset``: mean SSIM (scikit-image, 7x7, as in evaluation) on a FIXED subset of at most

@@ -1,0 +1,435 @@
+"""Everything a training run writes: best.pt, last.pt, record.json, epochs.csv and TensorBoard (rank 0 only).
+
+* `best.pt` holds only what evaluation needs to rebuild the network (name, kwargs, unwrapped weights) and loads
+  with `torch.load(..., weights_only=True)`. `last.pt` holds everything an interrupted job needs to continue as
+  if it had never stopped: weights, optimiser, GradScaler, the python/numpy/torch(/cuda) RNG states, the epoch
+  records so far and the best checkpoint so far (Snakemake deletes a failed job's outputs, best.pt included, so
+  the resume state must carry it). It is written after every epoch and only trusted when its settings
+  fingerprint matches the current job's.
+* The fast set-ups' `CheckpointWriter`: last.pt without a copy of best, written from a CPU snapshot, optionally
+  in a background thread, so an epoch pays for the device->host copy only (well under 1 % of an epoch). The
+  study's loop writes best.pt and last.pt (weights + Adam state + a copy of best: 4x the weights) every epoch,
+  synchronously on rank 0 — at base 64 about 2 s per epoch. The fast path writes the best weights to
+  `resume_best_e{E}.pt` (E: the best epoch) only when they changed since the last write, and last.pt names that
+  file; both are written atomically, best first, so a last.pt on disk always names a complete best file.
+  Snakemake deletes a failed job's declared outputs (best.pt), not these, so a resumed run still restores the
+  best weights; best.pt is written once when training ends.
+* record.json and epochs.csv are rewritten atomically after every epoch, so a long job shows its progress and a
+  killed job leaves consistent files; the CSV columns are fixed by docs/results-layout.md. The record is built
+  here from the Trainer's state (`static_record`, `write_records`), so the loop in engine.py stays the loop.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import os
+import random
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+import numpy as np
+import torch
+
+from ..atomic import atomic_path, write_json, write_text
+from ..errors import CxrError
+from ..provenance import device_info, provenance
+from .distributed import padding_count
+
+if TYPE_CHECKING:
+    from .engine import Trainer
+
+LAST_FORMAT = 1
+
+
+
+def cpu_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A detached CPU copy of the weights, so later optimiser steps cannot change it."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def save(obj: Any, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def rng_state(device: torch.device) -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def load_last(path: str | Path, fingerprint: str, epochs: int) -> tuple[dict | None, str]:
+    """The resume state at `path` if it may be continued, else None; the second value says why (for the log)."""
+    path = Path(path)
+    if not path.exists():
+        return None, "no last.pt: starting at epoch 1"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)  # our own file: RNG states are pickled
+    except Exception as err:  # a torn file cannot happen (atomic rename), an old format can
+        return None, f"{path} unreadable ({type(err).__name__}): starting at epoch 1"
+    if state.get("format") != LAST_FORMAT or state.get("fingerprint") != fingerprint:
+        return None, f"{path} was written with other settings or data: starting at epoch 1"
+    if state["epoch"] > epochs:
+        return None, f"{path} is at epoch {state['epoch']}, beyond train.epochs={epochs}: starting at epoch 1"
+    if state["epoch"] == epochs:
+        return state, f"{path} is already at epoch {epochs}: rewriting the outputs from it (delete it to retrain)"
+    return state, f"resuming from {path} after epoch {state['epoch']}"
+
+
+# ----------------------------------------------------------------------- fast set-ups: the checkpoint writer
+
+BEST_PATTERN = "resume_best_e*.pt"
+
+
+def cpu_snapshot(obj: Any) -> Any:
+    """A deep copy with every tensor copied to the CPU, so later optimiser steps cannot change what is saved."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: cpu_snapshot(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [cpu_snapshot(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(cpu_snapshot(v) for v in obj)
+    return copy.deepcopy(obj)
+
+
+def best_file_name(epoch: int) -> str:
+    return f"resume_best_e{epoch}.pt"
+
+
+class CheckpointWriter:
+    """Writes (payload, path) lists in order, in a background thread when `background`; one write at a time."""
+
+    def __init__(self, out_dir: str | Path, background: bool):
+        self.out, self.background = Path(out_dir), background
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self.write_s: list[float] = []
+        self.best_written: int | None = None
+
+    def _write(self, jobs: list[tuple[Any, Path]], keep: str) -> None:
+        t0 = time.perf_counter()
+        try:
+            for payload, path in jobs:
+                save(payload, path)
+            for old in self.out.glob(BEST_PATTERN):
+                if old.name != keep:
+                    old.unlink(missing_ok=True)
+        except BaseException as err:  # re-raised in the training thread by wait()
+            self._error = err
+        self.write_s.append(time.perf_counter() - t0)
+
+    def join(self) -> None:
+        """Let a write in flight finish (when training stops with an error); its own error is left to wait()."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def wait(self) -> None:
+        """Block until the previous write is on disk; raise its error, if any, in the caller's thread."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise CxrError(f"writing a checkpoint in {self.out} failed: {err}") from err
+
+    def save_last(self, last_state: dict, best: dict | None) -> None:
+        """last.pt from `last_state` (snapshotted now) naming the best file; the best file if it changed."""
+        self.wait()
+        jobs: list[tuple[Any, Path]] = []
+        keep = ""
+        state = cpu_snapshot({k: v for k, v in last_state.items() if k != "best"})
+        if best is not None:
+            keep = best_file_name(best["epoch"])
+            if self.best_written != best["epoch"]:
+                jobs.append((best, self.out / keep))  # its state_dict is already a CPU copy nobody changes
+                self.best_written = best["epoch"]
+            state["best"] = {k: v for k, v in best.items() if k != "state_dict"}
+            state["best_file"] = keep
+        jobs.append((state, self.out / "last.pt"))
+        if self.background:
+            self._thread = threading.Thread(target=self._write, args=(jobs, keep), name="checkpoint", daemon=False)
+            self._thread.start()
+        else:
+            self._write(jobs, keep)
+            self.wait()
+
+    def summary(self) -> dict:
+        return {"writes": len(self.write_s), "write_s_total": sum(self.write_s),
+                "write_s_max": max(self.write_s, default=0.0), "background": self.background}
+
+    def remove_resume_files(self) -> None:
+        self.wait()
+        for old in self.out.glob(BEST_PATTERN):
+            old.unlink(missing_ok=True)
+
+
+def restore_best(out_dir: str | Path, state: dict) -> dict | None:
+    """The best payload a fast last.pt names (its weights from the resume_best file), checked against it."""
+    name = state.get("best_file")
+    if not name:
+        return state.get("best")
+    path = Path(out_dir) / name
+    try:
+        best = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError) as err:
+        raise CxrError(f"{path} (the best weights last.pt names) is unreadable ({type(err).__name__}); "
+                       f"delete {Path(out_dir) / 'last.pt'} to retrain from epoch 1") from None
+    if best.get("epoch") != state["best"]["epoch"] or best.get("val_loss") != state["best"]["val_loss"]:
+        raise CxrError(f"{path} does not hold the best epoch last.pt names ({state['best']['epoch']}); "
+                       f"delete {Path(out_dir) / 'last.pt'} to retrain from epoch 1")
+    return best
+
+
+# ------------------------------------------------------------------- record.json, epochs.csv, TensorBoard
+
+EPOCH_COLUMNS = (
+    "epoch", "train_loss", "val_loss", "train_s", "val_s", "images_per_s", "peak_mem_mb", "amp_skipped_steps",
+    "steps", "train_images",
+)
+TIMING_COLUMNS = ("train_s", "val_s", "images_per_s", "peak_mem_mb")  # differ between identical runs
+
+
+def write_epochs_csv(path: str | Path, epochs: Iterable[dict[str, Any]]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=EPOCH_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in epochs:
+        writer.writerow({k: _fmt(row[k]) for k in EPOCH_COLUMNS})
+    write_text(path, buf.getvalue())
+
+
+def _fmt(value: Any) -> Any:
+    return repr(value) if isinstance(value, float) else value  # repr: shortest string that round-trips
+
+
+def totals(epochs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Sums over epochs; throughput both overall and without epoch 1 (warm-up, cuDNN autotuning).
+
+    Equal-work accounting: `optimizer_steps` counts optimizer updates (one per batch per process; the processes
+    of a DDP job step together, so this is the job's number of updates) and `images_seen` the training images
+    all processes together passed forward and backward (DistributedSampler's padding repeats included).
+    """
+    train_s = sum(e["train_s"] for e in epochs)
+    val_s = sum(e["val_s"] for e in epochs)
+    images = sum(e["train_images"] for e in epochs)
+    later = epochs[1:]
+    later_s = sum(e["train_s"] for e in later)
+    return {
+        "epochs_done": len(epochs),
+        "train_s": train_s,
+        "val_s": val_s,
+        "train_plus_val_s": train_s + val_s,
+        "checkpoint_s": sum(e.get("checkpoint_s", 0.0) for e in epochs),
+        "train_images": images,
+        "optimizer_steps": sum(int(e.get("steps", 0)) for e in epochs),
+        "images_seen": images,
+        "images_per_s": images / train_s if train_s > 0 else None,
+        "images_per_s_after_epoch1": (
+            sum(e["train_images"] for e in later) / later_s if later and later_s > 0 else None
+        ),
+        "peak_mem_mb": max((e["peak_mem_mb"] for e in epochs), default=None),
+        "amp_skipped_steps": sum(e["amp_skipped_steps"] for e in epochs),
+    }
+
+
+class TensorBoard:
+    """SummaryWriter that is a no-op on ranks other than 0. `purge_step` drops events a killed run wrote after
+    its last saved epoch, so a resumed run's curves do not double back."""
+
+    def __init__(self, log_dir: str | Path | None, purge_step: int | None = None):
+        self.writer = None
+        self.status = "off on this rank" if log_dir is None else "written"
+        if log_dir is not None:
+            try:  # the GPU machines may lack the tensorboard package: train anyway and say so in the record
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as err:
+                self.status = f"not written: tensorboard is not importable ({err})"
+                print(f"warning: TensorBoard scalars {self.status}", file=sys.stderr, flush=True)
+                return
+            os.makedirs(log_dir, exist_ok=True)
+            self.writer = SummaryWriter(str(log_dir), purge_step=purge_step)
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        if self.writer is not None:
+            self.writer.add_scalar(tag, value, step)
+
+    def image(self, tag: str, image, step: int) -> None:
+        """One (H, W) grey image in [0, 1]."""
+        if self.writer is not None:
+            self.writer.add_image(tag, image, step, dataformats="HW")
+
+    def text(self, tag: str, text: str, step: int = 0) -> None:
+        if self.writer is not None:
+            self.writer.add_text(tag, text, step)
+
+    def hparams(self, hparams: dict[str, Any], metric_tags: Iterable[str]) -> None:
+        """Hyper-parameters in this run's own event file (add_hparams would start a new run folder); the metrics
+        are the scalar tags of this run that TensorBoard's HParams tab shows beside them."""
+        if self.writer is None:
+            return
+        from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+        experiment, start, end = hparams_summary(hparams, {tag: 0.0 for tag in metric_tags})
+        writer = self.writer._get_file_writer()
+        for summary in (experiment, start, end):
+            writer.add_summary(summary)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.flush()
+            self.writer.close()
+
+
+# ---------------------------------------------------------------------------------- what the record says
+
+def best_payload(tr: Trainer, epoch: int, val_loss: float) -> dict:
+    """best.pt: what evaluation needs to rebuild the network, and where it came from."""
+    return {
+        "model": tr.settings.model,
+        "model_kwargs": tr.model_kwargs,
+        "state_dict": cpu_state_dict(tr.bare),
+        "epoch": epoch,
+        "val_loss": val_loss,
+        "sigma": float(tr.settings.sigma),
+        "noise_mean": tr.noise_mean,
+        "config_hash": tr.config_hash,
+        "setup": tr.settings.setup,
+        "n_parameters": tr.n_parameters,
+    }
+
+
+def last_state(tr: Trainer, epoch: int) -> dict:
+    """last.pt: everything a resumed run needs to continue as if it had never stopped."""
+    return {
+        "format": LAST_FORMAT,
+        "fingerprint": tr.fingerprint,
+        "epoch": epoch,
+        "model": cpu_state_dict(tr.bare),
+        "optimizer": tr.optimizer.state_dict(),
+        "scaler": tr.scaler.state_dict() if tr.scaler is not None else None,
+        "rng": rng_state(tr.ctx.device),
+        "epochs": tr.epochs,
+        "best": tr.best,
+        "resumed_after": tr.resumed_after,
+        "sampler_epochs": tr.sampler_epochs,
+        "rank_counts": tr.rank_counts,
+        "global_step": tr.global_step,
+    }
+
+
+def static_record(tr: Trainer, topology: dict, peak_mem_kind: str) -> dict:
+    """record.json's fields fixed before the first epoch: settings, set-up, devices, data, provenance."""
+    s, setup, ctx = tr.settings, tr.setup, tr.ctx
+    cuda = ctx.device.type == "cuda"
+    info = device_info(ctx.device)
+    precision = tr.plan.precision_label()
+    return {
+        "model": s.model,
+        "model_kwargs": tr.model_kwargs,
+        "block": tr.model_kwargs.get("block"),  # the U-Nets' conv block (study | double_bn); None for others
+        "n_parameters": tr.n_parameters,
+        "sigma": float(s.sigma),
+        "noise_mean": tr.noise_mean,
+        "setup": s.setup,
+        "setup_label": setup.label,
+        "setup_spec": setup.to_dict(),
+        "device": ctx.device.type,
+        "device_name": info["device_name"],
+        "device_count": info["device_count"],
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),  # the job that ran this (last) attempt; None outside SLURM
+        "gpus_used": len(tr.devices) if cuda else 0,
+        "devices_used": tr.parallel_info["devices_used"],
+        **topology,  # nodes, hosts, gpus_per_node, gpus_total: what took part, from every rank
+        "nodes_requested": s.nodes if setup.ddp else 1,  # train.nodes (gpu1 and dp2 run on one node)
+        "processes_per_node_requested": s.per_node(),
+        "world_size": ctx.world_size,
+        "backend": ctx.backend,
+        "data_parallel_effective": tr.parallel_info["data_parallel_effective"],
+        "note": tr.parallel_info["note"],
+        "global_batch": s.global_batch(),
+        "batch_per_process": tr.batch,
+        "batch_per_gpu": s.batch_per_gpu,
+        "lr": s.lr,
+        "lr_scaled_with_batch": False,
+        "optimizer": "Adam (fused)" if tr.plan.fused_adam else "Adam",
+        "loss": getattr(tr.bare, "loss_name", "L1 (mean over deep-supervision heads when present)"),
+        "model_note": getattr(tr.bare, "record_note", None),
+        "grad_clip": s.grad_clip or None,
+        "precision": precision,
+        "amp": tr.amp_dtype is not None,
+        "amp_dtype": str(tr.amp_dtype).replace("torch.", "") if tr.amp_dtype else None,
+        "grad_scaler": tr.scaler is not None,
+        "validation": tr.plan.validation_label(),
+        "sync_bn": s.sync_bn,  # train.sync_bn as configured
+        "batchnorm": batchnorm_label(setup.ddp, tr.parallel_info["sync_bn"], s.sync_bn),
+        "epochs_planned": s.epochs,
+        "seed": s.seed,
+        "replicate": s.replicate,
+        "init_seed": s.init_seed,  # initial weights; data, noise and batch order use `seed`
+        "workers": s.workers,
+        "pin_memory": tr.pin,
+        "cudnn_benchmark": tr.plan.cudnn_benchmark,
+        "data_path": ("split in device memory, batches indexed on the device" if tr.plan.device_data
+                      else "DataLoader"),
+        "fast_paths": tr.plan.record(),  # every train.fast switch: requested, used, why not
+        "threads_per_process": torch.get_num_threads(),
+        "train_images": len(tr.train_ds),
+        "val_images": len(tr.val_ds),
+        "train_padding_per_epoch": padding_count(len(tr.train_ds), ctx.world_size),
+        "peak_mem_kind": peak_mem_kind,
+        "torch_version": torch.__version__,
+        "provenance": provenance(config_hash=tr.config_hash, device=ctx.device),
+    }
+
+
+def write_records(tr: Trainer, status: str) -> None:
+    """record.json (the static part plus everything so far) and epochs.csv, both atomically."""
+    prov = tr.record["provenance"]
+    best = tr.best or {}
+    tr.record.update(
+        status=status,
+        git_commit=prov["git_commit"],
+        config_hash=prov["config_hash"],
+        best_epoch=best.get("epoch"),
+        best_val_loss=best.get("val_loss"),
+        resumed_after_epochs=tr.resumed_after,
+        train_indices_per_rank=tr.rank_counts.get("train"),
+        val_indices_per_rank=tr.rank_counts.get("val"),
+        sampler_check={
+            "epochs_checked": len(tr.sampler_epochs),
+            "covers_train_split": all(e["covers_train_split"] for e in tr.sampler_epochs),
+            "repeated_per_epoch": max((e["repeated"] for e in tr.sampler_epochs), default=0),
+            "expected_padding": padding_count(len(tr.train_ds), tr.ctx.world_size),
+        },
+        totals={**totals(tr.epochs), "wall_s_this_process": time.perf_counter() - tr.t_start},
+        epochs=tr.epochs,
+    )
+    write_json(tr.out / "record.json", tr.record)
+    write_epochs_csv(tr.out / "epochs.csv", tr.epochs)
+
+
+def batchnorm_label(ddp: bool, sync_used: bool, sync_requested: bool) -> str:
+    """What BatchNorm did in this run, for the record."""
+    if sync_used:
+        return "SyncBatchNorm: batch statistics over all ranks"
+    if ddp:
+        return "per-rank BatchNorm statistics; rank 0's buffers broadcast to every rank before each validation"
+    return "BatchNorm in one process" + ("; train.sync_bn applies to DDP only" if sync_requested else "")

@@ -32,7 +32,6 @@ DATA = "results/data"
 SIGMAS = [sigma_label(s) for s in config["noise"]["sigmas"]]
 # train.replicates: each (model, sigma, setup) is trained N times, under .../{setup}/rep1 ... rep{N} (always present)
 from cxrdenoise.train.settings import replicate_count
-from cxrdenoise.train.setups import SETUPS  # every setup name (the Snakefile's wildcard regex too)
 
 try:
     REPS = [str(k) for k in range(1, replicate_count(config) + 1)]

@@ -12,12 +12,12 @@
 # params carry only the keys training depends on (Snakemake re-runs a job whose params changed), so editing e.g.
 # `evaluate:` does not retrain; the whole config's hash reaches the records through the environment (common.smk).
 from cxrdenoise.train.settings import rule_settings_json
-from cxrdenoise.train.setups import job_gpus, job_processes_per_node
+from cxrdenoise.train.setups import job_gpus, job_processes_per_node, setup_names
 
 TRAIN = "results/train"
 TRAIN_NODES = config["train"].get("nodes", 1)
 # setups the plain `train` rule runs (on one node): all of them, or only gpu1/dp2 when DDP jobs span nodes
-TRAIN_ONE_NODE_SETUPS = "|".join(n for n, s in SETUPS.items() if TRAIN_NODES == 1 or not s.ddp)
+TRAIN_ONE_NODE_SETUPS = "|".join(setup_names() if TRAIN_NODES == 1 else setup_names(ddp=False))
 
 TRAIN_RECORDS = expand(
     f"{TRAIN}/{{model}}/sigma{{sigma}}/{{setup}}/rep{{rep}}/record.json",
@@ -68,7 +68,7 @@ if TRAIN_NODES > 1:
     # starts `srun ... torchrun --nnodes K --rdzv-backend c10d` itself (cxrdenoise.train.multinode).
     use rule train as train_multinode with:
         wildcard_constraints:
-            setup="|".join(n for n, s in SETUPS.items() if s.ddp),
+            setup="|".join(setup_names(ddp=True)),
         resources:
             gpu=lambda wildcards: job_gpus(config, wildcards.setup),  # K x the setup's GPUs (sbatch --gpus: per job)
             slurm_extra=lambda wildcards: (  # ... and the same number on every node

@@ -103,6 +103,11 @@ def gpus_to_claim(name: str, visible: Callable[[], int]) -> int:
     return setup.gpus
 
 
+def setup_names(*, ddp: bool | None = None) -> list[str]:
+    """Names of all set-ups, or only the DDP ones (`ddp=True`: those a multi-node job spans) or the others."""
+    return [name for name, setup in SETUPS.items() if ddp is None or setup.ddp == ddp]
+
+
 def job_nodes(config: Mapping[str, Any], setup: str) -> int:
     """Nodes one training job of `setup` runs on: `train.nodes` for the DDP set-ups, 1 for gpu1 and dp2."""
     return int(config.get("train", {}).get("nodes", 1)) if get_setup(setup).ddp else 1

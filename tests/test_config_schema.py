@@ -150,6 +150,25 @@ def test_statistics_and_privacy_defaults_are_the_schemas():
     assert DEFAULT_MAX_AUC == _schema_default("privacy.claim_max_auc")
 
 
+FUNCTION_DEFAULTS = [  # (module, function, keyword, config key): keyword defaults that restate the schema's
+    ("cxrdenoise.download", "download", "retries", "data.nih.retries"),
+    ("cxrdenoise.download", "download", "backoff", "data.nih.backoff_s"),
+    ("cxrdenoise.download", "download", "timeout", "data.nih.timeout_s"),
+    ("cxrdenoise.evaluate", "run_evaluation", "batch_size", "evaluate.batch_size"),
+    ("cxrdenoise.evaluate", "run_evaluation", "figure_images", "evaluate.figure_images"),
+    ("cxrdenoise.evaluate", "run_evaluation", "lpips_enabled", "evaluate.lpips"),
+    ("cxrdenoise.privacy.metrics", "patient_bootstrap", "n_boot", "privacy.bootstrap"),
+]
+
+
+@pytest.mark.parametrize("module, function, keyword, key", FUNCTION_DEFAULTS)
+def test_function_keyword_defaults_are_the_schemas(module, function, keyword, key):
+    import importlib
+
+    params = inspect.signature(getattr(importlib.import_module(module), function)).parameters
+    assert params[keyword].default == _schema_default(key)
+
+
 def test_every_model_keyword_is_in_the_schema_with_its_constructor_default():
     from cxrdenoise.models import available_models
     from cxrdenoise.models.registry import _lookup

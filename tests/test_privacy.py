@@ -142,7 +142,8 @@ def _toy_views(n_patients=6, per_patient=3, size=16, seed=0):
 
 def test_learned_attacker_is_deterministic_resumable_and_learns(tmp_path):
     views, ids, patients = _toy_views()
-    settings = AttackerSettings(seed=4, epochs=6, batch_size=6, channels=4, embedding=8, lr=3e-3)
+    settings = AttackerSettings(seed=4, epochs=6, batch_size=6, channels=4, embedding=8, lr=3e-3, margin=0.2,
+                                noise_augment=True)
     a = train_attacker(views, ["clean", "noisy"], ids, patients, settings, tmp_path / "a", log=lambda m: None)
     b = train_attacker(views, ["clean", "noisy"], ids, patients, settings, tmp_path / "b", log=lambda m: None)
     assert [e["loss"] for e in a["epochs"]] == [e["loss"] for e in b["epochs"]]

@@ -19,7 +19,8 @@ ALL_SETUPS = ["gpu1", "dp2", "ddp2", "ddp2_amp"]
 
 
 def _config(models=("unet", "unetpp"), sigmas=(0.1, 0.2, 0.3), setups=ALL_SETUPS):
-    return {"noise": {"sigmas": list(sigmas)}, "train": {"models": list(models), "setups": list(setups)}}
+    train = {"models": list(models), "setups": list(setups), "replicates": 1}
+    return {"noise": {"sigmas": list(sigmas)}, "train": train}
 
 
 # --- resolved config ----------------------------------------------------------------------------------------

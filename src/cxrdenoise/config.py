@@ -36,7 +36,9 @@ def _one_line(error: jsonschema.ValidationError) -> str:
 def validate_config(
     config: dict[str, Any], schema_path: str | Path = SCHEMA_PATH, check_models: bool = True
 ) -> dict[str, Any]:
-    """Validate `config` in place; raise CxrError naming the first bad key.
+    """Validate `config` in place, filling in every key it leaves out with the schema's default (as
+    `snakemake.utils.validate` does, so the config Snakemake validates after this is already complete); raise
+    CxrError naming the first bad key.
 
     Beyond the schema: every number must be finite (JSON schema lets NaN pass every bound), and model names
     and keywords are checked against the registry (`check_models`; it imports torch, so Snakemake skips it in
@@ -44,7 +46,7 @@ def validate_config(
     """
     with open(schema_path) as fh:
         schema = yaml.safe_load(fh)
-    validator_cls = jsonschema.validators.validator_for(schema)
+    validator_cls = _filling_defaults(jsonschema.validators.validator_for(schema))
     errors = sorted(validator_cls(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         raise CxrError(_one_line(errors[0]))
@@ -53,6 +55,22 @@ def validate_config(
         check_model_names(config)
     _check_consistency(config)
     return config
+
+
+def _filling_defaults(validator_cls):
+    """`validator_cls` that sets each missing property to a copy of its schema default before checking it: the
+    jsonschema FAQ recipe Snakemake's `validate(..., set_default=True)` uses, so both fill the same keys (a
+    nested object is created only where its parent schema gives `default: {}`)."""
+    check_properties = validator_cls.VALIDATORS["properties"]
+
+    def properties(validator, props, instance, schema):
+        if validator.is_type(instance, "object"):
+            for name, sub in props.items():
+                if "default" in sub:
+                    instance.setdefault(name, copy.deepcopy(sub["default"]))
+        yield from check_properties(validator, props, instance, schema)
+
+    return jsonschema.validators.extend(validator_cls, {"properties": properties})
 
 
 def check_finite(value: Any, key: str = "") -> None:
@@ -75,16 +93,16 @@ def check_model_names(config: Mapping[str, Any]) -> None:
     from .models import available_models, model_kwarg_names  # imports torch: only when asked
 
     known = available_models()
-    names = [(f"train.models.{i}", name) for i, name in enumerate(config.get("train", {}).get("models", []))]
-    names += [(f"models.{name}", name) for name in config.get("models") or {}]
+    names = [(f"train.models.{i}", name) for i, name in enumerate(config["train"]["models"])]
+    names += [(f"models.{name}", name) for name in config["models"]]
     for key, name in names:
         if name not in known:
             raise CxrError(f"config key {key}: unknown model {name!r}; available: {', '.join(known)}")
-    configured = config.get("models") or {}
+    configured = config["models"]
     for key, name in names:
         if key.startswith("train.") and name not in configured:
             raise CxrError(f"config key {key}: model {name!r} has no entry under `models:`; add models.{name}: {{}}")
-    for name, kwargs in (config.get("models") or {}).items():
+    for name, kwargs in config["models"].items():
         valid = model_kwarg_names(name)
         for arg in kwargs or {}:
             if arg not in valid:
@@ -103,20 +121,18 @@ def _check_consistency(config: Mapping[str, Any]) -> None:
             "leaves nothing for test (must be < 1)"
         )
     source = config["data"]["source"]
-    if source == "local" and not config["data"]["local"].get("image_dir"):
+    if source == "local" and not config["data"]["local"]["image_dir"]:
         raise CxrError("config key data.local.image_dir: required when data.source is 'local'")
     if config["split"]["mode"] == "official" and source != "synthetic":
-        if not config["data"][source].get("test_list"):
+        if not config["data"][source]["test_list"]:
             raise CxrError(f"config key data.{source}.test_list: required when split.mode is 'official'")
     labels = [sigma_label(s) for s in config["noise"]["sigmas"]]
     if len(set(labels)) != len(labels):
         raise CxrError(f"config key noise.sigmas: duplicate noise levels {labels}")
     from .train.setups import get_setup  # no torch import: safe for Snakemake's parse
 
-    train = config.get("train") or {}
-    if train.get("sync_bn") and train.get("device", "cuda") == "cpu" and any(
-        get_setup(s).ddp for s in train.get("setups", [])
-    ):
+    train = config["train"]
+    if train["sync_bn"] and train["device"] == "cpu" and any(get_setup(s).ddp for s in train["setups"]):
         raise CxrError(
             "config key train.sync_bn: torch's SyncBatchNorm needs CUDA, but train.device is 'cpu' with a DDP setup; "
             "set train.sync_bn: false"

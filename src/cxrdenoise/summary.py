@@ -38,7 +38,7 @@ def _psnr_mean(summary: Mapping[str, Any] | None) -> float | None:
 def expected_runs(config: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     """(model, sigma label, "setup/rep{k}") of every run the config trains and evaluates (every replicate of
     train.replicates; the rep{k} level is part of every result path, docs/results-layout.md)."""
-    reps = int(config["train"].get("replicates", 1) or 1)
+    reps = int(config["train"]["replicates"])
     return [(m, sigma_label(s), f"{u}/rep{k}") for s in config["noise"]["sigmas"] for m in config["train"]["models"]
             for u in config["train"]["setups"] for k in range(1, reps + 1)]
 

@@ -38,23 +38,23 @@ LABEL = "siamese CNN (learned, triplet loss)"
 
 @dataclass(frozen=True)
 class AttackerSettings:
-    """privacy.learned in the config, plus the seed."""
+    """privacy.learned in the config, plus the seed (no defaults here: they are the schema's)."""
 
     seed: int
-    epochs: int = 30
-    lr: float = 1e-3
-    margin: float = 0.2
-    batch_size: int = 16
-    channels: int = 8
-    embedding: int = 32
-    noise_augment: bool = True
+    epochs: int
+    lr: float
+    margin: float
+    batch_size: int
+    channels: int
+    embedding: int
+    noise_augment: bool
 
 
 class EmbeddingNet(nn.Module):
     """Four stride-2 conv blocks (GroupNorm: batch-size independent), global average pooling and a linear layer
     to a unit-norm embedding."""
 
-    def __init__(self, channels: int = 8, embedding: int = 32):
+    def __init__(self, channels: int, embedding: int):
         super().__init__()
         c = channels
         layers, cin = [], 1

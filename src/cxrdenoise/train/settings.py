@@ -22,6 +22,8 @@ _MATH_KEYS = ("model", "model_kwargs", "setup", "sigma", "noise_mean", "lr", "ba
 
 @dataclass(frozen=True)
 class TrainSettings:
+    # Defaults of config keys are the schema's (workflow/schemas/config.schema.yaml): tests/test_config_schema.py
+    # holds them equal.
     model: str
     setup: str
     sigma: str  # the label used in paths, e.g. "0.1"
@@ -34,7 +36,7 @@ class TrainSettings:
     seed: int = 2025
     device: str = "cuda"
     preload: bool = False
-    timing_exclusive: bool = False
+    timing_exclusive: bool = True
     log_every: int = 50
     keep_last: bool = False  # keep last.pt after a finished run (it holds optimizer state: 3x the weights)
     threads: int | None = None  # CPU threads for the whole job (Snakemake `threads`), split over processes

@@ -35,6 +35,13 @@ def test_unknown_model_in_train_models(base):
     assert _error(config) == "config key train.models.1: unknown model 'unte'; available: dncnn, fastddpm, unet, unetpp"
 
 
+def test_unknown_setup_names_the_setups_table(base):
+    config = copy.deepcopy(base)
+    config["train"]["setups"] = ["gpu1", "ddp4"]
+    assert _error(config) == ("config key train.setups.1: unknown set-up 'ddp4'; "
+                              "available: gpu1, dp2, ddp2, ddp2_amp, gpu1_fast, ddp2_fast")
+
+
 def test_unknown_model_under_models(base):
     config = copy.deepcopy(base)
     config["models"]["resnet"] = {"depth": 3}

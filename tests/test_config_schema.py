@@ -10,7 +10,8 @@ import pytest
 import yaml
 from snakemake.utils import validate as snakemake_validate
 
-from cxrdenoise.config import SCHEMA_PATH, load_config, validate_config
+from config_files import load_config
+from cxrdenoise.config import SCHEMA_PATH, validate_config
 from cxrdenoise.config_reference import load_schema, render, walk
 from cxrdenoise.errors import CxrError
 from snakemake_run import REPO

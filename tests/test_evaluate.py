@@ -147,19 +147,22 @@ def _script(name: str):
     return importlib.import_module(f"cxrdenoise.commands.{name}")
 
 
+SIZES = ["--batch-size", "4", "--figure-images", "1", "--workers", "0"]  # the rules pass the config's
+
+
 def test_evaluate_commands(tmp_path, tiny_data_dir, random_lpips, capsys):
     ckpt = save_checkpoint(tmp_path / "best.pt", sigma=0.1)
     out = tmp_path / "eval" / "dncnn" / "sigma0.1" / "gpu1"
     rc = _script("evaluate").main(["--checkpoint", str(ckpt), "--data-dir", str(tiny_data_dir), "--out-dir", str(out),
                                    "--sigma", "0.1", "--setup", "gpu1", "--device", "cpu", "--config-hash", "h" * 64,
-                                   "--no-progress"])
+                                   *SIZES, "--no-progress"])
     assert rc == 0 and strict_json(out / "summary.json")["provenance"]["config_hash"] == "h" * 64
     noisy_out = tmp_path / "eval" / "noisy" / "sigma0.1"
     rc = _script("evaluate").main(["--noisy", "--data-dir", str(tiny_data_dir), "--out-dir", str(noisy_out),
-                                   "--sigma", "0.1", "--device", "cpu", "--no-lpips", "--no-progress"])
+                                   "--sigma", "0.1", "--device", "cpu", "--no-lpips", *SIZES, "--no-progress"])
     assert rc == 0 and strict_json(noisy_out / "summary.json")["lpips_status"] == "disabled"
     rc = _script("evaluate").main(["--checkpoint", str(ckpt), "--data-dir", str(tiny_data_dir), "--out-dir", str(out),
-                                   "--sigma", "0.3", "--setup", "gpu1", "--device", "cpu", "--no-progress"])
+                                   "--sigma", "0.3", "--setup", "gpu1", "--device", "cpu", *SIZES, "--no-progress"])
     assert rc == 1 and "sigma" in capsys.readouterr().err
 
 

@@ -94,7 +94,8 @@ def test_evaluation_refuses_corrupted_noisy_shard(corrupt_data, tmp_path, capsys
     for what in (["--noisy"], ["--checkpoint", str(ckpt), "--setup", "gpu1"]):
         out = tmp_path / "eval" / what[0].strip("-")
         rc = _script("evaluate")([*what, "--data-dir", str(data), "--out-dir", str(out), "--sigma", "0.1",
-                                  "--device", "cpu", "--no-lpips", "--no-progress"])
+                                  "--device", "cpu", "--no-lpips", "--batch-size", "4", "--figure-images", "1",
+                                  "--workers", "0", "--no-progress"])
         assert rc == 1
         _one_error_line(capsys.readouterr().err, shard)
         assert not (out / "summary.json").exists()

@@ -6,6 +6,7 @@ the bad value, so validation errors are re-raised in that form.
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 from typing import Any, Mapping
@@ -114,6 +115,11 @@ def check_model_names(config: Mapping[str, Any]) -> None:
 
 def _check_consistency(config: Mapping[str, Any]) -> None:
     """Rules the schema cannot express."""
+    from .train.setups import SETUPS  # the one list of set-up names (no torch import)
+
+    for i, name in enumerate(config["train"]["setups"]):
+        if name not in SETUPS:
+            raise CxrError(f"config key train.setups.{i}: unknown set-up {name!r}; available: {', '.join(SETUPS)}")
     fractions = config["split"]["fractions"]
     if fractions["train"] + fractions["val"] >= 1:
         raise CxrError(

@@ -82,7 +82,7 @@ def metadata_csv():
     source = config["data"]["source"]
     if source == "synthetic":
         return f"{RAW}/synthetic/Data_Entry_synthetic.csv"
-    return config["data"][source].get("metadata_csv")
+    return config["data"][source]["metadata_csv"]
 
 
 def source_listing(wildcards):
@@ -100,7 +100,7 @@ def test_list():
     source = config["data"]["source"]
     if config["split"]["mode"] != "official" or source == "synthetic":
         return None
-    return config["data"][source].get("test_list")
+    return config["data"][source]["test_list"]
 
 
 def optional_arg(flag, value):

@@ -10,8 +10,8 @@ NIH_LOCK = f"{RAW}/nih/sha256.lock.json"
 # downstream result. The command text never changes, so neither the params nor the code trigger fires.
 os.environ["CXRDENOISE_DOWNLOAD_TUNING"] = (
     f"--retries {int(config['data']['nih']['retries'])}"
-    f" --backoff {float(config['data']['nih'].get('backoff_s', 2.0))}"
-    f" --timeout {float(config['data']['nih'].get('timeout_s', 60.0))}"
+    f" --backoff {float(config['data']['nih']['backoff_s'])}"
+    f" --timeout {float(config['data']['nih']['timeout_s'])}"
 )
 
 

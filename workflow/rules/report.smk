@@ -9,7 +9,7 @@ _REPORT_SETUPS = list(config["train"]["setups"])
 _REPORT_DATA_SOURCE = config["data"]["source"]
 # What every table states it measured (tables.protocol) and the seeded patient bootstrap (cxrdenoise.stats).
 _REPORT_LABELS = f"--data-source {_REPORT_DATA_SOURCE} --image-size {config['resize']['size']}"
-_REPORT_STATS = (f"--bootstrap-resamples {config['evaluate'].get('bootstrap_resamples', 2000)}"
+_REPORT_STATS = (f"--bootstrap-resamples {config['evaluate']['bootstrap_resamples']}"
                  f" --seed {config['seed']}")
 # The study's Table V and Figure 4 are at 10 % noise; Table VI at 20 % and 30 %. Other sigma lists fall back.
 _TABLE5_SIGMA = "0.1" if "0.1" in SIGMAS else SIGMAS[0]

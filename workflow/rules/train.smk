@@ -15,7 +15,7 @@ from cxrdenoise.train.settings import rule_settings_json
 from cxrdenoise.train.setups import job_gpus, job_processes_per_node, setup_names
 
 TRAIN = "results/train"
-TRAIN_NODES = config["train"].get("nodes", 1)
+TRAIN_NODES = config["train"]["nodes"]
 # setups the plain `train` rule runs (on one node): all of them, or only gpu1/dp2 when DDP jobs span nodes
 TRAIN_ONE_NODE_SETUPS = "|".join(setup_names() if TRAIN_NODES == 1 else setup_names(ddp=False))
 

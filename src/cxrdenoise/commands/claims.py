@@ -26,12 +26,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--noisy", nargs="*", default=[], help="results/eval/noisy/sigma{s}/summary.json")
     parser.add_argument("--data-source", default=None, help="config data.source, named in the caption")
     parser.add_argument("--image-size", type=int, default=None, help="config resize.size, named in the caption")
-    parser.add_argument("--bootstrap-resamples", type=int, default=2000, help="evaluate.bootstrap_resamples")
-    parser.add_argument("--seed", type=int, default=0, help="config seed (bootstrap seeds derive from it)")
+    parser.add_argument("--bootstrap-resamples", type=int, required=True, help="evaluate.bootstrap_resamples")
+    parser.add_argument("--seed", type=int, required=True, help="config seed (bootstrap seeds derive from it)")
     parser.add_argument("--privacy-metrics", nargs="*", default=[], help="results/privacy/{attacker}/metrics.csv")
     parser.add_argument("--privacy-summaries", nargs="*", default=[], help="results/privacy/{attacker}/summary.json")
-    parser.add_argument("--privacy-max-auc", type=float, default=0.6, help="privacy.claim_max_auc")
-    return parser.parse_args(argv)
+    parser.add_argument("--privacy-max-auc", type=float, help="privacy.claim_max_auc (with --privacy-metrics)")
+    args = parser.parse_args(argv)
+    if args.privacy_metrics and args.privacy_max_auc is None:
+        parser.error("--privacy-metrics needs --privacy-max-auc (config privacy.claim_max_auc)")
+    return args
 
 
 @cli_entry

@@ -13,9 +13,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--url", required=True)
     parser.add_argument("--dest", required=True, help="final archive path; partial data goes to DEST.part")
     parser.add_argument("--lock", required=True, help="sha256 lock file shared by all archives")
-    parser.add_argument("--retries", type=int, default=5, help="attempts in all (default 5)")
-    parser.add_argument("--backoff", type=float, default=2.0, help="first back-off delay in seconds, doubled per retry")
-    parser.add_argument("--timeout", type=float, default=60.0, help="socket timeout in seconds")
+    parser.add_argument("--retries", type=int, required=True, help="attempts in all (data.nih.retries)")
+    parser.add_argument("--backoff", type=float, required=True,
+                        help="first back-off delay in seconds, doubled per retry (data.nih.backoff_s)")
+    parser.add_argument("--timeout", type=float, required=True, help="socket timeout in seconds (data.nih.timeout_s)")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     return parser.parse_args(argv)
 

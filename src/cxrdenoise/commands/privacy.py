@@ -40,8 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     s.add_argument("--negatives", type=int, required=True)
     s.add_argument("--bootstrap", type=int, required=True)
     s.add_argument("--top-k", type=int, nargs="+", required=True)
-    s.add_argument("--device", default="cpu")
-    s.add_argument("--batch-size", type=int, default=16)
+    s.add_argument("--device", required=True, choices=("cpu", "cuda"))
+    s.add_argument("--batch-size", type=int, required=True)
     s.add_argument("--out-dir", required=True)
     for name in ("table", "figure"):
         t = sub.add_parser(name)
@@ -49,7 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         t.add_argument("--summaries", nargs="+", required=True)
         t.add_argument("--out-prefix", required=True)
         t.add_argument("--data-source")
-        t.add_argument("--max-auc", type=float, default=0.6)
+        t.add_argument("--max-auc", type=float, required=True, help="privacy.claim_max_auc")
     return parser.parse_args(argv)
 
 

@@ -25,9 +25,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "\"did not denoise\" flag (tables 4-6)")
     parser.add_argument("--data-source", default=None, help="config data.source, named in the caption")
     parser.add_argument("--image-size", type=int, default=None, help="config resize.size, named in the caption")
-    parser.add_argument("--bootstrap-resamples", type=int, default=2000, help="evaluate.bootstrap_resamples")
-    parser.add_argument("--seed", type=int, default=0, help="config seed (bootstrap seeds derive from it)")
-    return parser.parse_args(argv)
+    parser.add_argument("--bootstrap-resamples", type=int, help="evaluate.bootstrap_resamples (table3)")
+    parser.add_argument("--seed", type=int, help="config seed, from which the bootstrap seeds derive (table3)")
+    args = parser.parse_args(argv)
+    if args.table == "table3" and (args.bootstrap_resamples is None or args.seed is None):
+        parser.error("table3 needs --bootstrap-resamples and --seed (config evaluate.bootstrap_resamples, seed)")
+    return args
 
 
 @cli_entry

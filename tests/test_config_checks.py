@@ -25,7 +25,18 @@ def _error(config) -> str:
 
 
 def test_resolved_demo_config_passes(base):
-    assert validate_config(copy.deepcopy(base))["train"]["models"] == ["unet", "unetpp"]
+    train = validate_config(copy.deepcopy(base))["train"]
+    assert train["models"] == ["unet", "unetpp", "fastddpm"] and train["setups_by_model"] == {"fastddpm": ["gpu1"]}
+
+
+def test_setups_by_model_names_trained_models_and_their_setups(base):
+    config = copy.deepcopy(base)
+    config["train"]["setups_by_model"] = {"dncnn": ["gpu1"]}
+    assert _error(config) == ("config key train.setups_by_model.dncnn: 'dncnn' is not in train.models; add it there "
+                              "or drop this entry")
+    config["train"]["setups_by_model"] = {"fastddpm": ["gpu1", "gpu1_fast"]}
+    assert _error(config) == ("config key train.setups_by_model.fastddpm: gpu1_fast not in train.setups (gpu1, dp2, "
+                              "ddp2, ddp2_amp); list only setups that train.setups runs")
 
 
 def test_unknown_model_in_train_models(base):

@@ -115,6 +115,7 @@ def _check_consistency(config: Mapping[str, Any]) -> None:
     from .train.setups import get_setup  # no torch import: safe for Snakemake's parse
 
     train = config.get("train") or {}
+    _check_setups_by_model(train)
     if train.get("sync_bn") and train.get("device", "cuda") == "cpu" and any(
         get_setup(s).ddp for s in train.get("setups", [])
     ):
@@ -122,6 +123,19 @@ def _check_consistency(config: Mapping[str, Any]) -> None:
             "config key train.sync_bn: torch's SyncBatchNorm needs CUDA, but train.device is 'cpu' with a DDP setup; "
             "set train.sync_bn: false"
         )
+
+
+def _check_setups_by_model(train: Mapping[str, Any]) -> None:
+    """train.setups_by_model names trained models, and only setups that train.setups runs."""
+    setups = list(train.get("setups", []))
+    for model, only in (train.get("setups_by_model") or {}).items():
+        key = f"train.setups_by_model.{model}"
+        if model not in train.get("models", []):
+            raise CxrError(f"config key {key}: {model!r} is not in train.models; add it there or drop this entry")
+        stray = [u for u in only if u not in setups]
+        if stray:
+            raise CxrError(f"config key {key}: {', '.join(stray)} not in train.setups ({', '.join(setups)}); "
+                           "list only setups that train.setups runs")
 
 
 RESOLVED_HEADER = """\

@@ -112,15 +112,22 @@ def script(name):
 # Input lists and report() wrappers for the tables and figures (report.smk).
 
 
+def model_setups(model, setups):
+    """The setups among `setups` that `model` is trained under: those train.setups_by_model lists for it (e.g.
+    the demo's Fast-DDPM under gpu1 only), or all of them for a model it does not name."""
+    only = (config["train"].get("setups_by_model") or {}).get(model)
+    return [u for u in setups if only is None or u in only]
+
+
 def train_records(models, sigmas, setups, reps=None):
     """record.json of every replicate (all of REPS unless `reps` is given) of each (model, sigma, setup)."""
     return [f"results/train/{m}/sigma{s}/{u}/rep{k}/record.json"
-            for s in sigmas for m in models for u in setups for k in (reps or REPS)]
+            for s in sigmas for m in models for u in model_setups(m, setups) for k in (reps or REPS)]
 
 
 def eval_files(models, sigmas, setups, name="summary.json", reps=None):
     return [f"results/eval/{m}/sigma{s}/{u}/rep{k}/{name}"
-            for s in sigmas for m in models for u in setups for k in (reps or REPS)]
+            for s in sigmas for m in models for u in model_setups(m, setups) for k in (reps or REPS)]
 
 
 def noisy_eval_files(sigmas, name="summary.json"):

@@ -8,6 +8,7 @@ batch and lr) and scores the best.pt on the test split. A "spike" is a step whos
 of the 20 steps before it.
 
     python benchmarks/bench_fastddpm_demo.py [--sigma 0.1] [--epochs 15] [--variants none clip ema clip+ema]
+        [--predictions eps x0 v]   (default: the demo's models.fastddpm.prediction)
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from cxrdenoise.data import PairDataset
 from cxrdenoise.denoise import load_denoiser
 from cxrdenoise.metrics import psnr
 from cxrdenoise.models import build_model
+from cxrdenoise.models.diffusion import PREDICTIONS
 from cxrdenoise.phantoms import generate_phantoms
 from cxrdenoise.provenance import cpu_name, git_commit
 from cxrdenoise.train.distributed import single_process
@@ -71,7 +73,7 @@ def train_one(data: Path, out: Path, model: str, kwargs: dict, demo: dict, sigma
               epochs: int) -> dict:
     train = demo["train"]
     settings = TrainSettings(model=model, setup="gpu1", sigma=f"{sigma:g}", model_kwargs=kwargs, epochs=epochs,
-                             lr=1e-3, batch_per_gpu=train["batch_per_gpu"], workers=0, seed=demo["seed"],
+                             lr=train["lr"], batch_per_gpu=train["batch_per_gpu"], workers=0, seed=demo["seed"],
                              device="cpu", log_every=1000, keep_last=False, threads=1, grad_clip=grad_clip)
     losses: list[float] = []
 
@@ -110,8 +112,12 @@ def main() -> None:
     p.add_argument("--sigma", type=float, default=0.1)
     p.add_argument("--epochs", type=int, default=None, help="default: the demo's train.epochs")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "fastddpm_demo.json")
+    p.add_argument("--predictions", nargs="+", default=None, choices=list(PREDICTIONS),
+                   help="what the network predicts; default: the demo's models.fastddpm.prediction")
+    p.add_argument("--out", type=Path, default=None,
+                   help="default: benchmarks/results/fastddpm_demo_sigma<sigma>.json")
     a = p.parse_args()
+    a.out = a.out or ROOT / "benchmarks" / "results" / f"fastddpm_demo_sigma{a.sigma:g}.json"
     torch.set_num_threads(1)
     demo = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
     epochs = a.epochs or demo["train"]["epochs"]
@@ -124,20 +130,22 @@ def main() -> None:
               f"{noisy_psnr:.2f} dB; {epochs} epochs; one thread on {cpu_name()}", flush=True)
         jobs = [("unet", dict(demo["models"]["unet"]), 0.0, "unet")]
         ddpm = {k: v for k, v in demo["models"].get("fastddpm", {"base_channels": 8}).items() if k != "ema"}
-        jobs += [("fastddpm", {**ddpm, "ema": VARIANTS[v][1]}, VARIANTS[v][0], v) for v in a.variants]
+        predictions = a.predictions or [ddpm.get("prediction", "eps")]
+        jobs += [("fastddpm", {**ddpm, "prediction": pred, "ema": VARIANTS[v][1]}, VARIANTS[v][0], f"{v}/{pred}")
+                 for pred in predictions for v in a.variants]
         for model, kwargs, clip, label in jobs:
             row = {"variant": label, **train_one(data, Path(tmp) / label, model, kwargs, demo, a.sigma, clip,
                                                  epochs)}
             row["beats_no_denoising_db"] = row["test_psnr"] - noisy_psnr
             rows.append(row)
-            print(f"  {label:9s} {model:8s} job {row['job_seconds']:6.1f} s  test PSNR {row['test_psnr']:.2f} dB "
+            print(f"  {label:12s} {model:8s} job {row['job_seconds']:6.1f} s  test PSNR {row['test_psnr']:.2f} dB "
                   f"({row['beats_no_denoising_db']:+.2f} vs noisy)  loss first/last {row['loss_first_10_mean']} / "
                   f"{row['loss_last_10_mean']}  max {row['loss_max']}  spikes {row['spikes']}  finite "
                   f"{row['loss_all_finite']}", flush=True)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps({
         "what": "demo data and settings (gpu1, CPU, one thread): Fast-DDPM variants beside U-Net",
-        "sigma": a.sigma, "epochs": epochs, "noisy_psnr": noisy_psnr, "cpu": cpu_name(),
+        "sigma": a.sigma, "epochs": epochs, "lr": demo["train"]["lr"], "noisy_psnr": noisy_psnr, "cpu": cpu_name(),
         "torch": torch.__version__, "git_commit": git_commit(),
         "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "rows": rows,
     }, indent=2) + "\n")

@@ -6,6 +6,7 @@ device name is printed and recorded, so a CPU timing is never read as a GPU one.
 the time of a forward pass does not depend on their values.
 
     python benchmarks/bench_inference.py [--device cpu] [--threads 1] [--repeats 1] [--batches 1 8]
+    python benchmarks/bench_inference.py --config config/demo.yaml --size 64   # the demo's widths and size
 """
 
 from __future__ import annotations
@@ -53,12 +54,16 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=1, help="timing: best of this many passes")
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     p.add_argument("--size", type=int, default=256)
+    p.add_argument("--config", type=Path, default=None,
+                   help="overrides whose `models:` widths replace config.yaml's (e.g. config/demo.yaml)")
     p.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/inference_<device>.json")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     device = torch.device(a.device)
     info = device_info(device)
     kwargs = yaml.safe_load((ROOT / "config.yaml").read_text())["models"]
+    if a.config is not None:
+        kwargs.update((yaml.safe_load(a.config.read_text()) or {}).get("models", {}))
     print(f"{a.size}x{a.size} images, batches {a.batches}, best of {a.repeats}; device {device.type}: "
           f"{info['device_name']}" + (f", {a.threads} thread(s)" if device.type == "cpu" else ""))
     rows = []
@@ -84,6 +89,7 @@ def main() -> None:
     out.write_text(json.dumps({
         "what": f"seconds per {a.size}x{a.size} image, forward pass (Fast-DDPM: all its sampling steps), random "
                 "weights and inputs, best of repeats after one warm-up pass at batch 1",
+        "config": str(a.config) if a.config else "config.yaml", "size": a.size,
         "device": device.type, "device_name": info["device_name"],
         "threads": a.threads if device.type == "cpu" else None, "repeats": a.repeats,
         "torch": torch.__version__, "python": platform.python_version(), "git_commit": git_commit(),

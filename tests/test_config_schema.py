@@ -105,7 +105,7 @@ def test_config_files_set_only_what_differs_from_the_defaults(path, under):
     for key, value in _leaves(given):
         node = base
         for part in key.split("."):
-            node = node[part]
+            node = node.get(part) if isinstance(node, dict) else None  # absent below: a new entry, nothing restated
         assert value != node, f"{path}: {key}: {value!r} restates the value it already has"
 
 

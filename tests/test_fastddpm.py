@@ -204,3 +204,103 @@ def test_tables_iii_and_iv_carry_fastddpm_as_a_third_model(tmp_path, monkeypatch
     assert (t3["model"] == "fastddpm").sum() == 3 and (t4["model"] == "fastddpm").sum() == 12
     md = (tmp_path / "t3.md").read_text()
     assert "| Fast-DDPM |" in md and "U-Net − U-Net++" in md  # the paired tests stay the study's pair
+
+
+@pytest.mark.parametrize("prediction", ["eps", "x0", "v"])
+def test_each_prediction_target_maps_back_to_the_clean_image(prediction):
+    """What the network is trained to output at x_t, turned back into x0 by the sampler, is x0 itself."""
+    from cxrdenoise.models.diffusion import clean_estimate
+
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.rand(2, 1, 8, 8, generator=g) * 2 - 1, torch.randn(2, 1, 8, 8, generator=g)
+    abar = alphas_cumprod()
+    for t in (0, 199, 699, 999):
+        a = float(abar[t])
+        x_t = math.sqrt(a) * x0 + math.sqrt(1 - a) * eps
+        target = {"eps": eps, "x0": x0, "v": math.sqrt(a) * eps - math.sqrt(1 - a) * x0}[prediction]
+        assert torch.allclose(clean_estimate(prediction, target, x_t.double(), a).float(), x0, atol=1e-3)
+    model = build_model("fastddpm", **TINY, prediction=prediction)
+    assert prediction in model.record_note and model.loss_name.startswith("diffusion: MSE")
+    with pytest.raises(CxrError, match="prediction must be one of eps, x0, v"):
+        build_model("fastddpm", prediction="noise")
+
+
+def test_x0_prediction_trained_briefly_beats_no_denoising():
+    """The demo's configuration in miniature (x0-prediction, base 8, lr 5e-3, batch 2): a short budget on a few
+    images already samples test images closer to the clean ones than the noisy input is (PSNR)."""
+    from cxrdenoise.metrics import psnr
+
+    torch.manual_seed(0)
+    model = build_model("fastddpm", base_channels=8, levels=3, prediction="x0")
+    train_set, test_set = TinyPairs(8, seed=0), TinyPairs(4, seed=1)
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+    order = torch.Generator().manual_seed(0)
+    for _ in range(15):
+        for idx in torch.randperm(8, generator=order).view(-1, 2):
+            opt.zero_grad()
+            model(train_set.noisy[idx], train_set.clean[idx]).mean().backward()
+            opt.step()
+    model.eval()
+    with torch.no_grad():
+        out = model(test_set.noisy)
+    gain = [psnr(out[i, 0], test_set.clean[i, 0]) - psnr(test_set.noisy[i, 0], test_set.clean[i, 0])
+            for i in range(4)]
+    assert min(gain) > 1.0, gain
+
+
+def test_tables_take_fastddpm_trained_under_gpu1_only(tmp_path, monkeypatch):
+    """train.setups_by_model {fastddpm: [gpu1]} (the demo): the rules pass Fast-DDPM's gpu1 runs only, and Tables
+    IV and V, the comparisons and the claims still build, with one Fast-DDPM row per noise level in Table IV."""
+    import pandas as pd
+
+    from cxrdenoise import tables
+    from cxrdenoise.render import write_table
+    from cxrdenoise.tables.claims import build_claims
+    from cxrdenoise.tables.comparisons import build_comparisons
+    from fixtures import results_tree
+    from fixtures.results_tree import noisy_paths, paths, write_results_tree
+
+    monkeypatch.setitem(results_tree.MODEL_OFFSET, "fastddpm", -0.6)
+    results = write_results_tree(tmp_path, models=("unet", "unetpp", "fastddpm"), block=None)
+    for record in (results / "train" / "fastddpm").rglob("record.json"):  # what the demo's config records
+        data = json.loads(record.read_text())
+        data["model_kwargs"]["prediction"] = "x0"
+        record.write_text(json.dumps(data))
+
+    def files(kind, sigmas=("0.1", "0.2", "0.3")):  # as common.smk's train_records/eval_files expand them
+        return paths(results, kind, sigmas=sigmas) + paths(results, kind, models=("fastddpm",), sigmas=sigmas,
+                                                            setups=("gpu1",))
+
+    write_table(tables.build_table4(files("record"), files("summary")), tmp_path / "t4")
+    write_table(tables.build_table5(files("record", ("0.1",)), files("summary", ("0.1",))), tmp_path / "t5")
+    t4, t5 = pd.read_csv(tmp_path / "t4.csv"), pd.read_csv(tmp_path / "t5.csv")
+    assert sorted(t4.loc[t4["model"] == "fastddpm", "setup"]) == ["gpu1"] * 3
+    assert list(t5.loc[t5["model"] == "fastddpm", "setup"]) == ["gpu1"] and (t5["model"] == "unet").sum() == 4
+    assert "Fast-DDPM base width 8, predicts x0" in (tmp_path / "t4.md").read_text()
+    args = (files("record"), files("summary"), files("per_image"), noisy_paths(results))
+    write_table(build_comparisons(*args), tmp_path / "cmp")
+    assert "Fast-DDPM gpu1" in (tmp_path / "cmp.md").read_text()
+    write_table(build_claims(*args), tmp_path / "claims")
+    assert (tmp_path / "claims.csv").stat().st_size > 0
+
+
+def test_demo_trains_fastddpm_under_gpu1_only(tmp_path):
+    """config/demo.yaml: Fast-DDPM beside U-Net and U-Net++ (train.setups_by_model), 3 jobs more, not 12; its
+    checkpoints reach evaluation, the tables and the privacy stage."""
+    import re
+
+    from snakemake_run import REPO, snakemake
+    from test_workflow import planned_jobs
+
+    result = snakemake(tmp_path, "-n", "--cores", "2", "--configfile", str(REPO / "config" / "demo.yaml"), "--", "all")
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = planned_jobs(result.stdout)
+    assert jobs["train"] == 2 * 3 * 4 + 3 and jobs["evaluate"] == jobs["train"]
+    trained = set(re.findall(r"wildcards: model=(\w+), sigma=([\d.]+), setup=(\w+)", result.stdout))
+    assert {(s, u) for m, s, u in trained if m == "fastddpm"} == {(s, "gpu1") for s in ("0.1", "0.2", "0.3")}
+    def inputs(rule):
+        return re.search(rf"rule {rule}:\n\s+input: ([^\n]+)", result.stdout).group(1).split(", ")
+
+    table4 = [p for p in inputs("table4") if "/fastddpm/" in p]
+    assert "results/eval/fastddpm/sigma0.3/gpu1/rep1/summary.json" in table4 and len(table4) == 6  # + records
+    assert "results/train/fastddpm/sigma0.2/gpu1/rep1/best.pt" in inputs("privacy_scores")

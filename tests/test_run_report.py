@@ -19,7 +19,7 @@ ALL_SETUPS = ["gpu1", "dp2", "ddp2", "ddp2_amp"]
 
 
 def _config(models=("unet", "unetpp"), sigmas=(0.1, 0.2, 0.3), setups=ALL_SETUPS):
-    train = {"models": list(models), "setups": list(setups), "replicates": 1}
+    train = {"models": list(models), "setups": list(setups), "replicates": 1, "setups_by_model": {}}
     return {"noise": {"sigmas": list(sigmas)}, "train": train}
 
 
@@ -149,3 +149,13 @@ def test_summary_names_missing_records_and_random_lpips(tmp_path):
     text = run_summary(tmp_path, _config(sigmas=(0.1,), setups=["gpu1"]))
     assert "LPIPS: n/a (random AlexNet backbone for tests: these values are NOT LPIPS)" in text
     assert "1 training record(s) missing, e.g. unet/sigma0.1/gpu1/rep1" in text
+
+
+def test_summary_expects_a_model_only_under_its_setups_by_model():
+    from cxrdenoise.summary import expected_runs
+
+    config = _config(models=("unet", "fastddpm"), sigmas=(0.1,), setups=("gpu1", "dp2"))
+    assert len(expected_runs(config)) == 4
+    config["train"]["setups_by_model"] = {"fastddpm": ["gpu1"]}
+    assert expected_runs(config) == [("unet", "0.1", "gpu1/rep1"), ("unet", "0.1", "dp2/rep1"),
+                                     ("fastddpm", "0.1", "gpu1/rep1")]

@@ -138,11 +138,29 @@ def _check_consistency(config: Mapping[str, Any]) -> None:
     from .train.setups import get_setup  # no torch import: safe for Snakemake's parse
 
     train = config["train"]
+    _check_setups_by_model(train)
     if train["sync_bn"] and train["device"] == "cpu" and any(get_setup(s).ddp for s in train["setups"]):
         raise CxrError(
             "config key train.sync_bn: torch's SyncBatchNorm needs CUDA, but train.device is 'cpu' with a DDP setup; "
             "set train.sync_bn: false"
         )
+
+
+def _check_setups_by_model(train: Mapping[str, Any]) -> None:
+    """A trained model that train.setups_by_model narrows keeps at least one setup of train.setups. (Entries for
+    untrained models and setups outside train.setups are ignored, so narrowing train.models or train.setups in an
+    override, e.g. on top of the demo's config, needs no edit here.)"""
+    from .train.setups import SETUPS
+
+    setups = list(train["setups"])
+    for model, only in train["setups_by_model"].items():
+        for i, name in enumerate(only):
+            if name not in SETUPS:
+                raise CxrError(f"config key train.setups_by_model.{model}.{i}: unknown set-up {name!r}; "
+                               f"available: {', '.join(SETUPS)}")
+        if model in train["models"] and not any(u in setups for u in only):
+            raise CxrError(f"config key train.setups_by_model.{model}: none of {', '.join(only)} is in train.setups "
+                           f"({', '.join(setups)}), so {model!r} would train under no setup; list one of those")
 
 
 RESOLVED_HEADER = """\

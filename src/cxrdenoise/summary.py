@@ -37,10 +37,13 @@ def _psnr_mean(summary: Mapping[str, Any] | None) -> float | None:
 
 def expected_runs(config: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     """(model, sigma label, "setup/rep{k}") of every run the config trains and evaluates (every replicate of
-    train.replicates; the rep{k} level is part of every result path, docs/results-layout.md)."""
+    train.replicates; the rep{k} level is part of every result path, docs/results-layout.md; a model's setups
+    narrowed by train.setups_by_model)."""
+    from .train.setups import model_setups
+
     reps = int(config["train"]["replicates"])
     return [(m, sigma_label(s), f"{u}/rep{k}") for s in config["noise"]["sigmas"] for m in config["train"]["models"]
-            for u in config["train"]["setups"] for k in range(1, reps + 1)]
+            for u in model_setups(config, m) for k in range(1, reps + 1)]
 
 
 def found_runs(results: Path) -> list[tuple[str, str, str]]:

@@ -32,6 +32,7 @@ DATA = "results/data"
 SIGMAS = [sigma_label(s) for s in config["noise"]["sigmas"]]
 # train.replicates: each (model, sigma, setup) is trained N times, under .../{setup}/rep1 ... rep{N} (always present)
 from cxrdenoise.train.settings import replicate_count
+from cxrdenoise.train.setups import model_setups
 
 try:
     REPS = [str(k) for k in range(1, replicate_count(config) + 1)]
@@ -113,12 +114,12 @@ def optional_arg(flag, value):
 def train_records(models, sigmas, setups, reps=None):
     """record.json of every replicate (all of REPS unless `reps` is given) of each (model, sigma, setup)."""
     return [f"results/train/{m}/sigma{s}/{u}/rep{k}/record.json"
-            for s in sigmas for m in models for u in setups for k in (reps or REPS)]
+            for s in sigmas for m in models for u in model_setups(config, m, setups) for k in (reps or REPS)]
 
 
 def eval_files(models, sigmas, setups, name="summary.json", reps=None):
     return [f"results/eval/{m}/sigma{s}/{u}/rep{k}/{name}"
-            for s in sigmas for m in models for u in setups for k in (reps or REPS)]
+            for s in sigmas for m in models for u in model_setups(config, m, setups) for k in (reps or REPS)]
 
 
 def noisy_eval_files(sigmas, name="summary.json"):

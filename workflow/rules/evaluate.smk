@@ -9,10 +9,8 @@
 EVAL = "results/eval"
 EVAL_DEVICE = config["train"]["device"]
 
-EVAL_MODEL_SUMMARIES = expand(
-    f"{EVAL}/{{model}}/sigma{{sigma}}/{{setup}}/rep{{rep}}/summary.json",
-    model=config["train"]["models"], sigma=SIGMAS, setup=config["train"]["setups"], rep=REPS,
-)
+# every trained run (train.setups_by_model narrows a model's setups; common.smk)
+EVAL_MODEL_SUMMARIES = eval_files(config["train"]["models"], SIGMAS, config["train"]["setups"])
 EVAL_NOISY_SUMMARIES = expand(f"{EVAL}/noisy/sigma{{sigma}}/summary.json", sigma=SIGMAS)
 EVAL_SUMMARIES = EVAL_MODEL_SUMMARIES + EVAL_NOISY_SUMMARIES  # for rule all and the tables/figures stages
 EVAL_PER_IMAGE = [os.path.join(os.path.dirname(s), "per_image.csv") for s in EVAL_SUMMARIES]

@@ -5,7 +5,7 @@
 # the two helpers below are the only places that know the training result layout.
 PRIVACY = "results/privacy"
 _PRIV = config["privacy"]
-_PRIV_MODELS = list(config["train"]["models"])
+_PRIV_MODELS = [m for m in config["train"]["models"] if model_setups(config, m, [_PRIV["setup"]])]  # trained under it
 
 
 # The denoiser whose output is attacked: best.pt of one model, noise level and the configured setup, replicate 1

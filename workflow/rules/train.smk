@@ -19,10 +19,8 @@ TRAIN_NODES = config["train"]["nodes"]
 # setups the plain `train` rule runs (on one node): all of them, or only gpu1/dp2 when DDP jobs span nodes
 TRAIN_ONE_NODE_SETUPS = "|".join(setup_names() if TRAIN_NODES == 1 else setup_names(ddp=False))
 
-TRAIN_RECORDS = expand(
-    f"{TRAIN}/{{model}}/sigma{{sigma}}/{{setup}}/rep{{rep}}/record.json",
-    model=config["train"]["models"], sigma=SIGMAS, setup=config["train"]["setups"], rep=REPS,
-)
+# every (model, sigma, setup, rep), setups per model narrowed by train.setups_by_model (common.smk)
+TRAIN_RECORDS = train_records(config["train"]["models"], SIGMAS, config["train"]["setups"])
 TRAIN_EPOCHS = [r.replace("record.json", "epochs.csv") for r in TRAIN_RECORDS]
 TRAIN_CHECKPOINTS = [r.replace("record.json", "best.pt") for r in TRAIN_RECORDS]
 

@@ -69,11 +69,26 @@ def antithetic_indices(n: int, k: int, generator: torch.Generator, device: torch
     return torch.cat([first, k - 1 - first])[:n]
 
 
+PREDICTIONS = ("eps", "x0", "v")
+
+
+def clean_estimate(prediction: str, out: torch.Tensor, x_t: torch.Tensor, a_t: float) -> torch.Tensor:
+    """The x0 implied by the network's output `out` at x_t (abar_t = a_t) for what it predicts: the noise e
+    (x0 = (x_t - sqrt(1 - a_t) e) / sqrt(a_t)), x0 itself, or v = sqrt(a_t) e - sqrt(1 - a_t) x0
+    (x0 = sqrt(a_t) x_t - sqrt(1 - a_t) v)."""
+    if prediction == "eps":
+        return (x_t - math.sqrt(1.0 - a_t) * out) / math.sqrt(a_t)
+    if prediction == "x0":
+        return out
+    return math.sqrt(a_t) * x_t - math.sqrt(1.0 - a_t) * out
+
+
 def ddim_sample(
     predict_noise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     x_t: torch.Tensor,
     seq: list[int],
     abar: torch.Tensor,
+    prediction: str = "eps",
 ) -> torch.Tensor:
     """Run DDIM (eta = 0) from x_T at t = seq[-1] down through `seq` to the clean estimate x_0.
 
@@ -82,15 +97,16 @@ def ddim_sample(
     the result is the final x0). The clamp is DDPM's "clip denoised" (the reference applies it in its DDPM
     sampler, not in its DDIM one): at t = 999, sqrt(1 - a_t) / sqrt(a_t) is about 156, so without it a small
     error in the predicted noise throws x0 far outside the image range and the next steps cannot recover.
-    `predict_noise(x_t, t)` gets t as an (N,) float tensor of time-step indices.
+    `predict_noise(x_t, t)` gets t as an (N,) float tensor of time-step indices and returns the noise, or x0 or
+    v when `prediction` says so (:func:`clean_estimate`).
     """
     n = x_t.shape[0]
     nexts = [-1] + list(seq[:-1])
     for t, t_next in zip(reversed(seq), reversed(nexts)):
         a_t = float(abar[t])
         a_next = float(abar[t_next]) if t_next >= 0 else 1.0
-        eps = predict_noise(x_t, torch.full((n,), float(t), device=x_t.device)).float()
-        x0 = ((x_t - math.sqrt(1.0 - a_t) * eps) / math.sqrt(a_t)).clamp(-1.0, 1.0)
+        out = predict_noise(x_t, torch.full((n,), float(t), device=x_t.device)).float()
+        x0 = clean_estimate(prediction, out, x_t, a_t).clamp(-1.0, 1.0)
         eps = (x_t - math.sqrt(a_t) * x0) / math.sqrt(1.0 - a_t)  # the noise that agrees with the clamped x0
         x_t = math.sqrt(a_next) * x0 + math.sqrt(1.0 - a_next) * eps
     return x_t

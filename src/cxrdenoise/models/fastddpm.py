@@ -13,7 +13,7 @@ from torch import nn
 
 from ..errors import CxrError
 from .blocks import check_input, check_positive_int
-from .diffusion import alphas_cumprod, antithetic_indices, ddim_sample, time_steps
+from .diffusion import PREDICTIONS, alphas_cumprod, antithetic_indices, ddim_sample, time_steps
 from .registry import register
 
 
@@ -95,8 +95,13 @@ class FastDDPM(nn.Module):
 
     * ``forward(noisy, clean)``: the training loss, per image (shape (N,)): t is drawn from the Fast-DDPM
       schedule (antithetic pairs), noise e ~ N(0, I), x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) e, and the loss
-      is the mean squared error between e and the predicted noise. (The reference sums the squared error over
-      pixels; the mean differs by the constant H*W, which Adam all but ignores.) Every random draw comes from
+      is the mean squared error between e and the predicted noise (``prediction: eps``, the reference's; the
+      reference sums the squared error over pixels, the mean differs by the constant H*W, which Adam all but
+      ignores). ``prediction: x0`` has the network predict the clean image and the loss is the MSE against x0;
+      ``v`` predicts v = sqrt(abar_t) e - sqrt(1 - abar_t) x0 (Salimans & Ho 2022). Why these exist: an error d
+      in a predicted noise becomes an error sqrt(1 - abar_t) / sqrt(abar_t) d in x0, about 156 d at t = 999, so
+      a briefly trained noise predictor (the demo's 180 steps) sends DDIM's high-noise steps far off, which the
+      later steps cannot undo (docs/models.md). Every random draw comes from
       the global RNG of the batch's device, which the trainer seeds and checkpoints, offset by the DDP rank
       (or the DataParallel replica's GPU) so ranks draw differently but reproducibly.
     * ``forward(noisy)``: the clean estimate (in [0, 1]: DDIM clamps its x0 estimates), by DDIM
@@ -114,7 +119,8 @@ class FastDDPM(nn.Module):
     """
 
     trains_on_target = True
-    loss_name = "diffusion: MSE between drawn and predicted noise, per image (Fast-DDPM steps)"
+    _LOSS_TARGETS = {"eps": "drawn and predicted noise", "x0": "clean and predicted clean image (x0-prediction)",
+                     "v": "true and predicted v (v-prediction)"}
 
     def __init__(
         self,
@@ -124,6 +130,7 @@ class FastDDPM(nn.Module):
         steps: int = 10,
         ema: float = 0.0,
         sample_seed: int = 0,
+        prediction: str = "eps",
     ) -> None:
         super().__init__()
         base = check_positive_int("fastddpm", "base_channels", base_channels, minimum=2)
@@ -132,6 +139,10 @@ class FastDDPM(nn.Module):
         if isinstance(ema, bool) or not isinstance(ema, (int, float)) or not 0.0 <= ema < 1.0:
             raise CxrError(f"model 'fastddpm': ema must be a decay in [0, 1) (0 = off), got {ema!r}")
         self.ema = float(ema)
+        if prediction not in PREDICTIONS:
+            raise CxrError(f"model 'fastddpm': prediction must be one of {', '.join(PREDICTIONS)} (eps = the "
+                           f"reference's noise prediction), got {prediction!r}")
+        self.prediction = prediction
         self.seq = time_steps(schedule, steps)
         self.register_buffer("abar", alphas_cumprod().float(), persistent=False)
         self.net = TimeUNet(base, self.levels)
@@ -141,10 +152,15 @@ class FastDDPM(nn.Module):
             self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
 
     @property
+    def loss_name(self) -> str:
+        """What train_loss measures (record.json's `loss`)."""
+        return f"diffusion: MSE between {self._LOSS_TARGETS[self.prediction]}, per image (Fast-DDPM steps)"
+
+    @property
     def record_note(self) -> str:
         weights = f"EMA (decay {self.ema}) of the weights" if self.ema_net is not None else "the trained weights"
         return (f"validation L1 and evaluation use the clean image sampled in {len(self.seq)} DDIM steps "
-                f"({self.seq}) with {weights}")
+                f"({self.seq}) with {weights}; the network predicts {self.prediction}")
 
     def forward(self, noisy: torch.Tensor, clean: torch.Tensor | None = None) -> torch.Tensor:
         check_input("fastddpm", noisy, multiple=2 ** (self.levels - 1))
@@ -162,7 +178,13 @@ class FastDDPM(nn.Module):
         a = self.abar[t].view(-1, 1, 1, 1).to(x0.dtype)
         x_t = a.sqrt() * x0 + (1.0 - a).sqrt() * eps
         pred = self.net(2.0 * noisy - 1.0, x_t, t.float())
-        return (pred.float() - eps.float()).pow(2).flatten(1).mean(1)
+        if self.prediction == "eps":
+            target = eps
+        elif self.prediction == "x0":
+            target = x0
+        else:
+            target = a.sqrt() * eps - (1.0 - a).sqrt() * x0
+        return (pred.float() - target.float()).pow(2).flatten(1).mean(1)
 
     @torch.no_grad()
     def sample(self, noisy: torch.Tensor) -> torch.Tensor:
@@ -171,7 +193,7 @@ class FastDDPM(nn.Module):
         gen = torch.Generator().manual_seed(self.sample_seed)
         x_t = torch.randn((1, 1, h, w), generator=gen).to(noisy.device).expand(n, 1, h, w)
         condition = 2.0 * noisy.float() - 1.0
-        x0 = ddim_sample(lambda x, t: net(condition, x, t), x_t.float(), self.seq, self.abar)
+        x0 = ddim_sample(lambda x, t: net(condition, x, t), x_t.float(), self.seq, self.abar, self.prediction)
         return (x0 + 1.0) / 2.0
 
     @torch.no_grad()

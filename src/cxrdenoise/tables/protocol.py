@@ -133,6 +133,10 @@ class Protocol:
         for model in dict.fromkeys(r.model for r in runs if r.model != "noisy"):
             mine = [r for r in runs if r.model == model]
             widths = _join(_model_kwargs(r).get("base_channels") for r in mine)
+            if model == "fastddpm":  # no block; what it predicts is what differs from the reference (eps)
+                predicts = _join(_model_kwargs(r).get("prediction", "eps") for r in mine)
+                nets.append(f"{model_name(model)} base width {widths}, predicts {predicts}")
+                continue
             blocks = _join(_block(r) or NOT_RECORDED for r in mine)
             nets.append(f"{model_name(model)} base width {widths}, block {blocks}")
         trained = [r for r in runs if r.model != "noisy"]

@@ -108,6 +108,13 @@ def setup_names(*, ddp: bool | None = None) -> list[str]:
     return [name for name, setup in SETUPS.items() if ddp is None or setup.ddp == ddp]
 
 
+def model_setups(config: Mapping[str, Any], model: str, setups: list[str] | None = None) -> list[str]:
+    """The set-ups among `setups` (default train.setups) that `model` is trained, evaluated and tabulated under:
+    those train.setups_by_model lists for it (e.g. the demo's Fast-DDPM under gpu1 only), else all of them."""
+    only = config["train"]["setups_by_model"].get(model)
+    return [u for u in (config["train"]["setups"] if setups is None else setups) if only is None or u in only]
+
+
 def job_nodes(config: Mapping[str, Any], setup: str) -> int:
     """Nodes one training job of `setup` runs on: `train.nodes` for the DDP set-ups, 1 for gpu1 and dp2."""
     return int(config.get("train", {}).get("nodes", 1)) if get_setup(setup).ddp else 1

@@ -158,7 +158,7 @@ def planned_train_jobs(stdout: str) -> dict[str, dict]:
             continue
         res = re.search(r"resources: (.*)", block).group(1)
         resources = dict(item.split("=", 1) for item in res.split(", "))
-        shell = re.search(r"(python \S+train\.py.*)", block).group(1)
+        shell = re.search(r"(cxrdenoise train .*)", block).group(1)
         jobs[w.group(1)] = {"rule": m.group(1), "resources": resources, "shell": shell}
     return jobs
 

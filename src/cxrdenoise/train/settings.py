@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
 from ..errors import CxrError
@@ -90,34 +90,42 @@ class TrainSettings:
         cls, config: Mapping[str, Any], model: str, sigma: str, setup: str, threads: int | None = None,
         replicate: int = 1,
     ) -> "TrainSettings":
-        """Build from the resolved pipeline config (sections `seed`, `models`, `noise`, `train`)."""
-        train = config.get("train", {})
-        models = config.get("models", {})
+        """Build from the validated pipeline config, or the subset of it rule_settings_json passes to a job
+        (sections `seed`, `models`, `noise`, `train`). A key the given config lacks (a hand-written --settings,
+        a test's) takes the dataclass field's default, which tests/test_config_schema.py holds equal to the
+        schema's, so no default is written here a second time."""
+        models = config["models"]
         if model not in models:
             raise CxrError(f"model {model!r} has no entry under `models:` in the config (have: {', '.join(models)})")
+        default = {f.name: f.default for f in fields(cls)}
+        train = config.get("train", {})
+
+        def pick(name: str, kind):
+            return kind(train.get(name, default[name]))
+
         return cls(
             model=model,
             setup=setup,
             sigma=str(sigma),
             model_kwargs=dict(models[model] or {}),
-            noise_mean=float(config.get("noise", {}).get("mean", 0.1)),
-            epochs=int(train.get("epochs", 50)),
-            lr=float(train.get("lr", 1e-3)),
-            batch_per_gpu=int(train.get("batch_per_gpu", 16)),
-            workers=int(train.get("workers", 4)),
-            seed=int(config.get("seed", 2025)),
-            device=str(train.get("device", "cuda")),
-            preload=bool(train.get("preload", False)),
-            timing_exclusive=bool(train.get("timing_exclusive", False)),
-            log_every=int(train.get("log_every", 50)),
-            keep_last=bool(train.get("keep_last", False)),
+            noise_mean=float(config.get("noise", {}).get("mean", default["noise_mean"])),
+            epochs=pick("epochs", int),
+            lr=pick("lr", float),
+            batch_per_gpu=pick("batch_per_gpu", int),
+            workers=pick("workers", int),
+            seed=int(config.get("seed", default["seed"])),
+            device=pick("device", str),
+            preload=pick("preload", bool),
+            timing_exclusive=pick("timing_exclusive", bool),
+            log_every=pick("log_every", int),
+            keep_last=pick("keep_last", bool),
             threads=threads,
             nodes=job_nodes(config, setup),
             replicate=int(replicate),
-            sync_bn=bool(train.get("sync_bn", False)),
+            sync_bn=pick("sync_bn", bool),
             processes_per_node=job_processes_per_node(config, setup) if job_nodes(config, setup) > 1 else None,
-            grad_clip=float(train.get("grad_clip", 0.0)),
-            fast=dict(train.get("fast") or {}),
+            grad_clip=pick("grad_clip", float),
+            fast=dict(train.get("fast") or {}),  # absent for the study's set-ups (rule_settings_json drops it)
         )
 
     @classmethod

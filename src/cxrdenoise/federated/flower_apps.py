@@ -18,6 +18,7 @@ from flwr.serverapp import Grid, ServerApp
 from ..errors import CxrError
 from .server import Reply, run_rounds
 from .site import local_train
+from .weights import build, layout, pack, to_arrays, unpack
 
 server_app = ServerApp()
 client_app = ClientApp()
@@ -83,7 +84,8 @@ def server_main(grid: Grid, context: Context) -> None:
         nodes = list(grid.get_node_ids())
 
     def exchange(arrays, server_round):
-        record = ArrayRecord(arrays)
+        like = layout(arrays)
+        record = ArrayRecord([pack(arrays)])
         sent = record_bytes(record)
         config = ConfigRecord({"server-round": server_round})
         messages = [Message(RecordDict({"arrays": record, "config": config}), dst_node_id=node,
@@ -96,7 +98,7 @@ def server_main(grid: Grid, context: Context) -> None:
                 raise CxrError(f"federated round {server_round}: a site failed ({reply.error.reason})")
             metrics = dict(reply.content["metrics"])
             back = reply.content["arrays"]
-            replies.append(Reply(site=int(metrics.pop("site")), arrays=back.to_numpy_ndarrays(),
+            replies.append(Reply(site=int(metrics.pop("site")), arrays=unpack(back.to_numpy_ndarrays()[0], like),
                                  n_examples=int(metrics["num-examples"]), bytes_sent=sent,
                                  bytes_received=record_bytes(back),
                                  metrics={**metrics, **round_trip(metrics, sent_at, received_at)}))
@@ -123,6 +125,9 @@ def client_train(msg: Message, context: Context) -> Message:
     spec = _spec(context)
     site = int(context.node_config["site"])
     server_round = int(msg.content["config"]["server-round"])
-    arrays, metrics = local_train(spec, site, msg.content["arrays"].to_numpy_ndarrays(), server_round)
+    like = layout(to_arrays(build(spec)))
+    arrays, metrics = local_train(spec, site, unpack(msg.content["arrays"].to_numpy_ndarrays()[0], like),
+                                  server_round)
     metrics = {**metrics, "t_process": process_started_at() or -1.0, "t_enter": entered, "t_leave": time.time()}
-    return Message(RecordDict({"arrays": ArrayRecord(arrays), "metrics": MetricRecord(metrics)}), reply_to=msg)
+    return Message(RecordDict({"arrays": ArrayRecord([pack(arrays)]), "metrics": MetricRecord(metrics)}),
+                   reply_to=msg)

@@ -63,6 +63,9 @@ CLI_GRACE_S = 60  # after `flwr run` ends, how long the ServerApp may take to wr
 # SuperNode for work once a second by default (FLWR_SUPEREXEC_TASK_POLL_INTERVAL); a site's task then waits
 # up to that long before its process starts, in every round.
 TASK_POLL_S = "0.2"
+# Flower sends usage telemetry to telemetry.flower.ai from every process by default; the pipeline makes no
+# network calls at run time, and a hospital's SuperNode must not either.
+FLOWER_ENV = {"FLWR_SUPEREXEC_TASK_POLL_INTERVAL": TASK_POLL_S, "FLWR_TELEMETRY_ENABLED": "0"}
 
 
 # Thread-count variables Snakemake sets to a job's threads; torch reads OMP_NUM_THREADS and MKL_NUM_THREADS.
@@ -254,7 +257,7 @@ def run(spec: dict, timeout_s: float = 3600) -> dict:
     atomic.write_text(home / "config.toml", f'[superlink]\ndefault = "run"\n\n[superlink.run]\n{connection}')
     server_threads, site_threads = thread_shares(spec["n_sites"])
     env = {**os.environ, "FLWR_HOME": str(home), "PYTHONUNBUFFERED": "1",
-           "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": TASK_POLL_S}
+           **FLOWER_ENV}
     src = str(Path(__file__).resolve().parents[2])  # the cxrdenoise source tree, for Flower's app processes
     env["PYTHONPATH"] = os.pathsep.join([src, *filter(None, [os.environ.get("PYTHONPATH")])])
     tls_link = ["--insecure"] if insecure else ["--ssl-ca-certfile", str(certs["ca"]),

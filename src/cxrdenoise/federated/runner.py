@@ -75,16 +75,17 @@ THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "GO
 
 def thread_shares(n_sites: int) -> tuple[int, int]:
     """(server threads, threads per site): the job's threads (OMP_NUM_THREADS, which Snakemake sets to the
-    rule's threads) go to the ServerApp, which validates while the sites wait, and are split between the
-    sites, which train at the same time. Inherited unchanged, every site's torch ran the job's thread count
-    (Snakemake's MKL_NUM_THREADS alone is enough): on 2 shared cores that oversubscription made a round's
-    local training 10x slower (measured: 40 steps of the demo's U-Net, 120-150 s instead of 12 s)."""
+    rule's threads) are split between the sites, which train at the same time; the ServerApp, which validates
+    while the sites wait, gets all but one (the Flower daemons keep polling meanwhile). Inherited unchanged,
+    every site's torch ran the job's thread count (Snakemake's MKL_NUM_THREADS alone is enough): on 2 shared
+    cores that oversubscription made a round's local training 10x slower (measured: 40 steps of the demo's
+    U-Net, 120-150 s instead of 12 s) and the server's validation 6-10x slower than on one thread."""
     try:
         job = int(os.environ.get("OMP_NUM_THREADS", ""))
     except ValueError:
         job = os.cpu_count() or 1
     job = max(1, job)
-    return job, max(1, job // max(1, n_sites))
+    return max(1, job - 1), max(1, job // max(1, n_sites))
 
 
 def thread_env(threads: int) -> dict[str, str]:

@@ -49,11 +49,12 @@ def pack(arrays: list[np.ndarray]) -> np.ndarray:
 def unpack(buffer: np.ndarray, like: Layout) -> list[np.ndarray]:
     """The arrays `pack` joined, cut from `buffer` by the `like` layout (shapes and dtypes of the model)."""
     buffer = np.ascontiguousarray(buffer, dtype=np.uint8).reshape(-1)
+    sizes = [int(np.prod(shape, dtype=np.int64)) * dtype.itemsize for shape, dtype in like]
+    if sum(sizes) != buffer.size:
+        raise ValueError(f"weights buffer holds {buffer.size} bytes, the model's layout {sum(sizes)} "
+                         "(a different model or a truncated message)")
     out, at = [], 0
-    for shape, dtype in like:
-        size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    for (shape, dtype), size in zip(like, sizes):
         out.append(buffer[at:at + size].view(dtype).reshape(shape).copy())
         at += size
-    if at != buffer.size:
-        raise ValueError(f"weights buffer holds {buffer.size} bytes, the model's layout {at}")
     return out

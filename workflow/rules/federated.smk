@@ -231,10 +231,8 @@ FEDERATED_TARGETS = [
     *(f"results/figures/federated.{ext}" for ext in ("png", "pdf")),
 ] if _FED["enabled"] else []
 
-
-def federated_claim_files():
-    """per_image.csv of the global model, then of each site alone: the claims table's federated rows (report.smk)."""
-    if not _FED["enabled"]:
-        return []
-    return [f"{FED_DIR}/global/eval/per_image.csv",
-            *expand(f"{FED_DIR}/site{{site}}/eval/per_image.csv", site=FED_SITES)]
+# per_image.csv of the global model, then of each site alone: the claims table's federated rows (report.smk)
+FEDERATED_CLAIM_FILES = [
+    f"{FED_DIR}/global/eval/per_image.csv",
+    *expand(f"{FED_DIR}/site{{site}}/eval/per_image.csv", site=FED_SITES),
+] if _FED["enabled"] else []

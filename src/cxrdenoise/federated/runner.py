@@ -65,6 +65,10 @@ CLI_GRACE_S = 60  # after `flwr run` ends, how long the ServerApp may take to wr
 TASK_POLL_S = "0.2"
 # Flower sends usage telemetry to telemetry.flower.ai from every process by default; the pipeline makes no
 # network calls at run time, and a hospital's SuperNode must not either.
+# Flower's default: each SuperNode's SuperExec starts a new ClientApp process for every message (each site
+# and round pays Python, Flower and torch imports, ~5-8 s on 2 shared cores); `process` would need a
+# ClientApp runner started outside the SuperNode, which Flower 1.42 also runs once per task.
+ISOLATION = "subprocess"
 FLOWER_ENV = {"FLWR_SUPEREXEC_TASK_POLL_INTERVAL": TASK_POLL_S, "FLWR_TELEMETRY_ENABLED": "0"}
 
 
@@ -268,7 +272,8 @@ def run(spec: dict, timeout_s: float = 3600) -> dict:
     session = {"insecure": insecure, "superlink": f"127.0.0.1:{link_port}", "started": time.time(),
                "resumed_after_round": last_round(run_dir), "engine": "flower deployment engine",
                "tls": None if insecure else "self-signed CA made for this run (tls/ca.crt)",
-               "threads": {"server": server_threads, "per_site": site_threads}}
+               "threads": {"server": server_threads, "per_site": site_threads},
+               "clientapp": f"{ISOLATION} isolation: a fresh ClientApp process per site and round"}
     try:
         link = procs.start("superlink", [_bin("flower-superlink"), *tls_link, "--host", "127.0.0.1",
                                          "--port", str(link_port), "--disable-runtime-dependency-installation"],
@@ -279,7 +284,8 @@ def run(spec: dict, timeout_s: float = 3600) -> dict:
             tls_node = ["--insecure"] if insecure else [
                 "--root-certificates", str(certs["ca"]), "--ssl-certfile", str(certs["cert"]),
                 "--ssl-keyfile", str(certs["key"]), "--ssl-ca-certfile", str(certs["ca"])]
-            procs.start(f"supernode_{site}", [_bin("flower-supernode"), *tls_node, "--superlink",
+            procs.start(f"supernode_{site}", [_bin("flower-supernode"), *tls_node, "--isolation", ISOLATION,
+                                              "--superlink",
                                               f"127.0.0.1:{link_port}", "--port", str(node_port),
                                               "--node-config", f"site={site}"],
                         **thread_env(site_threads))

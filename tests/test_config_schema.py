@@ -20,7 +20,6 @@ SCHEMA = load_schema()
 CONFIGS = {
     "study": [REPO / "config.yaml"],
     "demo": [REPO / "config.yaml", REPO / "config" / "demo.yaml"],
-    "demo-federated": [REPO / "config.yaml", REPO / "config" / "demo.yaml", REPO / "config" / "demo-federated.yaml"],
 }
 
 
@@ -96,8 +95,7 @@ def test_defaults_fill_a_partly_given_section_and_are_copies():
         validate_config({"privacy": None})  # a null section is named, not filled
 
 
-@pytest.mark.parametrize("path, under", [("config.yaml", None), ("config/demo.yaml", "study"),
-                                         ("config/demo-federated.yaml", "demo")])
+@pytest.mark.parametrize("path, under", [("config.yaml", None), ("config/demo.yaml", "study")])
 def test_config_files_set_only_what_differs_from_the_defaults(path, under):
     """A value equal to the one it overrides (the default, or the config it is layered on) states a fact twice."""
     given = yaml.safe_load((REPO / path).read_text()) or {}

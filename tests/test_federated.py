@@ -159,3 +159,70 @@ def test_a_rerun_with_other_settings_discards_the_earlier_rounds(tmp_path):
     assert discard_if_changed(tmp_path, {**spec, "local_epochs": 10}) == ["local_epochs"]
     assert not (tmp_path / "rounds" / "round_001.pt").exists() and not (tmp_path / "rounds.json").exists()
     assert "earlier rounds discarded" in (tmp_path / "server.log").read_text()
+
+
+def test_packed_weights_round_trip_byte_for_byte():
+    from cxrdenoise.federated.weights import layout, pack, unpack
+
+    arrays = [np.arange(12, dtype=np.float32).reshape(3, 4) / 7, np.array(5, dtype=np.int64),
+              np.linspace(-1, 1, 5, dtype=np.float32)]
+    buffer = pack(arrays)
+    assert buffer.dtype == np.uint8 and buffer.size == sum(a.nbytes for a in arrays)
+    back = unpack(buffer, layout(arrays))
+    assert all(a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b) for a, b in zip(arrays, back))
+    with pytest.raises(ValueError, match="layout"):
+        unpack(buffer[:-1], layout(arrays))
+
+
+def test_site_threads_share_the_job_threads(monkeypatch):
+    from cxrdenoise.federated.runner import THREAD_VARS, thread_env, thread_shares
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert thread_shares(3) == (1, 1)  # the demo: 2 cores, 3 sites
+    monkeypatch.setenv("OMP_NUM_THREADS", "16")
+    assert thread_shares(5) == (15, 3)
+    assert set(thread_env(3)) == set(THREAD_VARS) and set(thread_env(3).values()) == {"3"}
+
+
+def _fed_eval(root, which: str, source, psnr) -> str:
+    """An evaluation folder of the federated stage (<root>/<which>/eval), copied from `source` with new PSNRs."""
+    import json
+    import shutil
+
+    folder = root / which / "eval"
+    shutil.copytree(source, folder)
+    frame = pd.read_csv(folder / "per_image.csv", dtype={"image_id": str, "patient_id": str})
+    frame["psnr"] = psnr
+    frame.to_csv(folder / "per_image.csv", index=False, na_rep="NaN")
+    summary = json.loads((folder / "summary.json").read_text())
+    summary["metrics"]["psnr"]["mean"] = float(np.mean(psnr))
+    summary.update(model="unet", sigma=0.1)
+    (folder / "summary.json").write_text(json.dumps(summary))
+    return str(folder / "per_image.csv")
+
+
+def test_claims_table_judges_federated_against_each_site_and_centralized(tmp_path):
+    from fixtures.results_tree import noisy_paths, paths, write_results_tree
+
+    from cxrdenoise.tables.claims import FAILS, HOLDS, build_claims
+
+    kw = dict(sigmas=("0.1",), setups=("gpu1",))
+    results = write_results_tree(tmp_path / "r", n_images=40, **kw)
+    central = results / "eval" / "unet" / "sigma0.1" / "gpu1" / "rep1"
+    base = pd.read_csv(central / "per_image.csv")["psnr"].to_numpy()
+    rng = np.random.default_rng(1)
+    fed = [_fed_eval(tmp_path / "fed", "global", central, base - 0.1 + rng.normal(0, 0.05, len(base))),
+           _fed_eval(tmp_path / "fed", "site0", central, base - 2.0 + rng.normal(0, 0.05, len(base))),
+           _fed_eval(tmp_path / "fed", "site1", central, base + 1.0 + rng.normal(0, 0.05, len(base)))]
+    table = build_claims(paths(results, "record", **kw), paths(results, "summary", **kw),
+                         paths(results, "per_image", **kw), noisy_paths(results, sigmas=("0.1",)), resamples=300,
+                         federated=fed).data
+    rows = table[table["claim"].str.startswith("Federated")].set_index("claim")
+    assert rows.loc["Federated FedAvg better than site 0 trained alone", "verdict"] == HOLDS
+    assert rows.loc["Federated FedAvg better than site 1 trained alone", "verdict"] == FAILS
+    near = rows.loc["Federated FedAvg within 0.5 dB of centralized training"]
+    assert near["verdict"] == HOLDS and -0.2 < near["ours_value"] < 0
+    assert rows["n_patients"].min() >= 10
+    without = build_claims(paths(results, "record", **kw), paths(results, "summary", **kw),
+                           paths(results, "per_image", **kw), noisy_paths(results, sigmas=("0.1",)), resamples=300).data
+    assert not without["claim"].str.startswith("Federated").any()

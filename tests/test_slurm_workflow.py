@@ -38,6 +38,7 @@ OVERRIDES = {
     "train": {"models": ["unet"], "setups": ["gpu1", "ddp2_amp"], "epochs": EPOCHS, "batch_per_gpu": 2,
               "request_gpus_on_cpu": True},
     "evaluate": {"lpips": False},
+    "federated": {"enabled": False},  # on in the demo; its Flower processes are tested in test_federated_run.py
 }
 SETUP_GPUS = {"gpu1": 1, "ddp2_amp": 2}
 # the flags a cluster without accounting needs (see tests/slurm_cluster.py), and memory this node has

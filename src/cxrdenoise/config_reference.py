@@ -34,7 +34,7 @@ a run only states what it changes. To change keys:
 
 - `snakemake --cores 8 --configfile my.yaml all`: a YAML file with just the keys to change, merged key by key
   into the defaults (a nested key left out keeps its default). Several files merge in order, later ones win:
-  the demo is `--configfile config/demo.yaml`, its federated variant adds `config/demo-federated.yaml`.
+  the demo is `--configfile config/demo.yaml`.
 - `snakemake --cores 8 --config seed=7 all`: top-level scalar keys on the command line (Snakemake reads nested
   values given there as strings, which the schema rejects; put nested keys in a `--configfile`).
 

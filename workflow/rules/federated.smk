@@ -30,7 +30,7 @@ _FED_SPEC = dict(
 )
 _FED_TRAIN = dict(
     model=FED_MODEL,
-    model_kwargs=_json.dumps(config["models"].get(FED_MODEL, {}), sort_keys=True),
+    model_kwargs=_json.dumps(config["models"][FED_MODEL], sort_keys=True),
     rounds=_FED["rounds"],
     local_epochs=_FED["local_epochs"],
     lr=config["train"]["lr"],
@@ -223,4 +223,10 @@ rule federated_figure:
 FEDERATED_TARGETS = [
     *(f"results/tables/federated.{ext}" for ext in ("csv", "md", "tex", "html")),
     *(f"results/figures/federated.{ext}" for ext in ("png", "pdf")),
+] if _FED["enabled"] else []
+
+# per_image.csv of the global model, then of each site alone: the claims table's federated rows (report.smk)
+FEDERATED_CLAIM_FILES = [
+    f"{FED_DIR}/global/eval/per_image.csv",
+    *expand(f"{FED_DIR}/site{{site}}/eval/per_image.csv", site=FED_SITES),
 ] if _FED["enabled"] else []

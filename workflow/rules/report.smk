@@ -128,6 +128,7 @@ rule claims:
         **_CLAIMS_INPUT,
         privacy_metrics=privacy_results("metrics.csv"),  # the privacy claim's verdict (privacy.smk writes them)
         privacy_summaries=privacy_results("summary.json"),
+        federated=lambda wildcards: FEDERATED_CLAIM_FILES,  # the federated rows (federated.smk); [] when off
     output:
         **report_table("claims"),
     params:
@@ -145,7 +146,7 @@ rule claims:
         " --records {input.records:q} --summaries {input.summaries:q} --per-image {input.per_image:q}"
         " --noisy {input.noisy:q} --privacy-metrics {input.privacy_metrics:q}"
         " --privacy-summaries {input.privacy_summaries:q} --privacy-max-auc {params.privacy_max_auc}"
-        " > {log:q} 2>&1"
+        " --federated {input.federated:q} > {log:q} 2>&1"
 
 
 rule comparisons:

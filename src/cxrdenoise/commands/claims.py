@@ -31,6 +31,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--privacy-metrics", nargs="*", default=[], help="results/privacy/{attacker}/metrics.csv")
     parser.add_argument("--privacy-summaries", nargs="*", default=[], help="results/privacy/{attacker}/summary.json")
     parser.add_argument("--privacy-max-auc", type=float, help="privacy.claim_max_auc (with --privacy-metrics)")
+    parser.add_argument("--federated", nargs="*", default=[],
+                        help="per_image.csv of the federated global model, then of each site alone (federated.smk)")
     args = parser.parse_args(argv)
     if args.privacy_metrics and args.privacy_max_auc is None:
         parser.error("--privacy-metrics needs --privacy-max-auc (config privacy.claim_max_auc)")
@@ -45,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.table == "claims":
         privacy = (privacy_claim_from_files(a.privacy_metrics, a.privacy_summaries, a.data_source, a.privacy_max_auc)
                    if a.privacy_metrics else None)
-        written = make_claims(*args, privacy=privacy)
+        written = make_claims(*args, privacy=privacy, federated=a.federated)
     else:
         written = make_comparisons(*args)
     for path in written:

@@ -59,6 +59,41 @@ spec = ""
 
 
 CLI_GRACE_S = 60  # after `flwr run` ends, how long the ServerApp may take to write summary.json
+# Flower's SuperExec (which starts a ServerApp or ClientApp process for each task) asks its SuperLink or
+# SuperNode for work once a second by default (FLWR_SUPEREXEC_TASK_POLL_INTERVAL); a site's task then waits
+# up to that long before its process starts, in every round.
+TASK_POLL_S = "0.2"
+# Flower sends usage telemetry to telemetry.flower.ai from every process by default; the pipeline makes no
+# network calls at run time, and a hospital's SuperNode must not either.
+# Flower's default: each SuperNode's SuperExec starts a new ClientApp process for every message (each site
+# and round pays Python, Flower and torch imports, ~5-8 s on 2 shared cores); `process` would need a
+# ClientApp runner started outside the SuperNode, which Flower 1.42 also runs once per task.
+ISOLATION = "subprocess"
+FLOWER_ENV = {"FLWR_SUPEREXEC_TASK_POLL_INTERVAL": TASK_POLL_S, "FLWR_TELEMETRY_ENABLED": "0"}
+
+
+# Thread-count variables Snakemake sets to a job's threads; torch reads OMP_NUM_THREADS and MKL_NUM_THREADS.
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS",
+               "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def thread_shares(n_sites: int) -> tuple[int, int]:
+    """(server threads, threads per site): the job's threads (OMP_NUM_THREADS, which Snakemake sets to the
+    rule's threads) are split between the sites, which train at the same time; the ServerApp, which validates
+    while the sites wait, gets all but one (the Flower daemons keep polling meanwhile). Inherited unchanged,
+    every site's torch ran the job's thread count (Snakemake's MKL_NUM_THREADS alone is enough): on 2 shared
+    cores that oversubscription made a round's local training 10x slower (measured: 40 steps of the demo's
+    U-Net, 120-150 s instead of 12 s) and the server's validation 6-10x slower than on one thread."""
+    try:
+        job = int(os.environ.get("OMP_NUM_THREADS", ""))
+    except ValueError:
+        job = os.cpu_count() or 1
+    job = max(1, job)
+    return max(1, job - 1), max(1, job // max(1, n_sites))
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    return {name: str(threads) for name in THREAD_VARS}
 
 
 def free_port() -> int:
@@ -140,10 +175,10 @@ class Processes:
     def __init__(self, run_dir: Path, env: dict):
         self.run_dir, self.env, self.procs = run_dir, env, {}
 
-    def start(self, name: str, args: list[str]) -> subprocess.Popen:
+    def start(self, name: str, args: list[str], **env: str) -> subprocess.Popen:
         log = (self.run_dir / "logs" / f"{name}.log").open("ab")
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.run_dir,
-                                start_new_session=True)
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env={**self.env, **env},
+                                cwd=self.run_dir, start_new_session=True)
         self.procs[name] = proc
         pids = {k: p.pid for k, p in self.procs.items()}
         atomic.write_json(self.run_dir / "pids.json", pids)
@@ -225,7 +260,9 @@ def run(spec: dict, timeout_s: float = 3600) -> dict:
     connection = f'address = "127.0.0.1:{link_port}"\n' + (
         "insecure = true\n" if insecure else f'root-certificates = "{certs["ca"]}"\n')
     atomic.write_text(home / "config.toml", f'[superlink]\ndefault = "run"\n\n[superlink.run]\n{connection}')
-    env = {**os.environ, "FLWR_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    server_threads, site_threads = thread_shares(spec["n_sites"])
+    env = {**os.environ, "FLWR_HOME": str(home), "PYTHONUNBUFFERED": "1",
+           **FLOWER_ENV}
     src = str(Path(__file__).resolve().parents[2])  # the cxrdenoise source tree, for Flower's app processes
     env["PYTHONPATH"] = os.pathsep.join([src, *filter(None, [os.environ.get("PYTHONPATH")])])
     tls_link = ["--insecure"] if insecure else ["--ssl-ca-certfile", str(certs["ca"]),
@@ -234,19 +271,24 @@ def run(spec: dict, timeout_s: float = 3600) -> dict:
     t0 = time.perf_counter()
     session = {"insecure": insecure, "superlink": f"127.0.0.1:{link_port}", "started": time.time(),
                "resumed_after_round": last_round(run_dir), "engine": "flower deployment engine",
-               "tls": None if insecure else "self-signed CA made for this run (tls/ca.crt)"}
+               "tls": None if insecure else "self-signed CA made for this run (tls/ca.crt)",
+               "threads": {"server": server_threads, "per_site": site_threads},
+               "clientapp": f"{ISOLATION} isolation: a fresh ClientApp process per site and round"}
     try:
         link = procs.start("superlink", [_bin("flower-superlink"), *tls_link, "--host", "127.0.0.1",
-                                         "--port", str(link_port), "--disable-runtime-dependency-installation"])
+                                         "--port", str(link_port), "--disable-runtime-dependency-installation"],
+                           **thread_env(server_threads))
         _wait_listening(link_port, link, "SuperLink", run_dir / "logs" / "superlink.log")
         for site in range(spec["n_sites"]):
             node_port = free_port()
             tls_node = ["--insecure"] if insecure else [
                 "--root-certificates", str(certs["ca"]), "--ssl-certfile", str(certs["cert"]),
                 "--ssl-keyfile", str(certs["key"]), "--ssl-ca-certfile", str(certs["ca"])]
-            procs.start(f"supernode_{site}", [_bin("flower-supernode"), *tls_node, "--superlink",
+            procs.start(f"supernode_{site}", [_bin("flower-supernode"), *tls_node, "--isolation", ISOLATION,
+                                              "--superlink",
                                               f"127.0.0.1:{link_port}", "--port", str(node_port),
-                                              "--node-config", f"site={site}"])
+                                              "--node-config", f"site={site}"],
+                        **thread_env(site_threads))
         atomic.write_text(run_dir / "run_config.toml", f'spec = "{run_dir / "spec.json"}"\n')
         cli = procs.start("flwr_run", [_bin("flwr"), "run", str(run_dir / "app"), "run", "--run-config",
                                        str(run_dir / "run_config.toml"), "--stream"])

@@ -90,6 +90,7 @@ def run_rounds(spec: dict, exchange: Exchange, log: Callable[[str], None] = prin
     for r in range(start + 1, spec["rounds"] + 1):
         t0 = time.perf_counter()
         replies = sorted(exchange(arrays, r), key=lambda x: x.site)
+        t_exchange = time.perf_counter()
         if len(replies) != spec["n_sites"]:
             raise CxrError(f"federated round {r}: {len(replies)} of {spec['n_sites']} sites replied")
         results = [(x.arrays, x.n_examples) for x in replies]
@@ -101,13 +102,16 @@ def run_rounds(spec: dict, exchange: Exchange, log: Callable[[str], None] = prin
         else:
             arrays = fedavg(results)
         load_arrays(model, arrays)
+        t_aggregate = time.perf_counter()
         model.to(device)
         loss = val_loss(model, val, device, spec["batch_size"])
         model.cpu()
+        t_validate = time.perf_counter()
 
         save(checkpoint_payload(spec, model, arrays, r, loss, val.noise_mean), round_path(run_dir, r))
         records.append({
             "round": r, "val_loss": loss, "wall_s": time.perf_counter() - t0, "session": sessions,
+            "exchange_s": t_exchange - t0, "aggregate_s": t_aggregate - t_exchange, "validate_s": t_validate - t_aggregate,
             "sites": [{"site": x.site, "n_examples": x.n_examples, "bytes_sent": x.bytes_sent,
                        "bytes_received": x.bytes_received, **{k: v for k, v in x.metrics.items()
                                                                if k not in ("site", "num-examples")}}

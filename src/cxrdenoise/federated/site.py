@@ -35,7 +35,7 @@ def site_dataset(spec: dict, site: int) -> Subset:
 
 def local_train(spec: dict, site: int, arrays: list[np.ndarray], server_round: int) -> tuple[list[np.ndarray], dict]:
     """Train the global weights `arrays` for `local_epochs` on this site; returns new weights and metrics."""
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     device = torch.device(spec["device"])
     data = site_dataset(spec, site)
     torch.manual_seed(derived_seed(spec["seed"], "federated", "site", site, "round", server_round) % 2**63)
@@ -59,4 +59,5 @@ def local_train(spec: dict, site: int, arrays: list[np.ndarray], server_round: i
             total += float(loss.detach())
             steps += 1
     return to_arrays(model), {"num-examples": len(data), "train_loss": total / max(steps, 1),
-                              "train_s": time.perf_counter() - t0, "site": site, "steps": steps}
+                              "train_s": time.perf_counter() - t0, "train_cpu_s": time.process_time() - cpu0,
+                              "threads": torch.get_num_threads(), "site": site, "steps": steps}

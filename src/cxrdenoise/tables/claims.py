@@ -20,6 +20,11 @@ reason in one line. The rules (also in README, "Statistics and verdicts", and do
 * A paired claim on fewer than `MIN_PATIENTS` (10) test patients is *inconclusive*: a percentile bootstrap over
   so few patients has too few distinct resamples to be trusted.
 
+* **federated** (not a claim of the study, which names federated learning as its next step; the preprint it
+  sits beside claims federated training nearly matches centralized training and beats each site alone): when
+  the federated stage ran, "FedAvg better than site k alone" (PSNR, the **better** rule) per site and "FedAvg
+  within 0.5 dB of centralized 1-GPU training" (PSNR, the **minor drop** rule), paired on the same test images
+  and in the same Holm family.
 * **privacy** (the study's fourth contribution: noise-based obfuscation is a viable privacy-preserving
   mechanism): decided by the privacy stage's rule (`cxrdenoise.privacy.claim`, on patient re-identification AUC):
   *supported* -> holds, *not supported* -> does not hold, *inconclusive* stays; absent privacy results make it
@@ -45,7 +50,7 @@ from . import patients
 from .cells import data_caption
 from .protocol import Protocol
 from .rows import finish_table
-from .runs import Run, collect_runs, is_cpu, model_name, train_times
+from .runs import Run, collect_runs, is_cpu, model_name, read_json, train_times
 from .scores import DECIMALS, lpips_state, metric
 
 HOLDS, FAILS, INCONCLUSIVE, NOT_TESTABLE = "holds", "does not hold", "inconclusive", "not testable here"
@@ -272,11 +277,52 @@ def _timing_claim(ev: Evidence, claim: str, model: str, setup: str, ref: str, si
 
 # ------------------------------------------------------------------------------------------- the table
 
+def federated_runs(per_image: Sequence[str | Path]) -> list[Run]:
+    """The federated stage's evaluations as runs: the global model first, then each site alone, in the order
+    given (<...>/global/eval/per_image.csv, <...>/site{k}/eval/per_image.csv; summary.json beside each)."""
+    runs = []
+    for path in map(Path, per_image):
+        summary = read_json(path.parent / "summary.json")
+        which = path.parent.parent.name
+        runs.append(Run(summary["model"], f"{float(summary['sigma']):g}",
+                        "federated" if which == "global" else f"{which}_alone", summary=summary,
+                        summary_path=path.parent / "summary.json", per_image_path=path))
+    return runs
+
+
+FEDERATED_STUDY = "not measured by the study (its next step)"
+
+
+def _federated_claims(ev: Evidence, runs: Sequence[Run]) -> list[tuple[Claim, dict | None]]:
+    """FedAvg vs each site alone (better) and vs centralized gpu1 (minor drop), PSNR, paired per test image."""
+    if not runs:
+        return []
+    fed, sites = runs[0], runs[1:]
+    out = []
+    pairs = [(f"Federated FedAvg better than {r.setup.removesuffix('_alone').replace('site', 'site ')} trained "
+              "alone", "better", r) for r in sites]
+    central = ev.run(fed.model, fed.sigma, "gpu1")
+    pairs.append(("Federated FedAvg within 0.5 dB of centralized training", "minor_drop", central))
+    for text, kind, other in pairs:
+        label = other.setup if other is not None else "gpu1"
+        row = Claim(text, f"σ={fed.sigma}, PSNR, {model_name(fed.model)} federated − {label}, same test images",
+                    FEDERATED_STUDY, numbers={"study_value": math.nan, "metric": "psnr", "sigma": float(fed.sigma)})
+        if other is None:
+            row.reason = f"no evaluated run of {model_name(fed.model)} gpu1 at σ={fed.sigma} in this pipeline's results"
+            out.append((row, None))
+            continue
+        row.numbers.update(kind=kind, flagged=ev.not_denoised(fed) or ev.not_denoised(other))
+        out.append((row, ev.compare(fed, other, "psnr")))
+    return out
+
+
 def build_claims(records: Sequence, summaries: Sequence, per_image: Sequence, noisy_summaries: Sequence,
                  data_source: str | None = None, image_size: int | None = None,
-                 resamples: int = stats.DEFAULT_RESAMPLES, seed: int = 0, privacy: dict | None = None) -> Table:
+                 resamples: int = stats.DEFAULT_RESAMPLES, seed: int = 0, privacy: dict | None = None,
+                 federated: Sequence[str | Path] = ()) -> Table:
     """One row per claim of the study with its verdict; see the module docstring for the rules. `privacy` is the
-    privacy stage's verdict (`cxrdenoise.tables.privacy.privacy_claim_from_files`), or None when it did not run."""
+    privacy stage's verdict (`cxrdenoise.tables.privacy.privacy_claim_from_files`), or None when it did not run;
+    `federated` the federated stage's per_image.csv files (`federated_runs`), empty when it did not run."""
     runs = collect_runs(records, summaries, per_image)
     noisy = {r.sigma: r for r in collect_runs(summaries=noisy_summaries).values() if r.summary is not None}
     ev = Evidence(runs, noisy, resamples, seed)
@@ -297,6 +343,7 @@ def build_claims(records: Sequence, summaries: Sequence, per_image: Sequence, no
     for model in MODELS:
         paired.append(_paired_claim(ev, "minor_drop", f"Only a minor accuracy drop under DDP+AMP ({model_name(model)})",
                                     "0.1", "psnr", (model, "0.1", "ddp2_amp"), (model, "0.1", "gpu1")))
+    federated_rows = _federated_claims(ev, federated_runs(federated))  # in the Holm family, shown last
     # the significance claim covers every model difference of the study's Table III: run them all for Holm
     significance_tests = []
     for sigma in SIGMAS:
@@ -320,6 +367,10 @@ def build_claims(records: Sequence, summaries: Sequence, per_image: Sequence, no
             rows.append(_timing_claim(ev, text, model, setup, ref, "0.1", test))
     rows.append(_significance_claim(ev, significance_tests))
     rows.append(_privacy_claim(privacy))
+    for row, res in federated_rows:
+        if res is not None:
+            _decide_paired(row, res)
+        rows.append(row)
     return _table(rows, ev, data_source, image_size, resamples, seed)
 
 
@@ -416,9 +467,10 @@ def _table(rows: list[Claim], ev: Evidence, data_source: str | None, image_size:
 
 def make_claims(records: Sequence, summaries: Sequence, per_image: Sequence, noisy_summaries: Sequence,
                 out_prefix: str | Path, data_source: str | None = None, image_size: int | None = None,
-                resamples: int = stats.DEFAULT_RESAMPLES, seed: int = 0, privacy: dict | None = None) -> list[Path]:
+                resamples: int = stats.DEFAULT_RESAMPLES, seed: int = 0, privacy: dict | None = None,
+                federated: Sequence[str | Path] = ()) -> list[Path]:
     return write_table(build_claims(records, summaries, per_image, noisy_summaries, data_source, image_size,
-                                    resamples, seed, privacy), out_prefix)
+                                    resamples, seed, privacy, federated), out_prefix)
 
 
 __all__ = ["build_claims", "make_claims", "Claim", "VERDICTS", "HOLDS", "FAILS", "INCONCLUSIVE", "NOT_TESTABLE",

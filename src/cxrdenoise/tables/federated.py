@@ -92,8 +92,10 @@ def build_federated(run_dir: str | Path, global_eval: str | Path, site_evals: li
     insecure = any(s.get("insecure") for s in sessions)
     notes = [f"Flower Deployment Engine: one SuperLink and {len(spec['sites'])} SuperNodes as separate processes on "
              f"127.0.0.1, {'WITHOUT TLS (federated.insecure: true)' if insecure else 'TLS with a CA made for the run'}; "
-             f"{len(sessions)} session(s), resumed after round {sessions[-1].get('resumed_after_round', 0)} in the "
-             "last."]
+             + (f"{sessions[-1]['clientapp']}, {sessions[-1]['threads']['per_site']} thread(s) per site; "
+                if sessions[-1].get("clientapp") else "")
+             + f"{len(sessions)} session(s), resumed after round {sessions[-1].get('resumed_after_round', 0)} in "
+             "the last."]
     if (spec.get("dp") or {}).get("enabled"):
         notes.append(f"Central DP on the updates: clipping norm {spec['dp']['clipping_norm']}, noise multiplier "
                      f"{spec['dp']['noise_multiplier']} (no privacy budget is claimed).")
@@ -128,9 +130,21 @@ def build_federated(run_dir: str | Path, global_eval: str | Path, site_evals: li
         "Communication: serialized weights sent by and returned to the SuperLink over all rounds. Time: wall "
         "time of training rounds (federated) or epochs (others), on a shared machine; a CPU time is not a GPU "
         "time.",
-    ] + data_caption(data_source)
+    ] + _round_caption(rounds) + data_caption(data_source)
     title = "Federated. FedAvg over hospital sites vs centralized and single-site training"
     return finish_table("federated", title, rows, [("", shown)], caption, foot)
+
+
+def _round_caption(rounds: list[dict]) -> list[str]:
+    """Where a round's wall time went (means over rounds and sites), from the runner's per-round timeline."""
+    sites = [x for r in rounds for x in r["sites"] if "startup_s" in x]
+    if not sites:
+        return []
+    mean = lambda key, rows: sum(x[key] for x in rows) / len(rows)  # noqa: E731
+    return [f"A round took {mean('wall_s', rounds):.1f} s on average: per site {mean('deliver_s', sites):.1f} s until "
+            f"its ClientApp process started, {mean('startup_s', sites):.1f} s of process start-up (imports, "
+            f"fetching the weights), {mean('train_s', sites):.1f} s of local training, {mean('return_s', sites):.1f} s "
+            f"until the server held the reply; then {mean('validate_s', rounds):.1f} s of validation."]
 
 
 def make_federated(out_prefix: str | Path, **kwargs) -> list[Path]:

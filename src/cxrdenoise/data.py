@@ -102,7 +102,7 @@ class PairDataset(Dataset):
         return noisy, clean
 
     def stored_arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """(noisy, clean) of the whole split in the shards' storage dtype, undecoded (device_data decodes them
+        """(noisy, clean) of the whole split in the shards' storage dtype, undecoded (train.distributed.DeviceLoader decodes them
         with torch on the device)."""
         return self._preloaded if self._preloaded is not None else self._preload()
 

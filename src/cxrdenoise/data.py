@@ -102,8 +102,8 @@ class PairDataset(Dataset):
         return noisy, clean
 
     def stored_arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """(noisy, clean) of the whole split in the shards' storage dtype, undecoded (train.distributed.DeviceLoader decodes them
-        with torch on the device)."""
+        """(noisy, clean) of the whole split in the shards' storage dtype, undecoded (train.distributed's
+        DeviceLoader decodes them with torch on the device)."""
         return self._preloaded if self._preloaded is not None else self._preload()
 
     def __len__(self) -> int:

@@ -1,7 +1,9 @@
 """The `cxrdenoise` console script: the help lists every subcommand, each one answers --help with its own
 arguments, and every command the Snakemake rules run exists."""
 
+import importlib
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from cxrdenoise.cli import COMMANDS, main
+from cxrdenoise.config import validate_config
+from snakemake_run import snakemake
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,3 +54,23 @@ def test_python_dash_m_is_the_console_script():
     done = subprocess.run([sys.executable, "-m", "cxrdenoise", "data", "noise", "--help"], capture_output=True,
                           text=True)
     assert done.returncode == 0 and "--clean-npy" in done.stdout
+
+
+@pytest.mark.parametrize("configs", [[], ["config/demo.yaml"]], ids=["study", "demo"])
+def test_every_command_line_the_rules_print_parses(tmp_path, configs):
+    """Each job's command, as a dry run prints it, is accepted by its command's parser: a value the rule forgot
+    (the commands take every config value from the rules, with no default of their own) fails here, not mid-run."""
+    args = [a for c in configs for a in ("--configfile", str(REPO / c))]
+    plan = snakemake(tmp_path, "-n", "-p", "--cores", "2", *args, "--", "all")
+    assert plan.returncode == 0, plan.stderr[-2000:]
+    lines = [line.split("Shell command:", 1)[-1].strip() for line in plan.stdout.splitlines()]
+    lines = [line for line in lines if line.startswith("cxrdenoise ")]
+    assert len(lines) > 40
+    nih = validate_config({})["data"]["nih"]  # download.smk passes these through $CXRDENOISE_DOWNLOAD_TUNING
+    tuning = f"--retries {nih['retries']} --backoff {nih['backoff_s']} --timeout {nih['timeout_s']}"
+    seen = set()
+    for line in lines:
+        argv = shlex.split(line.split(" > ")[0].replace("$CXRDENOISE_DOWNLOAD_TUNING", tuning))[1:]
+        seen.add(argv[0])
+        importlib.import_module(f"cxrdenoise.commands.{argv[0]}").parse_args(argv[1:])  # SystemExit 2 on a miss
+    assert {"data", "train", "evaluate", "tables", "claims", "figures", "privacy"} <= seen

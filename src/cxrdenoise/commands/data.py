@@ -116,9 +116,13 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return parser().parse_args(argv)
+
+
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
-    args = vars(parser().parse_args(argv))
+    args = vars(parse_args(argv))
     args.pop("stage")
     args.pop("function")(**args)
     return 0

@@ -49,7 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         t.add_argument("--summaries", nargs="+", required=True)
         t.add_argument("--out-prefix", required=True)
         t.add_argument("--data-source")
-        t.add_argument("--max-auc", type=float, required=True, help="privacy.claim_max_auc")
+        if name == "table":
+            t.add_argument("--max-auc", type=float, required=True, help="privacy.claim_max_auc")
     return parser.parse_args(argv)
 
 

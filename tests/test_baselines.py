@@ -125,7 +125,7 @@ def test_table6_classical_rows_with_patient_intervals_and_seconds(classical_tree
     assert unet["psnr_ci95_patient_lo"] < unet["psnr_ci95_patient_hi"]  # model rows get the same interval
     md = (tmp_path / "table6.md").read_text()
     assert "TV (Chambolle) (classical)" in md and "PSNR 95 % CI (patients)" in md and "s/image" in md
-    assert "patients" in md and "mean invert" in md
+    assert "patients" in md and "mean invert" in md and "σ=0.2 of 1, mean 0.1" in md
     assert "not installed" in md  # the skip note is carried into the table
 
 

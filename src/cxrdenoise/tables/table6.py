@@ -31,7 +31,7 @@ def _quoted_label(cited: str) -> str:
 
 def _noise_label(run: Run) -> str:
     """Our noise in the study's terms: σ on a 0-1 scale, the additive mean when the record has it."""
-    mean = (run.record or {}).get("noise_mean")
+    mean = (run.record or {}).get("noise_mean", (run.summary or {}).get("noise_mean"))
     pct = f"{float(run.sigma) * 100:g}%"
     return f"σ={run.sigma} of 1" + (f", mean {float(mean):g}" if mean is not None else "") + f" (study: {pct})"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -147,3 +148,18 @@ def test_denoiser_threads_give_the_same_images(tiny_data_dir):
     two = baselines.ClassicalDenoiser("tv", 0.2, 0.1, threads=2)(batch)
     assert one.shape == batch.shape and torch.equal(one, two)
     assert not np.allclose(one.numpy(), batch.numpy())
+
+
+def test_table6_plans_the_configured_methods_only(tmp_path):
+    from snakemake_run import REPO, snakemake
+    from test_workflow import planned_jobs
+
+    override = tmp_path / "two.yaml"
+    override.write_text("baselines: {methods: [tv, gaussian]}\n")
+    result = snakemake(tmp_path, "-n", "--cores", "2", "--configfile", str(REPO / "config" / "demo.yaml"),
+                       str(override), "--", "results/tables/table6.csv")
+    assert result.returncode == 0, result.stderr[-2000:]
+    jobs = planned_jobs(result.stdout)
+    assert jobs["classical_merge"] == 2 * 2  # (tv, gaussian) x Table VI's sigmas 0.2 and 0.3
+    assert jobs["classical_shard"] == 2 * 2 * 3  # ... x the demo's 3 shards
+    assert set(re.findall(r"wildcards: method=(\w+)", result.stdout)) == {"tv", "gaussian"}

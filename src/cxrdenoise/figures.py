@@ -340,11 +340,19 @@ def psnr_vs_sigma(classical: Sequence, out_prefix: str | Path, summaries: Sequen
     n = sorted({int((r.summary or {}).get("n_images") or 0) for r in cls if not r.summary.get("skipped")})
     title = "PSNR against noise level: classical baselines, our models, no denoising"
     if n:
-        title += f"\nclassical: n = {', '.join(map(str, n))} test images (baselines.max_images); bars: 95 % t-interval"
+        title += (f"\nclassical: first {', '.join(map(str, n))} test images (baselines.max_images), others: whole "
+                  "test split; bars: 95 % t-interval")
     if skipped:
         title += "\nnot run: " + "; ".join(skipped)
     ax.set_title(title, fontsize=8.5)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, frameon=False)
-    stamp(fig, models or cls, data_source, image_size)
+    if models:
+        stamp(fig, models, data_source, image_size)
+    else:  # the model protocol line would describe nets that are not drawn
+        from .tables.cells import DATA_LABELS
+
+        fig.text(0.01, -0.01, f"Measured: {DATA_LABELS.get(data_source or '', 'data source not stated')}, "
+                 f"{image_size or '?'}x{image_size or '?'} images; classical methods on the CPU", fontsize=6.5,
+                 ha="left", va="top", wrap=True)
     return save_figure(fig, out_prefix)

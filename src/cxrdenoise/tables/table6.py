@@ -111,7 +111,7 @@ def build_table6(summaries: Sequence, records: Sequence = (), data_source: str |
                           "device": device_label(run) + row_marks(foot, notes)})
     classical_runs = list(collect_runs(summaries=classical, per_image=classical_per_image).values())
     handling = set()
-    for run in classical_runs:
+    for run in sorted(classical_runs, key=lambda r: (model_order(classical_runs).index(r.model), float(r.sigma))):
         _classical_row(run, baseline, data_source, rows, shown, foot, resamples, seed, handling)
     caption = ["Quoted rows are copied from the study's Table VI, which took them from the cited papers: BSD68 "
                "natural images with Gaussian noise σ = 15 and 25 on a 0-255 scale (the study calls them "

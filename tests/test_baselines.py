@@ -163,3 +163,64 @@ def test_table6_plans_the_configured_methods_only(tmp_path):
     assert jobs["classical_merge"] == 2 * 2  # (tv, gaussian) x Table VI's sigmas 0.2 and 0.3
     assert jobs["classical_shard"] == 2 * 2 * 3  # ... x the demo's 3 shards
     assert set(re.findall(r"wildcards: method=(\w+)", result.stdout)) == {"tv", "gaussian"}
+
+
+@pytest.mark.parametrize("label", ["0.0588235", "0.0980392"])
+def test_literature_shards_are_zero_mean_with_the_right_sigma(tiny_data_dir, tmp_path, label):
+    """The literature's setting comes from the same noise stage with the mean config gives it (0), at 15/255
+    and 25/255; residuals on mid-grey pixels (no clipping within 4 sigma) have mean ~0 and SD ~sigma."""
+    import yaml
+
+    from cxrdenoise.commands import data as stages
+    from cxrdenoise.config import literature_sigmas, noise_means
+    from cxrdenoise.shards import decode
+    from snakemake_run import REPO
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    assert literature_sigmas(config) == ["0.0588235", "0.0980392"]
+    means = noise_means(config)
+    assert means[label] == 0.0 and means["0.1"] == 0.1
+    sigma = float(label)
+    assert round(sigma * 255) in (15, 25) and abs(sigma * 255 - round(sigma * 255)) < 1e-4
+    residuals = []
+    for k in range(3):
+        clean_npy = tiny_data_dir / "clean" / f"shard_{k:05d}.npy"
+        out = tmp_path / f"sigma{label}" / f"shard_{k:05d}.npy"
+        stages.noise_stage(str(clean_npy), sigma, means[label], 3, str(out))
+        clean, noisy = decode(np.load(clean_npy)), decode(np.load(out))
+        mid = (clean > 0.45) & (clean < 0.55)
+        residuals.append((noisy - clean)[mid].astype(np.float64))
+    r = np.concatenate(residuals)
+    assert r.size > 300
+    assert abs(r.mean()) < 4 * sigma / math.sqrt(r.size)  # zero mean (the study's would be 0.1)
+    assert r.std() == pytest.approx(sigma, rel=0.08)
+
+
+def test_a_sigma_in_both_noise_settings_is_refused():
+    from cxrdenoise.config import noise_means
+
+    with pytest.raises(CxrError, match="noise.literature.sigmas: 0.1 is also in noise.sigmas"):
+        noise_means({"noise": {"mean": 0.1, "sigmas": [0.1, 0.2], "literature": {"mean": 0.0, "sigmas": [0.1]}}})
+
+
+def test_literature_noise_shards_are_planned_with_zero_mean(tmp_path):
+    from snakemake_run import snakemake
+
+    result = snakemake(tmp_path, "-n", "-p", "--cores", "1", "results/classical/tv/sigma0.0588235/summary.json",
+                       "results/data/noisy/sigma0.1/shard_00000.npy")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "--sigma 0.0588235 --mean 0.0 " in result.stdout and "--sigma 0.1 --mean 0.1 " in result.stdout
+
+
+def test_table6_labels_a_literature_row(classical_tree, tmp_path):
+    """A classical result at zero-mean noise reads as the literature's setting (σ ≈ k/255, zero mean)."""
+    results, _ = classical_tree
+    src = results / "classical" / "tv" / "sigma0.2"
+    dest = tmp_path / "classical" / "tv" / "sigma0.0980392"
+    dest.mkdir(parents=True)
+    summary = json.loads((src / "summary.json").read_text())
+    summary.update(sigma=0.0980392, noise_mean=0.0)
+    (dest / "summary.json").write_text(json.dumps(summary))
+    table = tables.build_table6([], classical=[dest / "summary.json"])
+    row = table.data[table.data["method"] == "TV (Chambolle)"].iloc[0]
+    assert row["noise"] == "σ=0.0980392 of 1 ≈ 25/255, zero mean (the literature's setting)"

@@ -6,8 +6,9 @@
 
 BASELINE_METHODS = list(config["baselines"]["methods"])
 _BASELINE_MAX = config["baselines"]["max_images"]
+# the study's noise levels and the literature's (zero mean; its no-denoising rows too, for Table VI)
 CLASSICAL_SUMMARIES = expand(f"{CLASSICAL}/{{method}}/sigma{{sigma}}/summary.json", method=BASELINE_METHODS,
-                             sigma=SIGMAS)
+                             sigma=SIGMAS + LIT_SIGMAS) + noisy_eval_files(LIT_SIGMAS)
 
 
 rule classical_shard:

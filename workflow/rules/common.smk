@@ -4,7 +4,7 @@ import sys
 
 from snakemake.utils import min_version
 
-from cxrdenoise.config import validate_config, sigma_label
+from cxrdenoise.config import literature_sigmas, noise_means, sigma_label, validate_config
 
 min_version("9.0")
 
@@ -29,6 +29,10 @@ ENV = "cxrdenoise"
 RAW = config["data"]["raw_dir"]
 DATA = "results/data"
 SIGMAS = [sigma_label(s) for s in config["noise"]["sigmas"]]
+# The literature's noise (zero mean, sigma 15/255 and 25/255): same noise stage and folders, scored by the classical
+# baselines and the noisy input for Table VI only (no model is trained at it). NOISE_MEANS: sigma label -> mean.
+LIT_SIGMAS = literature_sigmas(config)
+NOISE_MEANS = noise_means(config)
 # train.replicates: each (model, sigma, setup) is trained N times, under .../{setup}/rep1 ... rep{N} (always present)
 from cxrdenoise.train.settings import replicate_count
 

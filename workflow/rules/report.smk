@@ -96,10 +96,12 @@ rule table6:
         records=train_records(_REPORT_MODELS, _TABLE6_SIGMAS, ["gpu1"]),
         summaries=eval_files(_REPORT_MODELS, _TABLE6_SIGMAS, ["gpu1"]),
         per_image=eval_files(_REPORT_MODELS, _TABLE6_SIGMAS, ["gpu1"], "per_image.csv"),
-        noisy=noisy_eval_files(_TABLE6_SIGMAS),
-        # the classical baselines of baselines.methods (classical.smk), chosen by config, never by a glob
-        classical=classical_files(config["baselines"]["methods"], _TABLE6_SIGMAS),
-        classical_per_image=classical_files(config["baselines"]["methods"], _TABLE6_SIGMAS, "per_image.csv"),
+        noisy=noisy_eval_files(_TABLE6_SIGMAS + LIT_SIGMAS),
+        # the classical baselines of baselines.methods (classical.smk), chosen by config, never by a glob, at
+        # Table VI's sigmas and at the literature's zero-mean ones (noise.literature)
+        classical=classical_files(config["baselines"]["methods"], _TABLE6_SIGMAS + LIT_SIGMAS),
+        classical_per_image=classical_files(config["baselines"]["methods"], _TABLE6_SIGMAS + LIT_SIGMAS,
+                                            "per_image.csv"),
     output:
         **report_table("table6"),
     params:

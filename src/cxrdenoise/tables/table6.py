@@ -32,6 +32,8 @@ def _quoted_label(cited: str) -> str:
 def _noise_label(run: Run) -> str:
     """Our noise in the study's terms: σ on a 0-1 scale, the additive mean when the record has it."""
     mean = (run.record or {}).get("noise_mean", (run.summary or {}).get("noise_mean"))
+    if mean is not None and float(mean) == 0.0:
+        return f"σ={run.sigma} of 1 ≈ {float(run.sigma) * 255:.0f}/255, zero mean (the literature's setting)"
     pct = f"{float(run.sigma) * 100:g}%"
     return f"σ={run.sigma} of 1" + (f", mean {float(mean):g}" if mean is not None else "") + f" (study: {pct})"
 

@@ -161,7 +161,8 @@ def _classical_row(run: Run, baseline: dict, data_source: str | None, rows: list
     lo, hi = _patient_ci(run, resamples, seed)
     sec, sec_cell = _seconds(run)
     par = s.get("method_parameter") or {}
-    src = (f"measured (this pipeline, classical, {par.get('name', 'parameter')}={float(par.get('value', math.nan)):.3g},"
+    value = float(par.get("value", math.nan))
+    src = (f"measured (this pipeline, classical, {par.get('name', 'parameter')}={value:.3g},"
            f" mean {s.get('mean_handling')}, n={q['n']})")
     rows.append({"method": label, "source": src, "data": data, "noise": noise,
                  **{**blank, **{k: q[k] for k in ("psnr", "ssim", "ssim_w3")}},

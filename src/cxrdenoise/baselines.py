@@ -124,7 +124,7 @@ def _write_unscored(out_dir: Path, header: dict[str, Any], key: str, note: str) 
     from .provenance import provenance
 
     summary = {**header, "split": "test", "n_images": 0, "n_patients": 0, key: note,
-               "provenance": provenance(None)}
+               "provenance": provenance(None, device="cpu")}
     with atomic_path(out_dir / "per_image.csv", suffix=".csv") as tmp:
         pd.DataFrame(columns=PER_IMAGE_COLUMNS).to_csv(tmp, index=False)
     write_json(out_dir / "summary.json", summary)

@@ -28,6 +28,7 @@ include: "workflow/rules/resize.smk"
 include: "workflow/rules/noise.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/classical.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/privacy.smk"
 include: "workflow/rules/federated.smk"
@@ -37,6 +38,7 @@ rule all:
     input:
         TRAIN_RECORDS,
         EVAL_SUMMARIES,
+        CLASSICAL_SUMMARIES,
         REPORT_TARGETS,
         PRIVACY_TARGETS,
         FEDERATED_TARGETS,

@@ -91,6 +91,15 @@ def test_report_rules_have_minimal_inputs(tmp_path):
         for name in ("metrics.csv", "summary.json"):
             (tmp_path / "results" / "privacy" / attacker).mkdir(parents=True, exist_ok=True)
             (tmp_path / "results" / "privacy" / attacker / name).write_text("")
+    literature = ("0.0588235", "0.0980392")  # noise.literature: zero mean, 15/255 and 25/255
+    for sigma in literature:  # the noisy input at the literature's noise (Table VI's "did not denoise" flag)
+        (tmp_path / "results" / "eval" / "noisy" / f"sigma{sigma}").mkdir(parents=True)
+        (tmp_path / "results" / "eval" / "noisy" / f"sigma{sigma}" / "summary.json").write_text("")
+    for method in ("bm3d", "nlm", "tv", "wavelet", "gaussian"):  # the classical stage's results (Table VI)
+        for sigma in ("0.1", "0.2", "0.3", *literature):
+            for name in ("summary.json", "per_image.csv"):
+                (tmp_path / "results" / "classical" / method / f"sigma{sigma}").mkdir(parents=True, exist_ok=True)
+                (tmp_path / "results" / "classical" / method / f"sigma{sigma}" / name).write_text("")
     (tmp_path / "Snakefile").write_text(textwrap.dedent(f"""\
         configfile: "{REPO / 'config.yaml'}"
         include: "{REPO / 'workflow' / 'rules' / 'common.smk'}"
@@ -114,5 +123,10 @@ def test_report_rules_have_minimal_inputs(tmp_path):
     # the noisy input's summary and per-image scores (its patient-bootstrap interval) at each of 3 sigmas
     assert all("/gpu1/" in p or "/noisy/" in p for p in t3) and sum("/noisy/" in p for p in t3) == 6
     assert len(jobs["figures_examples"]) == 3
+    (t6,) = jobs["table6"]  # the configured classical methods at Table VI's and the literature's sigmas
+    assert sum("/classical/" in p for p in t6) == 5 * 4 * 2 and all("sigma0.1/" not in p for p in t6)
+    assert sum("/classical/" in p and "sigma0.0588235/" in p for p in t6) == 5 * 2
+    (ps,) = jobs["psnr_sigma"]  # the study's sigmas only: one noise mean per line
+    assert sum("/classical/" in p for p in ps) == 5 * 3
     (claims,) = jobs["claims"]  # every run's record, summary and per-image scores, and the noisy summaries
     assert sum(p.endswith("per_image.csv") for p in claims) == 18 and sum("/noisy/" in p for p in claims) == 3

@@ -31,7 +31,8 @@ def test_study_dry_run_plans_downloads_and_shards(tmp_path):
     assert result.returncode == 0, result.stderr
     jobs = planned_jobs(result.stdout)
     assert jobs["download_archive"] == 12 and jobs["extract_archive"] == 12
-    assert jobs["resize_shard"] == 15 and jobs["noise_shard"] == 45 and jobs["noisy_manifest"] == 3
+    # 3 study sigmas + the literature's 2 zero-mean ones (noise.literature), 15 shards each
+    assert jobs["resize_shard"] == 15 and jobs["noise_shard"] == 75 and jobs["noisy_manifest"] == 5
 
 
 def test_bad_config_value_stops_with_one_line(tmp_path):

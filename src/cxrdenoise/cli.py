@@ -24,6 +24,7 @@ COMMANDS = {
     "data": "data stages: inventory, sample, split, resize, noise, manifest",
     "train": "train one (model, sigma, setup, replicate); DDP set-ups start torchrun",
     "evaluate": "score a checkpoint (or the noisy input itself) on the test split",
+    "classical": "classical baselines (BM3D, NLM, TV, wavelet, Gaussian): score one shard, merge shards",
     "tables": "build one of the study's tables (III-VI)",
     "claims": "build the claims table or the paired comparisons",
     "figures": "draw Figure 4, the example figures or the training curves",

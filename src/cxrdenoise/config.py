@@ -113,6 +113,26 @@ def check_model_names(config: Mapping[str, Any]) -> None:
                 )
 
 
+def noise_means(config: Mapping[str, Any]) -> dict[str, float]:
+    """Noise mean per sigma label: `noise.sigmas` at `noise.mean` (the study's setting), then
+    `noise.literature.sigmas` at its mean (zero: the literature's). One noisy folder per sigma holds one mean, so a
+    sigma in both lists is refused."""
+    noise = config["noise"]
+    means = {sigma_label(s): float(noise["mean"]) for s in noise["sigmas"]}
+    literature = noise.get("literature") or {}
+    for s in literature.get("sigmas") or []:
+        if sigma_label(s) in means:
+            raise CxrError(f"config key noise.literature.sigmas: {s} is also in noise.sigmas; one folder "
+                           f"results/data/noisy/sigma{sigma_label(s)} holds one noise mean: give another sigma")
+        means[sigma_label(s)] = float(literature.get("mean", 0.0))
+    return means
+
+
+def literature_sigmas(config: Mapping[str, Any]) -> list[str]:
+    """Sigma labels of the literature's noise setting (noise.literature.sigmas), in config order."""
+    return [sigma_label(s) for s in ((config["noise"].get("literature") or {}).get("sigmas") or [])]
+
+
 def _check_consistency(config: Mapping[str, Any]) -> None:
     """Rules the schema cannot express."""
     from .train.setups import SETUPS  # the one list of set-up names (no torch import)
@@ -120,6 +140,8 @@ def _check_consistency(config: Mapping[str, Any]) -> None:
     for i, name in enumerate(config["train"]["setups"]):
         if name not in SETUPS:
             raise CxrError(f"config key train.setups.{i}: unknown set-up {name!r}; available: {', '.join(SETUPS)}")
+
+    noise_means(config)
     fractions = config["split"]["fractions"]
     if fractions["train"] + fractions["val"] >= 1:
         raise CxrError(

@@ -140,10 +140,14 @@ def run_evaluation(
     config_hash: str | None = None,
     progress: bool = True,
     metrics_on_device: bool | None = None,
+    warmup: bool = True,
+    timing_note: str = TIMING_NOTE,
 ) -> dict[str, Any]:
     """Score every image of `dataset`, write the three output files into `out_dir`, return the summary.
 
-    `metrics_on_device`: None = batched torch metrics on CUDA, scikit-image on the CPU; True / False force one."""
+    `metrics_on_device`: None = batched torch metrics on CUDA, scikit-image on the CPU; True / False force one.
+    `warmup`: run the first batch once untimed (a net's CUDA context and autotuning; a classical filter has none,
+    cxrdenoise.baselines); `timing_note` says how `inference_ms` was measured."""
     if metrics_on_device is None:
         metrics_on_device = device.type == "cuda"
     out_dir = Path(out_dir)
@@ -156,7 +160,7 @@ def run_evaluation(
 
     rows, examples = _score(dataset, denoiser, scorer, image_ids, figure_ids, device, batch_size, num_workers,
                             desc=f"evaluate {header['model']} sigma {sigma_label(header['sigma'])}", progress=progress,
-                            metrics_on_device=metrics_on_device)
+                            metrics_on_device=metrics_on_device, warmup=warmup)
     frame = pd.DataFrame(rows)
     frame.insert(0, "image_id", image_ids)
     frame.insert(1, "patient_id", patient_ids)
@@ -188,7 +192,7 @@ def run_evaluation(
         "inference": {
             "device": device.type, "device_name": device_name, "batch_size": batch_size,
             "ms_per_image_mean": metrics["inference_ms"]["mean"],
-            "timed": denoiser is not None, "definition": TIMING_NOTE if denoiser is not None else "no model run",
+            "timed": denoiser is not None, "definition": timing_note if denoiser is not None else "no model run",
         },
         "figure_image_ids": figure_ids,
         "provenance": provenance(config, config_hash=config_hash, device=device,
@@ -203,6 +207,7 @@ def run_evaluation(
 def _score(
     dataset: Any, denoiser: Denoiser | None, scorer: LpipsScorer, image_ids: Sequence[str], figure_ids: Sequence[str],
     device: torch.device, batch_size: int, num_workers: int, desc: str, progress: bool, metrics_on_device: bool = True,
+    warmup: bool = True,
 ) -> tuple[list[dict[str, float]], dict[str, dict[str, np.ndarray]]]:
     """Per-image metric rows in dataset order, and the figure images' arrays keyed by id."""
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
@@ -210,7 +215,7 @@ def _score(
     wanted = set(figure_ids)
     rows: list[dict[str, float]] = []
     examples: dict[str, dict[str, np.ndarray]] = {}
-    warmed = False
+    warmed = not warmup
     position = 0
     with torch.inference_mode(), tqdm(total=len(dataset), unit="img", desc=desc, disable=not progress) as bar:
         for noisy, clean in loader:

@@ -50,8 +50,11 @@ def git_commit(repo: str | Path | None = None) -> str:
 def device_info(device: Any = None) -> dict[str, Any]:
     """Device label for results: the device a job actually used (default: CUDA when present, else the CPU).
 
-    A CPU job on a machine with GPUs is labelled with the processor, never with a GPU's name.
+    A CPU job on a machine with GPUs is labelled with the processor, never with a GPU's name. A job that says
+    "cpu" does not import torch (a job that writes only a note, cxrdenoise.baselines, stays cheap).
     """
+    if device is not None and str(device) == "cpu":
+        return {"device": "cpu", "device_name": cpu_name(), "device_count": 0}
     import torch
 
     kind = torch.device(device).type if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")

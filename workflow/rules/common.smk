@@ -4,7 +4,7 @@ import sys
 
 from snakemake.utils import min_version
 
-from cxrdenoise.config import validate_config, sigma_label
+from cxrdenoise.config import literature_sigmas, noise_means, sigma_label, validate_config
 
 min_version("9.0")
 
@@ -30,6 +30,10 @@ ENV = "../../envs/cxrdenoise.yaml"
 RAW = config["data"]["raw_dir"]
 DATA = "results/data"
 SIGMAS = [sigma_label(s) for s in config["noise"]["sigmas"]]
+# The literature's noise (zero mean, sigma 15/255 and 25/255): same noise stage and folders, scored by the classical
+# baselines and the noisy input for Table VI only (no model is trained at it). NOISE_MEANS: sigma label -> mean.
+LIT_SIGMAS = literature_sigmas(config)
+NOISE_MEANS = noise_means(config)
 # train.replicates: each (model, sigma, setup) is trained N times, under .../{setup}/rep1 ... rep{N} (always present)
 from cxrdenoise.train.settings import replicate_count
 from cxrdenoise.train.setups import model_setups
@@ -126,16 +130,30 @@ def noisy_eval_files(sigmas, name="summary.json"):
     return [f"results/eval/noisy/sigma{s}/{name}" for s in sigmas]
 
 
+CLASSICAL = "results/classical"
+
+
+def classical_files(methods, sigmas, name="summary.json"):
+    """Merged classical-baseline results of `methods` x `sigmas` (classical.smk writes, tables/figures read)."""
+    return [f"{CLASSICAL}/{m}/sigma{s}/{name}" for s in sigmas for m in methods]
+
+
 # Titles of the report items (labels shown in the report's item lists).
 TABLE_TITLES = {
     "table3": ("Table III", "denoising quality, 1 GPU runs, with the study's values"),
     "table4": ("Table IV", "every noise level x model x setup: quality and training time"),
     "table5": ("Table V", "training setups compared at 10 % noise: time saving"),
-    "table6": ("Table VI", "literature comparison (quoted rows marked)"),
+    "table6": ("Table VI", "literature comparison (quoted rows marked), classical baselines and ours measured"),
     "claims": ("Claims", "a verdict for every claim of the study, from this pipeline's measurements"),
     "comparisons": ("Comparisons", "paired differences between models and set-ups, patient level"),
     "privacy": ("Privacy", "patient re-identification from clean, obfuscated and denoised images"),
     "federated": ("Federated", "FedAvg over patient-partitioned sites beside centralized and single-site training"),
+}
+
+
+# Titles of the report's figures that are not the study's (label shown in the report's item lists).
+FIGURE_TITLES = {
+    "psnr_sigma": ("PSNR vs σ", "test-set PSNR against noise level per method: classical baselines, ours, none"),
 }
 
 

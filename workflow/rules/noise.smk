@@ -1,5 +1,6 @@
 # Noise stage ("obfuscation"): per noise level and shard, noisy = clip(clean + N(mean, sigma^2), 0, 1),
-# each image's noise derived only from (seed, image id, sigma).
+# each image's noise derived only from (seed, image id, sigma). The mean is noise.mean for noise.sigmas and
+# noise.literature.mean (0) for the literature's sigmas (common.smk: NOISE_MEANS).
 
 
 rule noise_shard:
@@ -10,7 +11,7 @@ rule noise_shard:
         npy=f"{DATA}/noisy/sigma{{sigma}}/shard_{{shard}}.npy",
         meta=f"{DATA}/noisy/sigma{{sigma}}/shard_{{shard}}.json",
     params:
-        mean=config["noise"]["mean"],
+        mean=lambda wildcards: NOISE_MEANS.get(wildcards.sigma, config["noise"]["mean"]),
         seed=config["seed"],
     conda:
         ENV

@@ -95,12 +95,19 @@ rule table6:
     input:
         records=train_records(_REPORT_MODELS, _TABLE6_SIGMAS, ["gpu1"]),
         summaries=eval_files(_REPORT_MODELS, _TABLE6_SIGMAS, ["gpu1"]),
-        noisy=noisy_eval_files(_TABLE6_SIGMAS),
+        per_image=eval_files(_REPORT_MODELS, _TABLE6_SIGMAS, ["gpu1"], "per_image.csv"),
+        noisy=noisy_eval_files(_TABLE6_SIGMAS + LIT_SIGMAS),
+        # the classical baselines of baselines.methods (classical.smk), chosen by config, never by a glob, at
+        # Table VI's sigmas and at the literature's zero-mean ones (noise.literature)
+        classical=classical_files(config["baselines"]["methods"], _TABLE6_SIGMAS + LIT_SIGMAS),
+        classical_per_image=classical_files(config["baselines"]["methods"], _TABLE6_SIGMAS + LIT_SIGMAS,
+                                            "per_image.csv"),
     output:
         **report_table("table6"),
     params:
         name="table6",
         labels=_REPORT_LABELS,
+        stats=_REPORT_STATS,
     conda:
         ENV
     log:
@@ -109,8 +116,9 @@ rule table6:
         "results/benchmarks/report/table6.tsv"
     shell:
         "cxrdenoise tables {params.name} --out-prefix results/tables/{params.name}"
-        " {params.labels} --records {input.records:q} --summaries {input.summaries:q}"
-        " --noisy {input.noisy:q} > {log:q} 2>&1"
+        " {params.labels} {params.stats} --records {input.records:q} --summaries {input.summaries:q}"
+        " --per-image {input.per_image:q} --noisy {input.noisy:q} --classical {input.classical:q}"
+        " --classical-per-image {input.classical_per_image:q} > {log:q} 2>&1"
 
 
 # The claims table (a verdict per claim of the study) and the paired comparisons between models and set-ups
@@ -188,6 +196,29 @@ rule figure4:
     shell:
         "cxrdenoise figures figure4 {params.labels} --records {input.records:q} --summaries {input.summaries:q}"
         " --noisy {input.noisy:q} --out-prefix results/figures/figure4 > {log:q} 2>&1"
+
+
+rule psnr_sigma:
+    input:  # every configured classical method and the 1 GPU runs at every noise level, chosen by config
+        classical=classical_files(config["baselines"]["methods"], SIGMAS),
+        records=train_records(_REPORT_MODELS, SIGMAS, ["gpu1"]),
+        summaries=eval_files(_REPORT_MODELS, SIGMAS, ["gpu1"]),
+        noisy=noisy_eval_files(SIGMAS),
+    output:
+        **report_figure("psnr_sigma", "../report/psnr_sigma.rst",
+                        labels={"figure": FIGURE_TITLES["psnr_sigma"][0], "shows": FIGURE_TITLES["psnr_sigma"][1]}),
+    params:
+        labels=_REPORT_LABELS,
+    conda:
+        ENV
+    log:
+        "results/logs/report/psnr_sigma.log",
+    benchmark:
+        "results/benchmarks/report/psnr_sigma.tsv"
+    shell:
+        "cxrdenoise figures psnr_sigma {params.labels} --classical {input.classical:q} --records {input.records:q}"
+        " --summaries {input.summaries:q} --noisy {input.noisy:q} --out-prefix results/figures/psnr_sigma"
+        " > {log:q} 2>&1"
 
 
 rule figures_examples:
@@ -269,6 +300,7 @@ REPORT_TABLES = [f"results/tables/{t}.{ext}"
                  for t in ("table3", "table4", "table5", "table6", "claims", *(["comparisons"] if _COMPARABLE else []))
                  for ext in ("csv", "md", "tex", "html")]
 REPORT_FIGURES = [f"results/figures/{f}.{ext}"
-                  for f in ["figure4", *(f"figure{n}" for n in sorted(_FIG_SIGMA, key=int)), "training_curves"]
+                  for f in ["figure4", *(f"figure{n}" for n in sorted(_FIG_SIGMA, key=int)), "training_curves",
+                            "psnr_sigma"]
                   for ext in ("png", "pdf")]
 REPORT_TARGETS = REPORT_TABLES + REPORT_FIGURES + ["results/provenance.html"]

@@ -1,5 +1,5 @@
-"""Draw the study's Figure 4, Figures 5-7 (examples) or the training curves (rules figure4, figures_examples,
-training_curves); see cxrdenoise.figures. Writes <out-prefix>.png and .pdf.
+"""Draw the study's Figure 4, Figures 5-7 (examples), the training curves or PSNR against sigma (rules figure4,
+figures_examples, training_curves, psnr_sigma); see cxrdenoise.figures. Writes <out-prefix>.png and .pdf.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from cxrdenoise.errors import cli_entry
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="cxrdenoise figures", description=__doc__)
-    parser.add_argument("figure", choices=("figure4", "examples", "curves"))
+    parser.add_argument("figure", choices=("figure4", "examples", "curves", "psnr_sigma"))
     parser.add_argument("--out-prefix", required=True, help="e.g. results/figures/figure4")
     parser.add_argument("--records", nargs="*", default=[],
                         help="record.json files (figure4, curves; examples: for the label only)")
@@ -22,6 +22,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--summaries", nargs="*", default=[],
                         help="summary.json of the runs shown, with --noisy: marks runs that did not denoise")
     parser.add_argument("--noisy", nargs="*", default=[], help="results/eval/noisy/sigma{s}/summary.json")
+    parser.add_argument("--classical", nargs="*", default=[],
+                        help="results/classical/{method}/sigma{s}/summary.json (psnr_sigma)")
     parser.add_argument("--number", type=int, default=None, help="figure number in the title (examples)")
     parser.add_argument("--max-images", type=int, default=None, help="rows to show (examples; default all)")
     parser.add_argument("--data-source", default=None, help="config data.source, printed under the figure")
@@ -40,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
                                           number=a.number, max_images=a.max_images, data_source=a.data_source,
                                           image_size=a.image_size, records=a.records, summaries=a.summaries,
                                           noisy=a.noisy)
+    elif a.figure == "psnr_sigma":
+        written = figures.psnr_vs_sigma(a.classical, a.out_prefix, summaries=a.summaries, noisy=a.noisy,
+                                        records=a.records, data_source=a.data_source, image_size=a.image_size)
     else:
         written = figures.training_curves(a.records, a.out_prefix, a.data_source, a.image_size,
                                           summaries=a.summaries, noisy=a.noisy)

@@ -23,6 +23,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--noisy", nargs="*", default=[],
                         help="results/eval/noisy/sigma{s}/summary.json: the no-denoising rows (table3) and the "
                              "\"did not denoise\" flag (tables 4-6)")
+    parser.add_argument("--classical", nargs="*", default=[],
+                        help="table6: results/classical/{method}/sigma{s}/summary.json of the configured methods")
+    parser.add_argument("--classical-per-image", nargs="*", default=[],
+                        help="table6: the classical results' per_image.csv (patient-level intervals)")
     parser.add_argument("--data-source", default=None, help="config data.source, named in the caption")
     parser.add_argument("--image-size", type=int, default=None, help="config resize.size, named in the caption")
     parser.add_argument("--bootstrap-resamples", type=int, help="evaluate.bootstrap_resamples (table3)")
@@ -41,8 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     if a.table == "table3":
         written = tables.make_table3(**common, per_image=a.per_image, resamples=a.bootstrap_resamples, seed=a.seed)
     else:
-        written = {"table4": tables.make_table4, "table5": tables.make_table5, "table6": tables.make_table6}[a.table](
-            **common)
+        written = tables.make_table6(
+            **common, per_image=a.per_image, classical=a.classical, classical_per_image=a.classical_per_image,
+            resamples=a.bootstrap_resamples, seed=a.seed)
     for path in written:
         print(f"wrote {path}")
     return 0

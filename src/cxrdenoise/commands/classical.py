@@ -1,0 +1,59 @@
+"""Classical baselines (rules classical_shard and classical_merge; cxrdenoise.baselines): `shard` scores one
+method on one shard's test images at one sigma; `merge` joins a (method, sigma)'s shards into one result."""
+
+from __future__ import annotations
+
+import argparse
+
+from cxrdenoise.classical import MEAN_HANDLING, METHODS
+from cxrdenoise.errors import cli_entry
+
+
+def _max_images(text: str) -> int | None:
+    return None if text in ("", "None", "null", "all") else int(text)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="cxrdenoise classical", description=__doc__)
+    sub = parser.add_subparsers(dest="action", required=True)
+    shard = sub.add_parser("shard", help="score one method on one shard's test images")
+    shard.add_argument("--method", choices=list(METHODS), required=True)
+    shard.add_argument("--sigma", required=True, help="noise level (results/data/noisy/sigma{sigma})")
+    shard.add_argument("--shard", type=int, required=True, help="shard number (shard_{shard:05d}.npy)")
+    shard.add_argument("--data-dir", required=True, help="results/data (clean and noisy shards)")
+    shard.add_argument("--out-dir", required=True, help="folder for per_image.csv and summary.json")
+    shard.add_argument("--mean-handling", choices=MEAN_HANDLING, default="invert", help="baselines.mean_handling")
+    shard.add_argument("--max-images", type=_max_images, default=None,
+                       help="baselines.max_images: first N test images (null/all = the whole test split)")
+    shard.add_argument("--threads", type=int, default=1, help="images denoised in parallel")
+    shard.add_argument("--batch-size", type=int, default=8)
+    shard.add_argument("--no-lpips", action="store_true", help="evaluate.lpips: false")
+    shard.add_argument("--no-progress", action="store_true")
+    merge = sub.add_parser("merge", help="join the shard results of one (method, sigma)")
+    merge.add_argument("--method", choices=list(METHODS), required=True)
+    merge.add_argument("--sigma", required=True)
+    merge.add_argument("--out-dir", required=True, help="results/classical/{method}/sigma{sigma}")
+    merge.add_argument("shard_dirs", nargs="+", help="the shard result folders, in shard order")
+    return parser.parse_args(argv)
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    from cxrdenoise import baselines
+
+    a = parse_args(argv)
+    if a.action == "merge":
+        s = baselines.merge_shards(a.shard_dirs, a.out_dir, a.method, a.sigma)
+    else:
+        s = baselines.evaluate_classical_shard(
+            a.method, a.sigma, a.shard, a.out_dir, data_dir=a.data_dir, mean_handling=a.mean_handling,
+            max_images=a.max_images, threads=a.threads, batch_size=a.batch_size, lpips_enabled=not a.no_lpips,
+            progress=not a.no_progress)
+    note = s.get("skipped") or s.get("empty")
+    if note:
+        print(f"{a.out_dir}: {note}")
+    else:
+        m = s["metrics"]
+        print(f"{a.out_dir}: n={s['n_images']} PSNR {m['psnr']['mean']} SSIM {m['ssim']['mean']} "
+              f"ms/image {m['inference_ms']['mean']}")
+    return 0

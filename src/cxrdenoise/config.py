@@ -119,18 +119,18 @@ def noise_means(config: Mapping[str, Any]) -> dict[str, float]:
     sigma in both lists is refused."""
     noise = config["noise"]
     means = {sigma_label(s): float(noise["mean"]) for s in noise["sigmas"]}
-    literature = noise.get("literature") or {}
-    for s in literature.get("sigmas") or []:
+    literature = noise["literature"]
+    for s in literature["sigmas"]:
         if sigma_label(s) in means:
             raise CxrError(f"config key noise.literature.sigmas: {s} is also in noise.sigmas; one folder "
                            f"results/data/noisy/sigma{sigma_label(s)} holds one noise mean: give another sigma")
-        means[sigma_label(s)] = float(literature.get("mean", 0.0))
+        means[sigma_label(s)] = float(literature["mean"])
     return means
 
 
 def literature_sigmas(config: Mapping[str, Any]) -> list[str]:
     """Sigma labels of the literature's noise setting (noise.literature.sigmas), in config order."""
-    return [sigma_label(s) for s in ((config["noise"].get("literature") or {}).get("sigmas") or [])]
+    return [sigma_label(s) for s in config["noise"]["literature"]["sigmas"]]
 
 
 def _check_consistency(config: Mapping[str, Any]) -> None:

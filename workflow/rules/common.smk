@@ -157,6 +157,22 @@ FIGURE_TITLES = {
 }
 
 
+def federated_dir():
+    """results/federated/{model}/sigma{sigma} of the federated stage (its sigma: federated.sigma, else the first)."""
+    fed = config["federated"]
+    sigma = sigma_label(fed["sigma"]) if fed["sigma"] is not None else SIGMAS[0]
+    return f"results/federated/{fed['model']}/sigma{sigma}"
+
+
+def federated_claim_files():
+    """per_image.csv of the federated global model, then of each site alone: the claims table's federated rows
+    (none when federated.enabled is false)."""
+    if not config["federated"]["enabled"]:
+        return []
+    sites = range(len(config["federated"]["sites"]))
+    return [f"{federated_dir()}/{who}/eval/per_image.csv" for who in ["global", *(f"site{k}" for k in sites)]]
+
+
 def privacy_results(name):
     """results/privacy/{attacker}/{name} of the configured attackers: privacy.smk writes them, the claims read them."""
     return [f"results/privacy/{attacker}/{name}" for attacker in config["privacy"]["attackers"]]

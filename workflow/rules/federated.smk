@@ -10,7 +10,7 @@ _FED = config["federated"]
 FED_MODEL = _FED["model"]
 FED_SIGMA = sigma_label(_FED["sigma"]) if _FED["sigma"] is not None else SIGMAS[0]
 FED_SITES = list(range(len(_FED["sites"])))
-FED_DIR = f"{FED}/{FED_MODEL}/sigma{FED_SIGMA}"
+FED_DIR = federated_dir()
 
 
 # The centralized comparison: the gpu1 run's evaluation of the same model and noise level. The one place that
@@ -223,10 +223,4 @@ rule federated_figure:
 FEDERATED_TARGETS = [
     *(f"results/tables/federated.{ext}" for ext in ("csv", "md", "tex", "html")),
     *(f"results/figures/federated.{ext}" for ext in ("png", "pdf")),
-] if _FED["enabled"] else []
-
-# per_image.csv of the global model, then of each site alone: the claims table's federated rows (report.smk)
-FEDERATED_CLAIM_FILES = [
-    f"{FED_DIR}/global/eval/per_image.csv",
-    *expand(f"{FED_DIR}/site{{site}}/eval/per_image.csv", site=FED_SITES),
 ] if _FED["enabled"] else []

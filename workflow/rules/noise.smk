@@ -11,7 +11,7 @@ rule noise_shard:
         npy=f"{DATA}/noisy/sigma{{sigma}}/shard_{{shard}}.npy",
         meta=f"{DATA}/noisy/sigma{{sigma}}/shard_{{shard}}.json",
     params:
-        mean=lambda wildcards: NOISE_MEANS.get(wildcards.sigma, config["noise"]["mean"]),
+        mean=lambda wildcards: NOISE_MEANS[wildcards.sigma],
         seed=config["seed"],
     conda:
         ENV

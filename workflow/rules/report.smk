@@ -136,7 +136,7 @@ rule claims:
         **_CLAIMS_INPUT,
         privacy_metrics=privacy_results("metrics.csv"),  # the privacy claim's verdict (privacy.smk writes them)
         privacy_summaries=privacy_results("summary.json"),
-        federated=lambda wildcards: FEDERATED_CLAIM_FILES,  # the federated rows (federated.smk); [] when off
+        federated=lambda wildcards: federated_claim_files(),  # the federated rows (federated.smk); [] when off
     output:
         **report_table("claims"),
     params:

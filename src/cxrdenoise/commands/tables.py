@@ -29,11 +29,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="table6: the classical results' per_image.csv (patient-level intervals)")
     parser.add_argument("--data-source", default=None, help="config data.source, named in the caption")
     parser.add_argument("--image-size", type=int, default=None, help="config resize.size, named in the caption")
-    parser.add_argument("--bootstrap-resamples", type=int, help="evaluate.bootstrap_resamples (table3)")
-    parser.add_argument("--seed", type=int, help="config seed, from which the bootstrap seeds derive (table3)")
+    parser.add_argument("--bootstrap-resamples", type=int, help="evaluate.bootstrap_resamples (table3, table6)")
+    parser.add_argument("--seed", type=int, help="config seed, from which the bootstrap seeds derive (table3, table6)")
     args = parser.parse_args(argv)
-    if args.table == "table3" and (args.bootstrap_resamples is None or args.seed is None):
-        parser.error("table3 needs --bootstrap-resamples and --seed (config evaluate.bootstrap_resamples, seed)")
+    if args.table in ("table3", "table6") and (args.bootstrap_resamples is None or args.seed is None):
+        parser.error(f"{args.table} needs --bootstrap-resamples and --seed (config evaluate.bootstrap_resamples, seed)")
     return args
 
 
@@ -44,10 +44,12 @@ def main(argv: list[str] | None = None) -> int:
                   data_source=a.data_source, image_size=a.image_size)
     if a.table == "table3":
         written = tables.make_table3(**common, per_image=a.per_image, resamples=a.bootstrap_resamples, seed=a.seed)
-    else:
+    elif a.table == "table6":
         written = tables.make_table6(
             **common, per_image=a.per_image, classical=a.classical, classical_per_image=a.classical_per_image,
             resamples=a.bootstrap_resamples, seed=a.seed)
+    else:
+        written = {"table4": tables.make_table4, "table5": tables.make_table5}[a.table](**common)
     for path in written:
         print(f"wrote {path}")
     return 0

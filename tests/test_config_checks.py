@@ -27,16 +27,17 @@ def _error(config) -> str:
 
 def test_resolved_demo_config_passes(base):
     train = validate_config(copy.deepcopy(base))["train"]
-    assert train["models"] == ["unet", "unetpp", "fastddpm"] and train["setups_by_model"] == {"fastddpm": ["gpu1"]}
+    assert train["models"] == ["unet", "unetpp", "dncnn", "fastddpm"]
+    assert train["setups_by_model"] == {"dncnn": ["gpu1"], "fastddpm": ["gpu1"]}
 
 
 def test_setups_by_model_leaves_every_trained_model_a_setup(base):
     config = copy.deepcopy(base)
     config["train"]["setups"] = ["ddp2"]
-    assert _error(config) == ("config key train.setups_by_model.fastddpm: none of gpu1 is in train.setups (ddp2), "
-                              "so 'fastddpm' would train under no setup; list one of those")
-    config["train"]["models"] = ["unet"]  # an override that drops Fast-DDPM needs no edit of setups_by_model
-    assert validate_config(config)["train"]["setups_by_model"] == {"fastddpm": ["gpu1"]}
+    assert _error(config) == ("config key train.setups_by_model.dncnn: none of gpu1 is in train.setups (ddp2), "
+                              "so 'dncnn' would train under no setup; list one of those")
+    config["train"]["models"] = ["unet"]  # an override that drops DnCNN and Fast-DDPM needs no edit of setups_by_model
+    assert validate_config(config)["train"]["setups_by_model"] == {"dncnn": ["gpu1"], "fastddpm": ["gpu1"]}
 
 
 def test_unknown_model_in_train_models(base):

@@ -68,10 +68,11 @@ def test_table5_builds_only_the_sigma_01_runs(tmp_path):
     result = snakemake(tmp_path, "-n", "--cores", "2", "results/tables/table5.csv")
     assert result.returncode == 0, result.stderr
     jobs = planned_jobs(result.stdout)
-    assert jobs["train"] == 6 and jobs["evaluate"] == 6  # 2 models x 3 setups, sigma 0.1 only
+    assert jobs["train"] == 7 and jobs["evaluate"] == 7  # 2 models x 3 setups + DnCNN at gpu1, sigma 0.1 only
     assert "table3" not in jobs and "table4" not in jobs
     assert jobs["evaluate_noisy"] == 1  # sigma 0.1's no-denoising row, for the "did not denoise" flag
     assert jobs["noisy_manifest"] == 1 and jobs["noise_shard"] == 15
     trained = set(re.findall(r"wildcards: model=(\w+), sigma=([\d.]+), setup=(\w+)", result.stdout))
     assert {sigma for _, sigma, _ in trained} == {"0.1"}
-    assert {(m, u) for m, _, u in trained} == {(m, u) for m in ("unet", "unetpp") for u in ("gpu1", "dp2", "ddp2_amp")}
+    study = {(m, u) for m in ("unet", "unetpp") for u in ("gpu1", "dp2", "ddp2_amp")}
+    assert {(m, u) for m, _, u in trained} == study | {("dncnn", "gpu1")}  # train.setups_by_model

@@ -182,7 +182,8 @@ def replicate_count(config: Mapping[str, Any]) -> int:
 
 # train keys that change how a job is scheduled, not what it trains: not passed to the job, and editing them
 # does not make Snakemake retrain
-_SCHEDULING_KEYS = ("models", "setups", "nodes", "processes_per_node", "request_gpus_on_cpu", "replicates")
+_SCHEDULING_KEYS = ("models", "setups", "setups_by_model", "nodes", "processes_per_node", "request_gpus_on_cpu",
+                    "replicates")
 
 
 def rule_settings_json(config: Mapping[str, Any], model: str, setup: str | None = None) -> str:

@@ -285,7 +285,7 @@ def test_tables_take_fastddpm_trained_under_gpu1_only(tmp_path, monkeypatch):
 
 
 def test_demo_trains_fastddpm_under_gpu1_only(tmp_path):
-    """config/demo.yaml: Fast-DDPM beside U-Net and U-Net++ (train.setups_by_model), 3 jobs more, not 12; its
+    """config/demo.yaml: Fast-DDPM (and DnCNN) beside U-Net and U-Net++ (train.setups_by_model), 3 jobs more each; its
     checkpoints reach evaluation, the tables and the privacy stage."""
     import re
 
@@ -295,7 +295,7 @@ def test_demo_trains_fastddpm_under_gpu1_only(tmp_path):
     result = snakemake(tmp_path, "-n", "--cores", "2", "--configfile", str(REPO / "config" / "demo.yaml"), "--", "all")
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = planned_jobs(result.stdout)
-    assert jobs["train"] == 2 * 3 * 4 + 3 and jobs["evaluate"] == jobs["train"]
+    assert jobs["train"] == 2 * 3 * 4 + 3 + 3 and jobs["evaluate"] == jobs["train"]  # + DnCNN at gpu1
     trained = set(re.findall(r"wildcards: model=(\w+), sigma=([\d.]+), setup=(\w+)", result.stdout))
     assert {(s, u) for m, s, u in trained if m == "fastddpm"} == {(s, "gpu1") for s in ("0.1", "0.2", "0.3")}
     def inputs(rule):

@@ -100,8 +100,10 @@ def test_report_rules_have_minimal_inputs(tmp_path):
             for name in ("summary.json", "per_image.csv"):
                 (tmp_path / "results" / "classical" / method / f"sigma{sigma}").mkdir(parents=True, exist_ok=True)
                 (tmp_path / "results" / "classical" / method / f"sigma{sigma}" / name).write_text("")
+    (tmp_path / "models.yaml").write_text("train: {models: [unet, unetpp]}\n")  # the tree holds the study's two
     (tmp_path / "Snakefile").write_text(textwrap.dedent(f"""\
         configfile: "{REPO / 'config.yaml'}"
+        configfile: "models.yaml"
         include: "{REPO / 'workflow' / 'rules' / 'common.smk'}"
         include: "{REPO / 'workflow' / 'rules' / 'report.smk'}"
         rule all:

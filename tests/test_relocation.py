@@ -29,8 +29,9 @@ def _clone(root):
     """The files a clone has that Snakemake reads (the package itself is installed once, from REPO)."""
     root.mkdir()
     shutil.copy2(REPO / "Snakefile", root / "Snakefile")
-    shutil.copy2(REPO / "config.yaml", root / "config.yaml")
-    for folder in ("workflow", "config"):
+    for name in ("config.yaml", "requirements.lock"):
+        shutil.copy2(REPO / name, root / name)
+    for folder in ("workflow", "config", "envs"):
         shutil.copytree(REPO / folder, root / folder)
     (root / "tiny.yaml").write_text(yaml.safe_dump(TINY))
     return root

@@ -23,6 +23,7 @@ STUDY_PROTOCOL: dict[str, Any] = {"data_source": "nih", "image_size": 256, "base
 SOURCE_NAMES = {"nih": "NIH ChestX-ray14", "local": "chest X-rays from a local folder",
                 "synthetic": "synthetic phantoms"}
 NOT_RECORDED = "not recorded"
+STUDY_MODELS = ("unet", "unetpp", "noisy")  # the runs the study reports numbers for
 NO_DIFF = "no Δ computed"
 
 
@@ -120,7 +121,8 @@ class Protocol:
         return not self.differences(run)
 
     def all_differences(self) -> list[str]:
-        return list(dict.fromkeys(d for r in self.runs for d in self.differences(r)))
+        """How the runs the study has numbers for (its two nets, no denoising) differ from its protocol."""
+        return list(dict.fromkeys(d for r in self.runs if r.model in STUDY_MODELS for d in self.differences(r)))
 
     def measured_line(self) -> str:
         """What these runs measured, in one sentence: data, test images and patients, size, nets, training."""
@@ -133,6 +135,11 @@ class Protocol:
         for model in dict.fromkeys(r.model for r in runs if r.model != "noisy"):
             mine = [r for r in runs if r.model == model]
             widths = _join(_model_kwargs(r).get("base_channels") for r in mine)
+            if model == "dncnn":  # a plain conv stack: depth and width, no base width or block
+                kw = [_model_kwargs(r) for r in mine]
+                nets.append(f"{model_name(model)} depth {_join(k.get('depth') for k in kw)}, "
+                            f"{_join(k.get('channels') for k in kw)} channels")
+                continue
             if model == "fastddpm":  # no block; what it predicts is what differs from the reference (eps)
                 predicts = _join(_model_kwargs(r).get("prediction", "eps") for r in mine)
                 nets.append(f"{model_name(model)} base width {widths}, predicts {predicts}")

@@ -221,3 +221,11 @@ def test_table6_labels_a_literature_row(classical_tree, tmp_path):
     table = tables.build_table6([], classical=[dest / "summary.json"])
     row = table.data[table.data["method"] == "TV (Chambolle)"].iloc[0]
     assert row["noise"] == "σ=0.0980392 of 1 ≈ 25/255, zero mean (the literature's setting)"
+
+
+def test_bm3d_images_go_one_by_one():
+    """bm3d's native thread pool aborts the process when two Python threads enter it (seen with threads: 2)."""
+    from cxrdenoise.baselines import ClassicalDenoiser
+
+    assert ClassicalDenoiser("bm3d", 0.1, 0.1, threads=4).threads == 1
+    assert ClassicalDenoiser("nlm", 0.1, 0.1, threads=4).threads == 4

@@ -85,7 +85,8 @@ class ClassicalDenoiser:
         if mean_handling not in MEAN_HANDLING:
             raise CxrError(f"baselines.mean_handling must be one of {', '.join(MEAN_HANDLING)}, got {mean_handling!r}")
         self.method, self.sigma, self.mean = method, float(sigma), float(mean)
-        self.mean_handling, self.strength, self.threads = mean_handling, float(strength), max(1, int(threads))
+        self.mean_handling, self.strength = mean_handling, float(strength)
+        self.threads = max(1, int(threads)) if get_method(method).thread_safe else 1
 
     def _one(self, image: np.ndarray) -> np.ndarray:
         from .classical import denoise
@@ -139,6 +140,8 @@ def evaluate_classical_shard(method: str, sigma: float | str, shard: int, out_di
     """Score `method` on shard `shard`'s test images at `sigma`; writes per_image.csv and summary.json,
     returns the summary."""
     out_dir = Path(out_dir)
+    if not get_method(method).thread_safe:
+        threads = 1  # recorded as run: the method's own library parallelises, Python threads would crash it
     header = _header(method, sigma, None, mean_handling, strength, threads, max_images)
     header["shard"] = int(shard)
     reason = missing_package(method)  # before torch is imported: a skipped job costs little

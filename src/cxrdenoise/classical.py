@@ -54,6 +54,9 @@ class Method:
     run: Callable[[np.ndarray, float, float], np.ndarray]  # (image, sigma, parameter) -> denoised
     package: str | None = None  # a package it needs beyond the core dependencies' own imports
     install: str = ""  # how to get that package
+    # False where the implementation cannot run from two Python threads at once (bm3d's native thread pool
+    # aborts the process: "ThreadPool::launchPool: Assertion `_threads.empty()' failed"); its images go one by one
+    thread_safe: bool = True
 
 
 def _bm3d(img: np.ndarray, sigma: float, param: float) -> np.ndarray:
@@ -89,7 +92,7 @@ def _gaussian(img: np.ndarray, sigma: float, param: float) -> np.ndarray:
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
-        Method("bm3d", "BM3D", "sigma_psd", lambda s: s, _bm3d, package="bm3d",
+        Method("bm3d", "BM3D", "sigma_psd", lambda s: s, _bm3d, package="bm3d", thread_safe=False,
                install="pip install 'cxrdenoise[bm3d]'; its licence is non-commercial"),
         Method("nlm", "non-local means", "h", lambda s: 0.8 * s, _nlm),
         Method("tv", "TV (Chambolle)", "weight", lambda s: s, _tv),

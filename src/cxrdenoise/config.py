@@ -135,12 +135,7 @@ def literature_sigmas(config: Mapping[str, Any]) -> list[str]:
 
 def _check_consistency(config: Mapping[str, Any]) -> None:
     """Rules the schema cannot express."""
-    from .train.setups import SETUPS  # the one list of set-up names (no torch import)
-
-    for i, name in enumerate(config["train"]["setups"]):
-        if name not in SETUPS:
-            raise CxrError(f"config key train.setups.{i}: unknown set-up {name!r}; available: {', '.join(SETUPS)}")
-
+    _check_setup_names("train.setups", config["train"]["setups"])
     noise_means(config)
     fractions = config["split"]["fractions"]
     if fractions["train"] + fractions["val"] >= 1:
@@ -168,18 +163,22 @@ def _check_consistency(config: Mapping[str, Any]) -> None:
         )
 
 
+def _check_setup_names(key: str, names: list[str]) -> None:
+    """Every name a set-up of cxrdenoise.train.setups.SETUPS, the one list of them (the schema holds no copy)."""
+    from .train.setups import SETUPS  # no torch import
+
+    for i, name in enumerate(names):
+        if name not in SETUPS:
+            raise CxrError(f"config key {key}.{i}: unknown set-up {name!r}; available: {', '.join(SETUPS)}")
+
+
 def _check_setups_by_model(train: Mapping[str, Any]) -> None:
     """A trained model that train.setups_by_model narrows keeps at least one setup of train.setups. (Entries for
     untrained models and setups outside train.setups are ignored, so narrowing train.models or train.setups in an
     override, e.g. on top of the demo's config, needs no edit here.)"""
-    from .train.setups import SETUPS
-
     setups = list(train["setups"])
     for model, only in train["setups_by_model"].items():
-        for i, name in enumerate(only):
-            if name not in SETUPS:
-                raise CxrError(f"config key train.setups_by_model.{model}.{i}: unknown set-up {name!r}; "
-                               f"available: {', '.join(SETUPS)}")
+        _check_setup_names(f"train.setups_by_model.{model}", only)
         if model in train["models"] and not any(u in setups for u in only):
             raise CxrError(f"config key train.setups_by_model.{model}: none of {', '.join(only)} is in train.setups "
                            f"({', '.join(setups)}), so {model!r} would train under no setup; list one of those")

@@ -157,11 +157,15 @@ FIGURE_TITLES = {
 }
 
 
+def federated_sigma():
+    """The federated stage's noise level label: federated.sigma, else the first of noise.sigmas."""
+    sigma = config["federated"]["sigma"]
+    return sigma_label(sigma) if sigma is not None else SIGMAS[0]
+
+
 def federated_dir():
-    """results/federated/{model}/sigma{sigma} of the federated stage (its sigma: federated.sigma, else the first)."""
-    fed = config["federated"]
-    sigma = sigma_label(fed["sigma"]) if fed["sigma"] is not None else SIGMAS[0]
-    return f"results/federated/{fed['model']}/sigma{sigma}"
+    """results/federated/{model}/sigma{sigma} of the federated stage."""
+    return f"results/federated/{config['federated']['model']}/sigma{federated_sigma()}"
 
 
 def federated_claim_files():

@@ -8,7 +8,7 @@ import shlex as _shlex
 FED = "results/federated"
 _FED = config["federated"]
 FED_MODEL = _FED["model"]
-FED_SIGMA = sigma_label(_FED["sigma"]) if _FED["sigma"] is not None else SIGMAS[0]
+FED_SIGMA = federated_sigma()
 FED_SITES = list(range(len(_FED["sites"])))
 FED_DIR = federated_dir()
 

@@ -31,3 +31,14 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def replicate_seed(seed: int, purpose: str, replicate: int) -> int:
+    """The seed of one `purpose` ("init", "order", ...) of training replicate `replicate` (1-based).
+
+    Replicate 1 gets the config seed itself, so a single-replicate run is exactly the run of before replicates
+    existed; replicate k > 1 a 63-bit seed derived from (seed, purpose, k), which fits torch's manual_seed and
+    DistributedSampler's `seed + epoch`."""
+    if int(replicate) == 1:
+        return int(seed)
+    return derived_seed(seed, purpose, int(replicate)) % 2**63

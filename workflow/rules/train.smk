@@ -1,6 +1,7 @@
 # Training: one job per (model, sigma, setup, replicate) -> results/train/{model}/sigma{sigma}/{setup}/rep{rep}/
-# (docs/results-layout.md). train.replicates = N gives rep1 ... repN (rep1 alone by default, as in the study): same
-# data, noise and batch order, initial weights seeded per replicate (cxrdenoise.train.settings.init_seed).
+# (docs/results-layout.md). train.replicates = N (train.replicates_by_model per model and setup) gives rep1 ... repN
+# (rep1 alone by default, as in the study): same data, noise and split; initial weights and batch order seeded per
+# replicate (cxrdenoise.train.settings.init_seed, order_seed).
 # `resources: gpu=` is what the setup uses in all (0 on the CPU unless train.request_gpus_on_cpu); the SLURM executor
 # turns it into `sbatch --gpus=N` (a count per job). Locally Snakemake only counts GPUs, so the job itself claims
 # free GPU ids with lock files and exports CUDA_VISIBLE_DEVICES before CUDA starts (cxrdenoise.train.gpus).

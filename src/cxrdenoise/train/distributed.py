@@ -11,9 +11,10 @@
 * Loaders whose order depends only on (seed, epoch): every set-up, single-process ones included, draws its
   indices from `DistributedSampler` (one replica when there is one process): its permutation is
   `randperm(n, generator=seed + epoch)`, so a resumed run sees exactly the batches an uninterrupted one would,
-  and no global RNG stream is involved. Validation uses a non-shuffled DistributedSampler, which pads the last
-  round with repeated images so every rank gets the same count; `padding_mask` marks those repeats so the
-  validation loss counts each image exactly once.
+  and no global RNG stream is involved. The trainer passes `TrainSettings.order_seed` as `seed`: the config
+  seed for replicate 1, a seed of its own for every further replicate. Validation uses a non-shuffled
+  DistributedSampler, which pads the last round with repeated images so every rank gets the same count;
+  `padding_mask` marks those repeats so the validation loss counts each image exactly once.
 * `DeviceLoader` (the fast set-ups, train.fast.device_data): the split held in device memory in its storage
   dtype, batched by indexing on the device. The study's U-Net split (7,499 pairs at 256x256 in float16) is 1 GB:
   it fits on any GPU, and indexing it there replaces a DataLoader, its worker processes, pinned copies and

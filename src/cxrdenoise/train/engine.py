@@ -80,7 +80,7 @@ class Trainer:
         self.plan = fastpath.plan_for(self.setup, settings.fast, ctx.device)
         self.plan.apply_backends()  # cuDNN benchmark (every CUDA run, as before; fast: train.fast.cudnn_benchmark)
 
-        seed_everything(settings.init_seed)  # replicates differ here only (train.replicates)
+        seed_everything(settings.init_seed)  # replicates differ here and in the batch order (order_seed)
         net = (model_factory or _default_factory)(settings.model, **settings.model_kwargs)
         self.n_parameters = count_parameters(net, trainable_only=True)
         # build_model records the complete kwargs (defaults filled in): evaluation rebuilds exactly this net
@@ -98,11 +98,11 @@ class Trainer:
         # [fast-path hook] the split in device memory, batches indexed there, instead of a DataLoader
         self.pin = cuda and not self.plan.device_data
         if self.plan.device_data:
-            dev_args = dict(seed=settings.seed, channels_last=self.plan.channels_last)
+            dev_args = dict(seed=settings.order_seed, channels_last=self.plan.channels_last)
             self.train_loader = DeviceLoader(train_ds, ctx, self.batch, shuffle=True, **dev_args)
             self.val_loader = DeviceLoader(val_ds, ctx, self.batch, shuffle=False, **dev_args)
         else:
-            loader_args = dict(seed=settings.seed, workers=settings.workers, pin=self.pin)
+            loader_args = dict(seed=settings.order_seed, workers=settings.workers, pin=self.pin)
             self.train_loader = make_loader(train_ds, ctx, self.batch, shuffle=True, **loader_args)
             self.val_loader = make_loader(val_ds, ctx, self.batch, shuffle=False, **loader_args)
         self.ckpt = state.CheckpointWriter(out_dir, self.plan.checkpoint_async) if self.plan.enabled else None

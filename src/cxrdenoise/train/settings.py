@@ -41,7 +41,7 @@ class TrainSettings:
     keep_last: bool = False  # keep last.pt after a finished run (it holds optimizer state: 3x the weights)
     threads: int | None = None  # CPU threads for the whole job (Snakemake `threads`), split over processes
     nodes: int = 1  # nodes of a DDP job (train.nodes): torchrun --nnodes; gpu1 and dp2 always run on one node
-    replicate: int = 1  # which of the train.replicates runs this is (rep{k} in the paths); only the init differs
+    replicate: int = 1  # which of the train.replicates runs this is (rep{k} in the paths): init and order differ
     sync_bn: bool = False  # DDP: SyncBatchNorm instead of per-rank BatchNorm (train.sync_bn); off, as in the study
     # DDP processes (GPUs) on each node of a multi-node job (train.processes_per_node); None: the setup's own count
     processes_per_node: int | None = None
@@ -81,9 +81,17 @@ class TrainSettings:
     @property
     def init_seed(self) -> int:
         """Seed of the initial weights: replicate 1 uses the config seed itself (so one replicate is exactly the
-        single run of before), replicate k > 1 a seed derived from (seed, "init", k). Data, noise, split and the
-        batch order (seeded by `seed` + epoch) are the same for every replicate."""
+        single run of before), replicate k > 1 a seed derived from (seed, "init", k). Data, noise and split are
+        the same for every replicate; the batch order is `order_seed`'s."""
         return init_seed(self.seed, self.replicate)
+
+    @property
+    def order_seed(self) -> int:
+        """Seed of the training batch order (DistributedSampler's `seed`, shuffled by `order_seed + epoch`, on
+        the DataLoader and the device-data path alike): the config seed for replicate 1 (today's order, byte for
+        byte), a seed derived from (seed, "order", k) for replicate k > 1, so replicates differ in their initial
+        weights and their batch order, never in data, noise or split."""
+        return order_seed(self.seed, self.replicate)
 
     @classmethod
     def from_config(
@@ -165,11 +173,17 @@ class TrainSettings:
 def init_seed(seed: int, replicate: int) -> int:
     """The initial-weights seed of replicate `replicate` (1-based): the config seed for replicate 1, else a
     63-bit seed derived from (seed, "init", replicate) (cxrdenoise.seeding), recorded in record.json."""
-    if int(replicate) == 1:
-        return int(seed)
-    from ..seeding import derived_seed
+    from ..seeding import replicate_seed
 
-    return derived_seed(seed, "init", int(replicate)) % 2**63
+    return replicate_seed(seed, "init", replicate)
+
+
+def order_seed(seed: int, replicate: int) -> int:
+    """The batch-order seed of replicate `replicate` (1-based): the config seed for replicate 1, else a 63-bit
+    seed derived from (seed, "order", replicate) (cxrdenoise.seeding), recorded in record.json."""
+    from ..seeding import replicate_seed
+
+    return replicate_seed(seed, "order", replicate)
 
 
 def replicate_count(config: Mapping[str, Any]) -> int:
@@ -183,7 +197,7 @@ def replicate_count(config: Mapping[str, Any]) -> int:
 # train keys that change how a job is scheduled, not what it trains: not passed to the job, and editing them
 # does not make Snakemake retrain
 _SCHEDULING_KEYS = ("models", "setups", "setups_by_model", "nodes", "processes_per_node", "request_gpus_on_cpu",
-                    "replicates")
+                    "replicates", "replicates_by_model")
 
 
 def rule_settings_json(config: Mapping[str, Any], model: str, setup: str | None = None) -> str:

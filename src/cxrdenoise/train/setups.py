@@ -115,6 +115,17 @@ def model_setups(config: Mapping[str, Any], model: str, setups: list[str] | None
     return [u for u in (config["train"]["setups"] if setups is None else setups) if only is None or u in only]
 
 
+def replicates_for(config: Mapping[str, Any], model: str, setup: str) -> int:
+    """Training runs of (model, setup) at every sigma: train.replicates_by_model[model][setup] where given, else
+    train.replicates. The claims need several runs only for the comparisons they make (the demo: U-Net and U-Net++
+    under gpu1 and ddp2_amp), so the other set-ups can stay at one run."""
+    train = config["train"]
+    n = (train.get("replicates_by_model") or {}).get(model, {}).get(setup, train.get("replicates", 1))
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise CxrError(f"config key train.replicates_by_model.{model}.{setup} must be an integer >= 1, not {n!r}")
+    return n
+
+
 def job_nodes(config: Mapping[str, Any], setup: str) -> int:
     """Nodes one training job of `setup` runs on: `train.nodes` for the DDP set-ups, 1 for gpu1 and dp2."""
     return int(config.get("train", {}).get("nodes", 1)) if get_setup(setup).ddp else 1

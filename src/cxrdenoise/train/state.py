@@ -383,7 +383,8 @@ def static_record(tr: Trainer, topology: dict, peak_mem_kind: str) -> dict:
         "epochs_planned": s.epochs,
         "seed": s.seed,
         "replicate": s.replicate,
-        "init_seed": s.init_seed,  # initial weights; data, noise and batch order use `seed`
+        "init_seed": s.init_seed,  # initial weights; data, noise and split use `seed`
+        "order_seed": s.order_seed,  # training batch order (DistributedSampler seed, + epoch)
         "workers": s.workers,
         "pin_memory": tr.pin,
         "cudnn_benchmark": tr.plan.cudnn_benchmark,

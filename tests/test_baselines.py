@@ -22,15 +22,60 @@ from cxrdenoise.render import write_table
 from fixtures.results_tree import noisy_paths, paths, write_classical, write_results_tree
 
 
+SEED = 2025  # the config seed the subset tests draw with
+SUBSET_SIGMAS = ("0.1", "0.2")
+
+
+def _on_test_images(results, data_dir) -> None:
+    """Re-label the fixture tree's per-image scores (models and noisy input) with the tiny data's test image and
+    patient ids, so its rows score the same images as the real classical stage (the scores stay invented)."""
+    test = PairDataset(data_dir, "test", 0.1)
+    ids, pats = [str(i) for i in test.image_ids], [str(p) for p in test.patient_ids]
+    for csv in (results / "eval").rglob("per_image.csv"):
+        frame = pd.read_csv(csv)
+        assert len(frame) == len(ids)  # write_results_tree(n_images=len(test))
+        frame["image_id"], frame["patient_id"] = ids, pats
+        frame.to_csv(csv, index=False, na_rep="NaN")
+        summary = json.loads(csv.with_name("summary.json").read_text())
+        summary["n_patients"] = len(set(pats))
+        csv.with_name("summary.json").write_text(json.dumps(summary))
+
+
+def _stage(results, data_dir, method: str, sigma: str, max_images: int | None, seed: int | None = SEED,
+           n_shards: int = 3):
+    """The classical stage as the rules run it (every shard job, then the merge), with the config seed."""
+    folder = results / "classical" / method / f"sigma{sigma}"
+    shards = [folder / f"shard_{k:05d}" for k in range(n_shards)]
+    for k, shard in enumerate(shards):
+        baselines.evaluate_classical_shard(method, sigma, k, shard, data_dir=data_dir, max_images=max_images,
+                                           seed=seed, lpips_enabled=False, progress=False)
+    baselines.merge_shards(shards, folder, method, sigma)
+    return folder
+
+
 @pytest.fixture(scope="module")
 def classical_tree(tiny_data_dir, tmp_path_factory):
-    """A fixture results tree (models, noisy input) plus the real classical stage's results on the tiny shards:
-    TV and Gaussian measured, BM3D made to take the skip path."""
+    """A fixture results tree (models, noisy input) on the tiny data's test images plus the real classical stage's
+    results on the tiny shards: TV and Gaussian measured, BM3D made to take the skip path."""
     root = tmp_path_factory.mktemp("classical")
-    results = write_results_tree(root, setups=("gpu1",), sigmas=("0.2", "0.3"))
+    n_test = len(PairDataset(tiny_data_dir, "test", 0.1))
+    results = write_results_tree(root, setups=("gpu1",), sigmas=("0.2", "0.3"), n_images=n_test)
+    _on_test_images(results, tiny_data_dir)
     summaries = write_classical(results, tiny_data_dir, methods=("bm3d", "tv", "gaussian"), sigmas=("0.1", "0.2"),
                                 skipped=("bm3d",))
     return results, summaries
+
+
+@pytest.fixture(scope="module")
+def subset_tree(tiny_data_dir, tmp_path_factory):
+    """The same, with the classical methods (TV, Gaussian) limited to 3 of the 5 test images (baselines.max_images:
+    3) at σ 0.1 and 0.2. Returns the results folder and the σ 0.2 classical folders."""
+    root = tmp_path_factory.mktemp("subset")
+    n_test = len(PairDataset(tiny_data_dir, "test", 0.1))
+    results = write_results_tree(root, setups=("gpu1",), sigmas=SUBSET_SIGMAS, n_images=n_test)
+    _on_test_images(results, tiny_data_dir)
+    folders = {s: [_stage(results, tiny_data_dir, m, s, 3) for m in ("tv", "gaussian")] for s in SUBSET_SIGMAS}
+    return results, folders["0.2"]
 
 
 def test_merged_shards_are_the_whole_test_split_scored_like_a_model(classical_tree, tiny_data_dir, tmp_path):
@@ -58,18 +103,95 @@ def test_merged_shards_are_the_whole_test_split_scored_like_a_model(classical_tr
     assert s["metrics"]["psnr"]["mean"] > base["metrics"]["psnr"]["mean"] + 1.0
 
 
-def test_max_images_keeps_the_first_test_images_and_empty_shards_say_so(tiny_data_dir, tmp_path):
+def test_max_images_draws_round_robin_across_patients_and_empty_shards_say_so(tiny_data_dir, tmp_path):
     test = PairDataset(tiny_data_dir, "test", 0.2)
-    write_classical(tmp_path, tiny_data_dir, methods=("gaussian",), sigmas=("0.2",), max_images=2)
-    folder = tmp_path / "classical" / "gaussian" / "sigma0.2"
-    merged = pd.read_csv(folder / "per_image.csv", dtype={"image_id": str})
-    assert list(merged["image_id"]) == [str(i) for i in test.image_ids[:2]]
+    patients = {str(i): str(p) for i, p in zip(test.image_ids, test.patient_ids)}
+    n_patients = len(set(patients.values()))
+    assert len(test) > n_patients  # some patient has two test images: the first N would not span the patients
+    folder = _stage(tmp_path, tiny_data_dir, "gaussian", "0.2", n_patients)
+    merged = pd.read_csv(folder / "per_image.csv", dtype={"image_id": str, "patient_id": str})
+    assert sorted(merged["patient_id"]) == sorted(set(patients.values()))  # every patient exactly once
+    assert [patients[i] for i in merged["image_id"]] == list(merged["patient_id"])
+    order = [str(i) for i in test.image_ids]
+    assert list(merged["image_id"]) == sorted(merged["image_id"], key=order.index)  # dataset order
     shard_summaries = [json.loads((folder / f"shard_{k:05d}" / "summary.json").read_text()) for k in range(3)]
-    assert sum(s["n_images"] for s in shard_summaries) == 2
-    assert any(s.get("empty") for s in shard_summaries)  # some shard holds none of the first two
-    assert json.loads((folder / "summary.json").read_text())["max_images"] == 2
+    assert sum(s["n_images"] for s in shard_summaries) == n_patients
+    assert any(s.get("empty") for s in shard_summaries)  # shard 0 holds no test image
+    s = json.loads((folder / "summary.json").read_text())
+    assert s["max_images"] == n_patients and s["n_images"] == s["n_patients"] == n_patients
+    sub = s["subset"]  # the seed and the chosen ids are recorded, the same in every shard's summary
+    assert sub["seed"] == SEED and sub["image_ids"] == list(merged["image_id"]) and sub["n_test_images"] == len(test)
+    assert "round-robin across patients" in sub["selection"]
+    assert all(x["subset"] == sub for x in shard_summaries)
     with pytest.raises(CxrError, match="max_images"):
-        baselines.shard_positions(tiny_data_dir, 0, 0)
+        baselines.shard_positions(tiny_data_dir, 0, 0, SEED)
+    with pytest.raises(CxrError, match="needs the config seed"):
+        baselines.classical_subset(tiny_data_dir, 2, None)
+    # the whole split needs no seed and keeps dataset order
+    assert baselines.classical_subset(tiny_data_dir, None, None)["image_ids"] == order
+
+
+def _patients_of(picked, patient_ids):
+    return [patient_ids[i] for i in picked]
+
+
+def test_round_robin_spans_the_patients_before_repeating_one():
+    """The finding's shape: one patient with 30 images among 9 with 1-3, listed first in dataset order."""
+    patient_ids = ["p0"] * 30 + [f"p{k}" for k in range(1, 10) for _ in range(1 + k % 3)]
+    image_ids = [f"img{i:03d}" for i in range(len(patient_ids))]
+    for n in (10, 17, 25):
+        picked = baselines.round_robin(image_ids, patient_ids, n, SEED)
+        assert len(picked) == len(set(picked)) == n
+        counts = pd.Series(_patients_of(picked, patient_ids)).value_counts()
+        assert len(counts) == 10  # every patient appears ...
+        full = {p for p in counts.index if counts[p] < patient_ids.count(p)}  # ... and patients not yet exhausted
+        assert counts[list(full)].max() - counts[list(full)].min() <= 1  # differ by at most one image
+    ten = baselines.round_robin(image_ids, patient_ids, 10, SEED)
+    assert sorted(_patients_of(ten, patient_ids)) == sorted(set(patient_ids))  # max_images = patients: one each
+    assert baselines.round_robin(image_ids, patient_ids, 17, SEED)[:10] == ten  # a larger N keeps a smaller N's
+    first_n = list(range(10))  # what the old first-N rule took: 10 images of patient p0
+    assert set(_patients_of(first_n, patient_ids)) == {"p0"}
+
+
+def test_round_robin_is_seeded_and_independent_of_dataset_order():
+    rng = np.random.default_rng(0)
+    patient_ids = [f"p{k}" for k in rng.integers(0, 12, 60)]
+    image_ids = [f"img{i:03d}" for i in range(60)]
+    pick = lambda seed, ids=image_ids, pats=patient_ids, n=20: {  # noqa: E731
+        ids[i] for i in baselines.round_robin(ids, pats, n, seed)}
+    assert pick(SEED) == pick(SEED)  # deterministic for a seed
+    assert pick(SEED) != pick(SEED + 1)  # another seed, another subset
+    perm = rng.permutation(60)  # another shard layout / dataset order: the same images
+    assert pick(SEED, [image_ids[i] for i in perm], [patient_ids[i] for i in perm]) == pick(SEED)
+    assert len(pick(SEED, n=100)) == 60  # more than there are: all of them
+
+
+def test_every_job_draws_the_same_subset_and_a_merge_refuses_another(tiny_data_dir, tmp_path):
+    """Shard, method and sigma jobs compute the subset from the clean manifest alone (no torch) and agree; a shard
+    written with another seed cannot be merged with the others."""
+    import subprocess
+    import sys
+
+    code = ("import sys, json; from cxrdenoise import baselines; "
+            f"s = baselines.classical_subset({str(tiny_data_dir)!r}, 3, {SEED}); "
+            "print(json.dumps(s['image_ids'])); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert json.loads(out[0]) == baselines.classical_subset(tiny_data_dir, 3, SEED)["image_ids"]
+    assert out[1] == "False"  # cheap: no torch import
+    ids = {s: baselines.classical_subset(tiny_data_dir, 3, s)["image_ids"] for s in range(SEED, SEED + 20)}
+    assert len({tuple(v) for v in ids.values()}) > 1  # the seed changes the subset on the real tiny split too
+    a = _stage(tmp_path / "a", tiny_data_dir, "tv", "0.1", 3)
+    b = _stage(tmp_path / "b", tiny_data_dir, "gaussian", "0.2", 3)
+    sub_a = json.loads((a / "summary.json").read_text())["subset"]
+    assert sub_a == json.loads((b / "summary.json").read_text())["subset"]  # same images for every method and σ
+    other = next(s for s in ids if ids[s] != ids[SEED])
+    mixed = tmp_path / "c" / "classical" / "tv" / "sigma0.1"
+    shards = [mixed / f"shard_{k:05d}" for k in range(3)]
+    for k, shard in enumerate(shards):
+        baselines.evaluate_classical_shard("tv", "0.1", k, shard, data_dir=tiny_data_dir, max_images=3,
+                                           seed=SEED if k < 2 else other, lpips_enabled=False, progress=False)
+    with pytest.raises(CxrError, match="another image subset"):
+        baselines.merge_shards(shards, mixed, "tv", "0.1")
 
 
 def test_skipped_method_is_a_result_not_a_failure(classical_tree):
@@ -88,12 +210,13 @@ def test_merge_refuses_another_methods_shard(classical_tree, tmp_path):
 
 
 def test_classical_command_runs_one_shard(tiny_data_dir, tmp_path, capsys):
-    positions = [baselines.shard_positions(tiny_data_dir, k) for k in range(3)]
+    positions = [baselines.shard_positions(tiny_data_dir, k, None, SEED) for k in range(3)]
     shard = next(k for k, p in enumerate(positions) if p)
     out = tmp_path / "nlm"
     assert cli_main(["classical", "shard", "--method", "nlm", "--sigma", "0.2", "--shard", str(shard),
                      "--data-dir", str(tiny_data_dir), "--out-dir", str(out), "--threads", "2", "--no-lpips",
-                     "--no-progress", "--max-images", "all", "--mean-handling", "invert", "--batch-size", "4"]) == 0
+                     "--no-progress", "--max-images", "all", "--seed", str(SEED), "--mean-handling", "invert",
+                     "--batch-size", "4"]) == 0
     assert "PSNR" in capsys.readouterr().out
     s = json.loads((out / "summary.json").read_text())
     assert s["n_images"] == len(positions[shard]) and s["threads"] == 2
@@ -128,6 +251,103 @@ def test_table6_classical_rows_with_patient_intervals_and_seconds(classical_tree
     assert "TV (Chambolle) (classical)" in md and "PSNR 95 % CI (patients)" in md and "s/image" in md
     assert "patients" in md and "mean invert" in md and "σ=0.2 of 1, mean 0.1" in md
     assert "not installed" in md  # the skip note is carried into the table
+    # every measured row at a σ, the no-denoising row included, on the same (here: all 5) test images
+    measured = t6[t6["source"].str.startswith("measured")]
+    assert set(measured[measured["noise"].str.startswith("σ=0.2")]["method"]) == {
+        "no denoising", "U-Net", "U-Net++", "TV (Chambolle)", "Gaussian filter"}
+    assert (measured["n_images"] == 5).all() and (measured["n_patients"] == 3).all()
+    assert "classical methods scored every test image" in md and "5 test images of 3 patients at every σ" in md
+
+
+def _measured(t6: pd.DataFrame) -> pd.DataFrame:
+    return t6[t6["source"].str.startswith("measured")]
+
+
+def test_table6_puts_the_models_on_the_classical_subset(subset_tree, tmp_path):
+    """baselines.max_images: 3 of the 5 test images; the models' and the noisy input's rows are recomputed on
+    exactly those 3 (matched by image id), so every measured row at every σ has the same n."""
+    results, folders = subset_tree
+    t6s = dict(sigmas=SUBSET_SIGMAS, setups=("gpu1",))
+    classical = [results / "classical" / m / f"sigma{s}" for s in SUBSET_SIGMAS for m in ("tv", "gaussian")]
+    table = tables.build_table6(paths(results, "summary", **t6s), paths(results, "record", **t6s),
+                                noisy=noisy_paths(results, sigmas=SUBSET_SIGMAS),
+                                per_image=paths(results, "per_image", **t6s)
+                                + noisy_paths(results, "per_image", sigmas=SUBSET_SIGMAS),
+                                classical=[f / "summary.json" for f in classical],
+                                classical_per_image=[f / "per_image.csv" for f in classical], resamples=200, seed=SEED)
+    write_table(table, tmp_path / "table6")
+    t6 = _measured(pd.read_csv(tmp_path / "table6.csv"))
+    chosen = set(chosen_ids(folders[0]))
+    assert len(chosen) == 3
+    for sigma in SUBSET_SIGMAS:
+        rows = t6[t6["noise"].str.startswith(f"σ={sigma} ")]
+        assert set(rows["method"]) == {"no denoising", "U-Net", "U-Net++", "TV (Chambolle)", "Gaussian filter"}
+        assert (rows["n_images"] == 3).all() and (rows["n_patients"] == 3).all(), sigma
+        for f in (results / "classical" / m / f"sigma{sigma}" for m in ("tv", "gaussian")):
+            assert set(pd.read_csv(f / "per_image.csv", dtype={"image_id": str})["image_id"]) == chosen
+        for model, per_image in (("U-Net", paths(results, "per_image", models=("unet",), sigmas=(sigma,),
+                                                 setups=("gpu1",))[0]),
+                                 ("no denoising", noisy_paths(results, "per_image", sigmas=(sigma,))[0])):
+            scores = pd.read_csv(per_image, dtype={"image_id": str})
+            row = rows[rows["method"] == model].iloc[0]
+            assert row["psnr"] == pytest.approx(scores[scores["image_id"].isin(chosen)]["psnr"].mean())
+            assert row["psnr"] != pytest.approx(scores["psnr"].mean())  # not the whole-split mean
+            assert "n=3" in row["source"]
+    md = (tmp_path / "table6.md").read_text()
+    assert "3 test images of 3 patients at every σ" in md
+    assert "scored 3 of the 5 test images (baselines.max_images: 3)" in md and f"seed {SEED} = the config" in md
+    assert "round-robin across patients" in md and "covering 3 of the 3 test patients" in md
+
+
+def test_table6_restricts_each_replicate_to_the_subset(subset_tree, tiny_data_dir, tmp_path):
+    """train.replicates: 2: each replicate is restricted to the subset, then averaged as any row is."""
+    _, folders = subset_tree
+    n_test = len(PairDataset(tiny_data_dir, "test", 0.1))
+    results = write_results_tree(tmp_path, models=("unet",), setups=("gpu1",), sigmas=("0.2",), n_images=n_test,
+                                 replicates=2)
+    _on_test_images(results, tiny_data_dir)
+    t6s = dict(models=("unet",), sigmas=("0.2",), setups=("gpu1",), reps=(1, 2))
+    table = tables.build_table6(paths(results, "summary", **t6s), per_image=paths(results, "per_image", **t6s),
+                                classical=[f / "summary.json" for f in folders],
+                                classical_per_image=[f / "per_image.csv" for f in folders], resamples=100, seed=1)
+    chosen = set(chosen_ids(folders[0]))
+    frames = [pd.read_csv(p, dtype={"image_id": str}) for p in paths(results, "per_image", **t6s)]
+    means = [f[f["image_id"].isin(chosen)]["psnr"].mean() for f in frames]
+    row = table.data[table.data["method"] == "U-Net"].iloc[0]
+    assert row["psnr"] == pytest.approx(sum(means) / 2) and row["n_images"] == 3
+
+
+def test_table6_refuses_rows_on_different_images(classical_tree, subset_tree, tiny_data_dir, tmp_path):
+    """A model scored on other images than the classical rows: one line naming both files. A model whose
+    per-image scores are not given cannot be put on the classical subset: one line naming it."""
+    results, _ = classical_tree
+    other = write_results_tree(tmp_path, setups=("gpu1",), sigmas=("0.2",))  # 12 invented ids, not the test split
+    t6s = dict(sigmas=("0.2",), setups=("gpu1",))
+    tv = results / "classical" / "tv" / "sigma0.2"
+    with pytest.raises(CxrError) as err:
+        tables.build_table6(paths(other, "summary", **t6s), per_image=paths(other, "per_image", **t6s),
+                            classical=[tv / "summary.json"], classical_per_image=[tv / "per_image.csv"])
+    msg = str(err.value)
+    assert "\n" not in msg and "score different test images" in msg and "σ=0.2" in msg
+    assert str(tv / "per_image.csv") in msg and str(paths(other, "per_image", **t6s)[0]) in msg
+    sub, folders = subset_tree
+    with pytest.raises(CxrError, match="per_image.csv, needed to put every row on the same images, was not given") \
+            as err:
+        tables.build_table6(paths(sub, "summary", **t6s), classical=[folders[0] / "summary.json"],
+                            classical_per_image=[folders[0] / "per_image.csv"])
+    assert str(paths(sub, "summary", **t6s)[0]) in str(err.value)
+    # two classical results at one σ on different subsets (one drawn with another seed)
+    other_seed = next(k for k in range(SEED + 1, SEED + 50)
+                      if baselines.classical_subset(tiny_data_dir, 3, k)["image_ids"] != chosen_ids(folders[1]))
+    tv_other = _stage(tmp_path / "seed", tiny_data_dir, "tv", "0.2", 3, seed=other_seed)
+    with pytest.raises(CxrError, match="score different test images") as err:
+        tables.build_table6([], classical=[tv_other / "summary.json", folders[1] / "summary.json"],
+                            classical_per_image=[tv_other / "per_image.csv", folders[1] / "per_image.csv"])
+    assert str(tv_other / "per_image.csv") in str(err.value) and str(folders[1] / "per_image.csv") in str(err.value)
+
+
+def chosen_ids(folder) -> list[str]:
+    return json.loads((folder / "summary.json").read_text())["subset"]["image_ids"]
 
 
 def test_psnr_sigma_figure(classical_tree, tmp_path):
@@ -138,6 +358,27 @@ def test_psnr_sigma_figure(classical_tree, tmp_path):
     assert [p.suffix for p in written] == [".png", ".pdf"] and all(p.stat().st_size > 1000 for p in written)
     with pytest.raises(CxrError, match="nothing|no measured"):
         figures.psnr_vs_sigma([s for s in summaries if "bm3d" in str(s)], tmp_path / "none")
+    models = [r for r in tables.collect_runs(summaries=paths(results, "summary", sigmas=("0.2",), setups=("gpu1",)))
+              .values()]
+    label = figures.psnr_sigma_images(list(tables.collect_runs(summaries=summaries).values()), models)
+    assert label == ("classical: 5 test images of 3 patients\n"
+                     "models and no denoising: 5 test images of 3 patients (their whole test split)")
+
+
+def test_psnr_sigma_figure_names_the_classical_subset(subset_tree, tmp_path):
+    results, folders = subset_tree
+    classical = [f / "summary.json" for f in folders]
+    cls = list(tables.collect_runs(summaries=classical).values())
+    models = list(tables.collect_runs(summaries=paths(results, "summary", sigmas=("0.2",), setups=("gpu1",))
+                                      + noisy_paths(results, sigmas=("0.2",))).values())
+    label = figures.psnr_sigma_images(cls, models)
+    assert label == ("classical: 3 test images of 3 patients, drawn round-robin across patients from the 5 test "
+                     f"images (baselines.max_images 3, seed {SEED})\n"
+                     "models and no denoising: 5 test images of 3 patients (their whole test split)")
+    written = figures.psnr_vs_sigma(classical, tmp_path / "psnr_sigma",
+                                    summaries=paths(results, "summary", sigmas=("0.2",), setups=("gpu1",)),
+                                    noisy=noisy_paths(results, sigmas=("0.2",)), data_source="synthetic")
+    assert all(p.stat().st_size > 1000 for p in written)
 
 
 def test_denoiser_threads_give_the_same_images(tiny_data_dir):
@@ -161,7 +402,11 @@ def test_table6_plans_the_configured_methods_only(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     jobs = planned_jobs(result.stdout)
     assert jobs["classical_merge"] == 2 * 2  # (tv, gaussian) x Table VI's sigmas 0.2 and 0.3
-    assert jobs["classical_shard"] == 2 * 2 * 3  # ... x the demo's 3 shards
+    import yaml
+
+    demo = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
+    shards = -(-demo["sample"]["n_images"] // demo["shards"]["images_per_shard"])
+    assert jobs["classical_shard"] == 2 * 2 * shards  # ... x the demo's shards
     assert set(re.findall(r"wildcards: method=(\w+)", result.stdout)) == {"tv", "gaussian"}
 
 

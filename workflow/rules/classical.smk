@@ -1,7 +1,9 @@
 # Classical baselines (Table VI, issue 13): BM3D, non-local means, TV, wavelet and a Gaussian filter on the test
 # images, one job per (method, sigma, shard), merged per (method, sigma) into the evaluation's file shapes
 # (cxrdenoise.baselines). Each method's parameter is set from the known sigma and the noise mean handled as
-# baselines.mean_handling says (cxrdenoise.classical). A method whose optional package is absent (BM3D:
+# baselines.mean_handling says (cxrdenoise.classical). baselines.max_images limits every job to the same test
+# images, drawn round-robin across patients from the config seed (cxrdenoise.baselines.classical_subset); Table VI
+# scores the nets and the noisy input on exactly those. A method whose optional package is absent (BM3D:
 # `pip install 'cxrdenoise[bm3d]'`) writes a result that says it was skipped; the table carries the note.
 
 BASELINE_METHODS = list(config["baselines"]["methods"])
@@ -25,6 +27,7 @@ rule classical_shard:
         data_dir=lambda wildcards, input: os.path.dirname(os.path.dirname(input.clean)),
         mean_handling=config["baselines"]["mean_handling"],
         max_images="all" if _BASELINE_MAX is None else _BASELINE_MAX,
+        seed=config["seed"],  # the round-robin subset's orders (cxrdenoise.baselines.classical_subset)
         batch_size=config["evaluate"]["batch_size"],
         lpips="" if config["evaluate"]["lpips"] else "--no-lpips",
     threads: config["baselines"]["threads"]
@@ -37,8 +40,8 @@ rule classical_shard:
     shell:
         "cxrdenoise classical shard --method {wildcards.method} --sigma {wildcards.sigma}"
         " --shard {wildcards.shard} --data-dir {params.data_dir:q} --out-dir {params.out_dir:q}"
-        " --mean-handling {params.mean_handling} --max-images {params.max_images} --threads {threads}"
-        " --batch-size {params.batch_size} {params.lpips} > {log:q} 2>&1"
+        " --mean-handling {params.mean_handling} --max-images {params.max_images} --seed {params.seed}"
+        " --threads {threads} --batch-size {params.batch_size} {params.lpips} > {log:q} 2>&1"
 
 
 rule classical_merge:

@@ -1,5 +1,6 @@
 """Classical baselines (rules classical_shard and classical_merge; cxrdenoise.baselines): `shard` scores one
-method on one shard's test images at one sigma; `merge` joins a (method, sigma)'s shards into one result."""
+method at one sigma on one shard's test images among the classical subset (baselines.max_images, drawn
+round-robin across patients from the config seed); `merge` joins a (method, sigma)'s shards into one result."""
 
 from __future__ import annotations
 
@@ -23,8 +24,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     shard.add_argument("--data-dir", required=True, help="results/data (clean and noisy shards)")
     shard.add_argument("--out-dir", required=True, help="folder for per_image.csv and summary.json")
     shard.add_argument("--mean-handling", choices=MEAN_HANDLING, required=True, help="baselines.mean_handling")
-    shard.add_argument("--max-images", type=_max_images, default=None,
-                       help="baselines.max_images: first N test images (null/all = the whole test split)")
+    shard.add_argument("--max-images", type=_max_images, required=True,
+                       help="baselines.max_images: N test images drawn round-robin across patients (all = the "
+                            "whole test split)")
+    shard.add_argument("--seed", type=int, required=True,
+                       help="config seed, from which the round-robin subset's orders derive")
     shard.add_argument("--threads", type=int, required=True, help="images denoised in parallel (baselines.threads)")
     shard.add_argument("--batch-size", type=int, required=True, help="evaluate.batch_size")
     shard.add_argument("--no-lpips", action="store_true", help="evaluate.lpips: false")
@@ -47,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         s = baselines.evaluate_classical_shard(
             a.method, a.sigma, a.shard, a.out_dir, data_dir=a.data_dir, mean_handling=a.mean_handling,
-            max_images=a.max_images, threads=a.threads, batch_size=a.batch_size, lpips_enabled=not a.no_lpips,
-            progress=not a.no_progress)
+            max_images=a.max_images, seed=a.seed, threads=a.threads, batch_size=a.batch_size,
+            lpips_enabled=not a.no_lpips, progress=not a.no_progress)
     note = s.get("skipped") or s.get("empty")
     if note:
         print(f"{a.out_dir}: {note}")

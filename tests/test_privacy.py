@@ -13,13 +13,15 @@ import torch
 
 from cxrdenoise.errors import CxrError
 from cxrdenoise.imaging import load_grey, resize_grey
-from cxrdenoise.privacy import ncc
-from cxrdenoise.privacy.claim import privacy_claim
+from cxrdenoise.phantoms import phantom
+from cxrdenoise.privacy import ncc, trivial
+from cxrdenoise.privacy.claim import INCONCLUSIVE, NOT_REFUTED, REFUTED, privacy_claim
 from cxrdenoise.privacy.images import downsample
 from cxrdenoise.privacy.learned import AttackerSettings, train_attacker
-from cxrdenoise.privacy.metrics import (match_ranks, patient_bootstrap, roc_auc, top_k_hits, weighted_auc,
-                                        weighted_mean)
+from cxrdenoise.privacy.metrics import (balanced_weights, match_ranks, pair_auc, patient_bootstrap, resampled_top_k,
+                                        roc_auc, top_k_hits, two_way_bootstrap, weighted_auc, weighted_mean)
 from cxrdenoise.privacy.pairs import make_pairing
+from cxrdenoise.shards import image_noise
 
 IDS = [f"{p:08d}_{f:03d}.png" for p, f in [(1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (3, 0), (4, 0)]]
 PATIENTS = [1, 1, 1, 2, 2, 3, 4]
@@ -105,11 +107,85 @@ def test_bootstrap_interval_of_auc_brackets_the_estimate():
     assert out["lo"] < out["estimate"] < out["hi"] and out["hi"] - out["lo"] < 0.4
 
 
+def _follow_up_fixture(rng, heavy: int):
+    """Query patient 0 has `heavy` images (heavy * (heavy - 1) positive pairs), patients 1-4 two each; scores
+    separate patient 0's pairs perfectly and the others' barely."""
+    rows = []
+    for p, n in [(0, heavy), (1, 2), (2, 2), (3, 2), (4, 2)]:
+        signal = 3.0 if p == 0 else 0.2
+        n_pos = n * (n - 1)
+        rows += [(p, 1, signal + rng.normal()) for _ in range(n_pos)] + [(p, 0, rng.normal()) for _ in range(2 * n)]
+    patients, labels, scores = (np.asarray(c) for c in zip(*rows))
+    return patients, labels, scores
+
+
+def test_balanced_auc_differs_from_pair_weighted_when_one_patient_has_many_follow_ups():
+    rng = np.random.default_rng(3)
+    patients, labels, scores = _follow_up_fixture(rng, heavy=10)     # patient 0: 90 of 98 positive pairs
+    balanced = roc_auc(scores, labels, balanced_weights(patients, labels))
+    pairs = roc_auc(scores, labels)
+    assert pairs > 0.9 and balanced < pairs - 0.1                    # patient 0 no longer decides it
+    # each patient's positives (and negatives) weigh 1 in total
+    w = balanced_weights(patients, labels)
+    for p in range(5):
+        assert w[(patients == p) & (labels == 1)].sum() == pytest.approx(1.0)
+        assert w[(patients == p) & (labels == 0)].sum() == pytest.approx(1.0)
+    # balanced design (every patient 2 positives, 4 negatives): both AUCs are the same number
+    patients, labels, scores = _follow_up_fixture(np.random.default_rng(4), heavy=2)
+    assert roc_auc(scores, labels, balanced_weights(patients, labels)) == pytest.approx(roc_auc(scores, labels))
+    # the bootstrap statistic at unit counts is the estimate
+    stat = pair_auc(scores, labels, patients, patients, balanced=True)
+    assert stat(np.ones(5)) == pytest.approx(roc_auc(scores, labels, balanced_weights(patients, labels)))
+
+
+def _gallery_fixture(n_patients=12, seed=0):
+    """Every patient has two images; pairs = every query image with every other image (a full gallery); two
+    gallery patients look like everyone (their different-patient scores are high for every query), so which of
+    them a gallery holds is variance that resampling query patients alone does not see."""
+    rng = np.random.default_rng(seed)
+    patients = np.repeat(np.arange(n_patients), 2)
+    hub = np.zeros(n_patients)
+    hub[:2] = 2.0
+    q, g = np.meshgrid(np.arange(len(patients)), np.arange(len(patients)), indexing="ij")
+    keep = q != g
+    q, g = q[keep], g[keep]
+    labels = (patients[q] == patients[g]).astype(int)
+    scores = 1.5 * labels + (1 - labels) * hub[patients[g]] + rng.normal(0, 0.5, labels.size)
+    return patients, q, g, labels, scores
+
+
+def test_two_way_bootstrap_is_at_least_as_wide_as_query_only():
+    patients, q, g, labels, scores = _gallery_fixture()
+    query_only = patient_bootstrap(weighted_auc(scores, labels), patients[q], seed=1, key="auc", n_boot=400)
+    two_way = two_way_bootstrap(pair_auc(scores, labels, patients[q], patients[g], balanced=False),
+                                np.unique(patients), seed=1, key="auc", n_boot=400)
+    assert two_way["estimate"] == pytest.approx(query_only["estimate"])
+    assert two_way["hi"] - two_way["lo"] >= 1.5 * (query_only["hi"] - query_only["lo"])
+    assert two_way["lo"] < two_way["estimate"] < two_way["hi"] and "gallery" in two_way["method"]
+    again = two_way_bootstrap(pair_auc(scores, labels, patients[q], patients[g], balanced=False),
+                              np.unique(patients), seed=1, key="auc", n_boot=400)
+    assert again == two_way
+
+
+def test_resampled_top_k_counts_duplicated_gallery_patients():
+    sim = np.array([[0.0, 0.9, 0.5, 0.8],     # query = gallery 0 (patient 0); match 1 above wrong 3 and 2
+                    [0.2, 0.0, 0.8, 0.1]])    # query = gallery 1; match 0 below wrong 2 (patient 1)
+    gallery_patient = np.array([0, 0, 1, 2])
+    same = gallery_patient[[0, 1]][:, None] == gallery_patient[None, :]
+    valid = np.ones_like(same)
+    valid[[0, 1], [0, 1]] = False
+    stat = resampled_top_k(sim, same, valid, np.array([0, 0]), gallery_patient, k=1)
+    assert stat(np.ones(3)) == pytest.approx(0.5) == top_k_hits(match_ranks(sim, same, valid), 1).mean()
+    assert stat(np.array([1.0, 0.0, 1.0])) == pytest.approx(1.0)   # patient 1 (the impostor) not drawn
+    k2 = resampled_top_k(sim, same, valid, np.array([0, 0]), gallery_patient, k=2)
+    assert k2(np.array([1.0, 2.0, 1.0])) == pytest.approx(0.5)      # patient 1 drawn twice pushes query 1 to rank 3
+
+
 # ---------------------------------------------------------------------------------------------- attackers
 
 def test_ncc_ranks_real_follow_ups_first(nih_sample_dir):
     """Clean NIH images: patients 11 and 32 are matched to their own follow-up first. Patient 13's two films (a
-    portable AP film with lines and tubes, a PA film with a pacemaker) are not (ranks 6 and 2 of 13; no
+    portable AP film with lines and tubes, a PA film with a pacemaker) are not (ranks 4 and 6 of 13; no
     training-free variant scanned in docs/privacy.md ranks them first); their mean rank is still better than
     chance."""
     paths = sorted(nih_sample_dir.glob("*.png"))
@@ -117,13 +193,62 @@ def test_ncc_ranks_real_follow_ups_first(nih_sample_dir):
     ids, patients = [p.name for p in paths], [int(p.name[:8]) for p in paths]
     pairing = make_pairing(ids, patients, seed=0, negatives_per_query=20)
     work = downsample(images, 64)
-    sim = ncc.similarity(work[pairing.query_index], work, 32)
+    sim = ncc.similarity(work[pairing.query_index], work, 32, pairing.query_index)
     ranks = dict(zip((ids[i] for i in pairing.query_index), match_ranks(sim, pairing.same_patient(), pairing.valid())))
     assert sorted(ranks) == ["00000011_000.png", "00000011_007.png", "00000013_009.png", "00000013_033.png",
                              "00000032_011.png", "00000032_023.png", "00000032_038.png"]
     assert all(r == 1 for name, r in ranks.items() if not name.startswith("00000013"))
     assert np.mean([ranks["00000013_009.png"], ranks["00000013_033.png"]]) < (len(ids) - 1) / 2
     assert roc_auc(sim[pairing.pair_query, pairing.pair_gallery], pairing.pair_label) > 0.85
+
+
+def _obfuscated(images, ids, sigma):
+    """The study's obfuscation of each image: clip(x + N(0.1, sigma^2)), seeded by (0, image id, sigma)."""
+    return np.stack([np.clip(x + image_noise(0, i, sigma, 0.1, x.shape), 0, 1) for x, i in zip(images, ids)])
+
+
+def _attack_vs_trivial(images, ids, patients, sigma, size=32):
+    """(ncc top-1, ncc AUC), (trivial top-1, trivial AUC) on obfuscated queries against the clean gallery, the
+    images read as the stage reads them (area-downsampled to images.work_size)."""
+    from cxrdenoise.privacy.images import work_size
+
+    pairing = make_pairing(ids, patients, seed=0, negatives_per_query=20)
+    gallery = downsample(images, work_size(size))
+    queries = downsample(_obfuscated(images, ids, sigma), work_size(size))[pairing.query_index]
+    out = []
+    for sim in (ncc.similarity(queries, gallery, size, pairing.query_index),
+                trivial.similarity(queries, gallery, images.shape[-1])):
+        ranks = match_ranks(sim, pairing.same_patient(), pairing.valid())
+        scores = sim[pairing.pair_query, pairing.pair_gallery]
+        out.append((top_k_hits(ranks, 1).mean(), roc_auc(scores, pairing.pair_label,
+                                                         balanced_weights(pairing.query_patients[pairing.pair_query],
+                                                                          pairing.pair_label))))
+    return out
+
+
+@pytest.mark.parametrize("source", [64, 256])
+@pytest.mark.parametrize("sigma", [0.1, 0.2, 0.3])
+def test_ncc_is_at_least_as_strong_as_the_trivial_baseline_on_nih(nih_sample_dir, source, sigma):
+    """Real NIH follow-ups at 64 px (the working size equals the source: only the attacker's own low-pass filters
+    the noise) and 256 px, with the study's noise: top-1 and balanced AUC at least the trivial baseline's."""
+    paths = sorted(nih_sample_dir.glob("*.png"))
+    images = np.stack([resize_grey(load_grey(p)[0], source, p) for p in paths])
+    (top1, auc), (top1_t, auc_t) = _attack_vs_trivial(images, [p.name for p in paths], [int(p.name[:8]) for p in paths],
+                                                      sigma)
+    assert top1 >= top1_t and auc >= auc_t
+    assert auc > 0.8  # and far from chance
+
+
+@pytest.mark.parametrize("sigma", [0.0, 0.1, 0.2, 0.3])
+def test_ncc_is_at_least_as_strong_as_the_trivial_baseline_on_phantoms(sigma):
+    """The demo's phantoms (128 px drawn, 64 px stored) of 24 patients with up to 3 follow-ups, where a plain NCC of
+    whole images is nearly perfect: the aligned attacker must not lose to it."""
+    rng = np.random.default_rng(7)
+    cases = [(p, f) for p in range(1, 25) for f in range(int(rng.integers(1, 4)))]
+    images = downsample(np.stack([phantom(p, f, 128, 7) for p, f in cases]).astype(np.float32) / 255, 64)
+    ids, patients = [f"{p:08d}_{f:03d}.png" for p, f in cases], [p for p, _ in cases]
+    (top1, auc), (top1_t, auc_t) = _attack_vs_trivial(images, ids, patients, sigma)
+    assert top1 >= top1_t and auc >= auc_t
 
 
 def _toy_views(n_patients=6, per_patient=3, size=16, seed=0):
@@ -175,15 +300,27 @@ def _rows(clean, obf, den):
 
 def test_claim_verdicts_follow_the_stated_rule():
     broken = privacy_claim(_rows((0.95, 0.9, 0.99), (0.55, 0.45, 0.65), (0.9, 0.8, 0.97)))
-    assert broken["verdict"] == "not supported" and "denoised" in broken["evidence"]
+    assert broken["verdict"] == REFUTED == "refuted" and "denoised" in broken["evidence"]
     assert broken["worst_denoised"]["model"] == "unet" and broken["worst_obfuscated"]["sigma"] == 0.1
     held = privacy_claim(_rows((0.95, 0.9, 0.99), (0.52, 0.45, 0.58), (0.5, 0.44, 0.57)))
-    assert held["verdict"] == "supported"
+    assert held["verdict"] == NOT_REFUTED == "not refuted by these attackers" and "for these attackers" in held["evidence"]
+    assert set(held) >= {"claim", "rule", "evidence", "worst_obfuscated", "worst_denoised"}
+    assert set(held["worst_denoised"]) == {"attacker", "model", "sigma", "auc", "auc_lo", "auc_hi"}
     straddle = privacy_claim(_rows((0.95, 0.9, 0.99), (0.58, 0.5, 0.7), (0.5, 0.44, 0.57)))
-    assert straddle["verdict"] == "inconclusive" and "straddle" in straddle["evidence"]
+    assert straddle["verdict"] == INCONCLUSIVE == "inconclusive" and "straddle" in straddle["evidence"]
     blind = privacy_claim(_rows((0.55, 0.5, 0.6), (0.5, 0.45, 0.55), (0.5, 0.45, 0.55)), data_source="synthetic")
     assert blind["verdict"] == "inconclusive" and "cannot show privacy" in blind["evidence"]
     assert "phantoms" in blind["evidence"]
+
+
+def test_claim_flags_an_attacker_weaker_than_the_trivial_baseline():
+    rows = _rows((0.95, 0.9, 0.99), (0.52, 0.45, 0.58), (0.5, 0.44, 0.57))
+    base = [{**r, "attacker": "trivial", "auc": r["auc"] + (0.03 if r["query"] == "obfuscated" else 0.0)} for r in rows]
+    out = privacy_claim(rows + base)
+    assert [(w["attacker"], w["query"]) for w in out["weaker_than_baseline"]] == [("ncc", "obfuscated")]
+    assert out["weaker_than_baseline"][0]["baseline_auc"] == pytest.approx(0.55)
+    assert "below the trivial baseline" in out["evidence"]
+    assert privacy_claim(rows + [{**r, "attacker": "trivial"} for r in rows])["weaker_than_baseline"] == []
 
 
 # ---------------------------------------------------------------------------------------------- the stage
@@ -224,14 +361,23 @@ def test_stage_end_to_end_on_tiny_data(tmp_path, tiny_data_dir):
                      "--negatives", "3", "--bootstrap", "50", "--top-k", "1", "2", "--device", "cpu", "--batch-size", "4",
                      "--out-dir", str(out / attacker)]) == 0
     frame = pd.read_csv(out / "ncc" / "metrics.csv", keep_default_na=False, na_values=["NaN"])
-    assert frame["query"].tolist() == ["clean", "obfuscated", "obfuscated", "denoised"]
-    assert frame["model"].tolist() == ["", "", "", "unet"]
+    # the attacker's rows, then the trivial baseline's on the same queries
+    assert frame["attacker"].tolist() == ["ncc"] * 4 + ["trivial"] * 4
+    assert frame["query"].tolist() == ["clean", "obfuscated", "obfuscated", "denoised"] * 2
+    assert frame["model"].tolist() == ["", "", "", "unet"] * 2
+    learned_frame = pd.read_csv(out / "learned" / "metrics.csv", keep_default_na=False, na_values=["NaN"])
+    pd.testing.assert_frame_equal(frame[frame["attacker"] == "trivial"].reset_index(drop=True),
+                                  learned_frame[learned_frame["attacker"] == "trivial"].reset_index(drop=True),
+                                  check_dtype=False)
+    assert {"auc_pairs", "auc_pairs_lo", "auc_pairs_hi"} <= set(frame.columns)
+    frame = frame[frame["attacker"] == "ncc"]
     # an untrained net does not denoise: flagged in the metrics and footnoted in the table
     assert frame["did_not_denoise"].tolist()[-1] in (True, "True") and frame["psnr"].iloc[1] > frame["psnr"].iloc[2]
     summary = json.loads((out / "ncc" / "summary.json").read_text())
     # tiny_data_dir's test split: 5 images of 3 patients, two of whom have two images
     assert summary["n_gallery_images"] == 5 and summary["n_query_patients"] == 2 and summary["n_queries"] == 4
     assert summary["n_pairs_same"] == 4 and frame["n_pairs_same"].eq(4).all()
+    assert summary["baseline"] == "trivial" and "two-way" in summary["bootstrap_method"]
     assert frame[["auc", "top1", "top2"]].apply(lambda c: c.between(0, 1)).all().all()
     assert summary["provenance"]["config_hash"] is None or isinstance(summary["provenance"]["config_hash"], str)
     metrics = [str(out / a / "metrics.csv") for a in ("ncc", "learned")]
@@ -244,12 +390,14 @@ def test_stage_end_to_end_on_tiny_data(tmp_path, tiny_data_dir):
     assert "phantom" in md and "nan" not in md and "did not denoise: this denoiser" in md
     assert md.index("| NCC (training-free) | clean |  |") < md.index("| siamese CNN")  # config order, blank σ
     assert "5 test images of 3 patients" in md and "16×16 px" in md
+    assert "trivial AUC" in md and "Trivial baseline" in md and "two-way" in md and "patient-balanced" in md
     from cxrdenoise.tables.privacy import privacy_claim_from_files
 
     verdict = privacy_claim_from_files(metrics, summaries, data_source="synthetic")
-    assert verdict["verdict"] in ("supported", "not supported", "inconclusive") and verdict["verdict"].upper() in md
+    assert verdict["verdict"] in ("not refuted by these attackers", "refuted", "inconclusive")
+    assert verdict["verdict"].upper() in md
     table = pd.read_csv(prefix.with_suffix(".csv"))
-    assert len(table) == 8 and set(table["attacker"]) == {"ncc", "learned"}
+    assert len(table) == 8 and set(table["attacker"]) == {"ncc", "learned"} and "trivial_auc" in table.columns
     fig = tmp_path / "figures" / "privacy"
     assert main(["figure", "--metrics", *metrics, "--summaries", *summaries, "--out-prefix", str(fig),
                  "--data-source", "synthetic"]) == 0

@@ -1,5 +1,7 @@
 # Privacy stage (issue 14): patient re-identification from clean, obfuscated (noisy) and denoised test images,
-# by a training-free attacker (NCC) and a learned one (siamese CNN trained on train-split patients). Outputs per
+# by a training-free attacker (NCC) and a learned one (siamese CNN trained on train-split patients); each score job
+# also scores the trivial baseline (NCC of 32x32 area-downsampled images) as rows of its own in the same
+# metrics.csv, so the table and the claims read it from whichever attackers are configured. Outputs per
 # attacker under results/privacy/{attacker}/, then results/tables/privacy.* and results/figures/privacy.*.
 # Denoised queries come from each model's checkpoint of one training setup (privacy.setup, gpu1 by default);
 # the two helpers below are the only places that know the training result layout.

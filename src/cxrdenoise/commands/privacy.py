@@ -1,7 +1,8 @@
 """The privacy stage (workflow/rules/privacy.smk); see cxrdenoise.privacy.
 
   attacker: train the learned attacker on the train split's clean (and, with noise_augment, noisy) images
-  score:    score clean, obfuscated and denoised test queries with one attacker -> metrics.csv, summary.json
+  score:    score clean, obfuscated and denoised test queries with one attacker, and with the trivial baseline
+            (its own rows, attacker "trivial", on the same pairs and resamples) -> metrics.csv, summary.json
   table:    results/tables/privacy.{csv,md,tex,html}
   figure:   results/figures/privacy.{png,pdf}
 """
@@ -94,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_score(a: argparse.Namespace) -> None:
-    from cxrdenoise.privacy import learned, ncc
+    import pandas as pd
+
+    from cxrdenoise.privacy import learned, ncc, trivial
     from cxrdenoise.privacy.images import load_query_sets
     from cxrdenoise.privacy.pairs import make_pairing
     from cxrdenoise.privacy.stage import score_queries, write_results
@@ -105,7 +108,7 @@ def run_score(a: argparse.Namespace) -> None:
     pairing = make_pairing(sets.image_ids, sets.patient_ids, seed=a.seed, negatives_per_query=a.negatives,
                            attacker_patients=attacker_patients)
     if a.attacker == "ncc":
-        similarity = lambda q, g: ncc.similarity(q, g, a.image_size)  # noqa: E731
+        similarity = lambda q, g: ncc.similarity(q, g, a.image_size, pairing.query_index)  # noqa: E731
         label, note, record = ncc.LABEL, ncc.NOTE, None
     else:
         if not a.attacker_checkpoint:
@@ -116,8 +119,15 @@ def run_score(a: argparse.Namespace) -> None:
         note = ("embedding CNN trained with a triplet loss on train-split patients "
                 f"({len(set(attacker_patients))} patients, disjoint from the test patients)")
         record = a.attacker_checkpoint
-    frame = score_queries(similarity, sets, pairing, attacker=a.attacker, seed=a.seed, n_boot=a.bootstrap, top_k=a.top_k)
+    score = dict(sets=sets, pairing=pairing, seed=a.seed, n_boot=a.bootstrap, top_k=a.top_k)
+    source = sets.image_shape[-1]
+    frame = pd.concat([score_queries(similarity, attacker=a.attacker, **score),
+                       score_queries(lambda q, g: trivial.similarity(q, g, source), attacker=trivial.NAME, **score)],
+                      ignore_index=True)
     summary = {"attacker": a.attacker, "attacker_label": label, "attacker_note": note, "attacker_checkpoint": record,
+               "baseline": trivial.NAME, "baseline_label": trivial.LABEL, "baseline_note": trivial.NOTE,
+               "baseline_size": trivial.working_size(source),
+               "bootstrap_method": "two-way percentile bootstrap over patients (queries and gallery resampled together)",
                "image_size": a.image_size, "source_size": sets.image_shape[-1], "setup": a.setup,
                "n_boot": a.bootstrap, "top_k": a.top_k, "negatives_per_query": a.negatives, "seed": a.seed,
                "split": "test", **pairing.counts(),
@@ -125,5 +135,5 @@ def run_score(a: argparse.Namespace) -> None:
                "rows": frame.to_dict(orient="records")}
     write_results(frame, a.out_dir, summary, device=a.device)
     for _, r in frame.iterrows():
-        print(f"{a.attacker} {r['query']} {r['model']} {r['sigma']}: AUC {r['auc']:.3f} top{a.top_k[0]} {r[f'top{a.top_k[0]}']:.3f}",
+        print(f"{r['attacker']} {r['query']} {r['model']} {r['sigma']}: AUC {r['auc']:.3f} top{a.top_k[0]} {r[f'top{a.top_k[0]}']:.3f}",
               file=sys.stdout)

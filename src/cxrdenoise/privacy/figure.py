@@ -1,7 +1,8 @@
 """Figure: verification AUC against noise level, clean / obfuscated / denoised, one panel per attacker.
 
 Clean queries do not depend on sigma, so they are a horizontal line with their interval as a band; the chance
-level (0.5) is drawn, and the title says what data and image size were measured.
+level (0.5) is drawn, and so is the trivial baseline's obfuscated AUC (grey, dotted) in every panel; the title
+says what data and image size were measured.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ def privacy_figure(metrics: Sequence[str | Path], summaries: Sequence[str | Path
                    data_source: str | None = None) -> list[Path]:
     frame, infos = read_privacy(metrics, summaries)
     labels = {i["attacker"]: i.get("attacker_label", i["attacker"]) for i in infos}
-    attackers = list(dict.fromkeys(frame["attacker"]))
+    baseline = frame[(frame["attacker"] == "trivial") & (frame["query"] == "obfuscated")].dropna(subset=["sigma"])
+    baseline = baseline.assign(x=baseline["sigma"].astype(float)).sort_values("x")
+    attackers = [a for a in dict.fromkeys(frame["attacker"]) if a != "trivial"] or ["trivial"]
     fig, axes = plt.subplots(1, len(attackers), figsize=(4.6 * len(attackers), 3.9), sharey=True, squeeze=False)
     for ax, attacker in zip(axes[0], attackers):
         rows = frame[frame["attacker"] == attacker]
@@ -39,6 +42,9 @@ def privacy_figure(metrics: Sequence[str | Path], summaries: Sequence[str | Path
         if np.isfinite(clean["auc_lo"]):
             ax.fill_between(span, clean["auc_lo"], clean["auc_hi"], color="black", alpha=0.1, lw=0)
         ax.axhline(0.5, color="grey", ls=":", lw=1, label="chance")
+        if attacker != "trivial" and not baseline.empty:
+            ax.plot(baseline["x"], baseline["auc"], color="grey", ls=":", marker="s", ms=3,
+                    label="trivial baseline, obfuscated")
         groups = [("obfuscated", sig[sig["query"] == "obfuscated"], "obfuscated (noisy) query")]
         for model in dict.fromkeys(sig.loc[sig["query"] == "denoised", "model"]):
             groups.append((model, sig[(sig["query"] == "denoised") & (sig["model"] == model)],
@@ -54,7 +60,7 @@ def privacy_figure(metrics: Sequence[str | Path], summaries: Sequence[str | Path
         ax.set_xlabel("noise σ")
         ax.set_title(labels.get(attacker, attacker), fontsize=10)
         ax.set_ylim(0.0, 1.02)
-    axes[0][0].set_ylabel("verification ROC AUC (95 % patient CI)")
+    axes[0][0].set_ylabel("patient-balanced AUC (95 % two-way CI)")
     axes[0][-1].legend(fontsize=8, loc="lower left")
     info = infos[0] if infos else {}
     data = DATA_LABELS.get(data_source or "", data_source or "")

@@ -1,6 +1,6 @@
 """Images as the attackers see them: read from the shards through the evaluation's dataset, denoised with the
-evaluation's loader, and area-downsampled to twice the attackers' size (`work_size`), so an attacker can still
-shift and rescale before it samples its own `size` x `size` view.
+evaluation's loader, and area-downsampled to twice the attackers' size (`work_size`, at least 32 px for the
+trivial baseline), so an attacker can still shift and rescale before it samples its own `size` x `size` view.
 
 `preprocess` (area downsampling to `size`, then zero mean and unit norm per image) removes what no attacker
 should rely on (exposure, the noise's mean shift) and keeps the anatomy.
@@ -31,8 +31,12 @@ def preprocess(images: torch.Tensor | np.ndarray, size: int) -> np.ndarray:
     return x.reshape(len(x), size, size).cpu().numpy().astype(np.float32)
 
 
+BASELINE_SIZE = 32  # the trivial baseline's size (privacy.trivial), so its images are never upsampled
+
+
 def work_size(size: int) -> int:
-    return 2 * int(size)
+    """Twice the attackers' size (room to shift and rescale), and at least the trivial baseline's size."""
+    return max(2 * int(size), BASELINE_SIZE)
 
 
 def downsample(images: torch.Tensor | np.ndarray, size: int) -> np.ndarray:

@@ -1,9 +1,10 @@
 """The privacy stage: score every query kind (clean, obfuscated per sigma, denoised per model and sigma) with one
 attacker, on the same pairs and gallery, and write metrics.csv and summary.json.
 
-Rows share the bootstrap resamples of query patients (the stream depends on the metric, not on the row), so
-the intervals of two rows are computed on the same resampled patients, and differences between rows are not
-an artefact of different draws.
+Every row and metric shares one stream of two-way patient resamples (metrics.two_way_bootstrap, key
+"patients"), so the intervals of two rows, and of an attacker and the trivial baseline, are computed on the same
+resampled patients, and differences between rows are not an artefact of different draws. `auc` is the
+patient-balanced AUC (the primary; the verdict uses it), `auc_pairs` the pair-weighted one.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from ..atomic import atomic_path, write_json
 from ..denoised import did_not_denoise
 from ..provenance import provenance
 from .images import QuerySets
-from .metrics import match_ranks, patient_bootstrap, top_k_hits, weighted_auc, weighted_mean
+from .metrics import match_ranks, pair_auc, resampled_top_k, two_way_bootstrap
 from .pairs import Pairing
 
 QUERY_KINDS = ("clean", "obfuscated", "denoised")
@@ -37,27 +38,32 @@ def query_images(sets: QuerySets) -> list[tuple[str, str, str | None, np.ndarray
 
 def score_queries(similarity: Callable[[np.ndarray, np.ndarray], np.ndarray], sets: QuerySets, pairing: Pairing, *,
                   attacker: str, seed: int, n_boot: int, top_k: Sequence[int]) -> pd.DataFrame:
-    """One row per query kind: verification AUC and retrieval top-k, each with a patient bootstrap interval.
+    """One row per query kind: verification AUC (patient-balanced, and pair-weighted as auc_pairs) and retrieval
+    top-k, each with a two-way patient bootstrap interval.
 
     `similarity(queries, gallery)` is the attacker: (n_query, n_gallery) scores, higher = more alike."""
     same, valid = pairing.same_patient(), pairing.valid()
-    pair_patients = pairing.query_patients[pairing.pair_query]
+    patients, gallery_patient = np.unique(pairing.patient_ids, return_inverse=True)
+    query_patient = gallery_patient[pairing.query_index]
+    pq, pg = query_patient[pairing.pair_query], gallery_patient[pairing.pair_gallery]
+    boot = dict(seed=seed, key="patients", n_boot=n_boot)
     rows = []
     for kind, model, sigma, images in query_images(sets):
         sim = similarity(images[pairing.query_index], sets.clean)
         scores = sim[pairing.pair_query, pairing.pair_gallery]
-        auc = patient_bootstrap(weighted_auc(scores, pairing.pair_label), pair_patients, seed=seed, key="auc",
-                                n_boot=n_boot)
+        auc = two_way_bootstrap(pair_auc(scores, pairing.pair_label, pq, pg, balanced=True), patients, **boot)
+        auc_pairs = two_way_bootstrap(pair_auc(scores, pairing.pair_label, pq, pg, balanced=False), patients, **boot)
         ranks = match_ranks(sim, same, valid)
         psnr = sets.psnr.get((model or "noisy", sigma)) if sigma is not None else None
         noisy_psnr = sets.psnr.get(("noisy", sigma)) if sigma is not None else None
         row: dict[str, Any] = {"attacker": attacker, "query": kind, "model": model, "sigma": sigma,
                                "psnr": psnr, "did_not_denoise": did_not_denoise(psnr, noisy_psnr) if model else None,
                                **pairing.counts(), "auc": auc["estimate"], "auc_lo": auc["lo"], "auc_hi": auc["hi"],
-                               "mean_rank": float(ranks.mean())}
+                               "auc_pairs": auc_pairs["estimate"], "auc_pairs_lo": auc_pairs["lo"],
+                               "auc_pairs_hi": auc_pairs["hi"], "mean_rank": float(ranks.mean())}
         for k in top_k:
-            topk = patient_bootstrap(weighted_mean(top_k_hits(ranks, k)), pairing.query_patients, seed=seed,
-                                     key=f"top{k}", n_boot=n_boot)
+            topk = two_way_bootstrap(resampled_top_k(sim, same, valid, query_patient, gallery_patient, k), patients,
+                                     **boot)
             row.update({f"top{k}": topk["estimate"], f"top{k}_lo": topk["lo"], f"top{k}_hi": topk["hi"]})
         rows.append(row)
     return pd.DataFrame(rows)

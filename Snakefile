@@ -50,7 +50,7 @@ onstart:
 
 
 onsuccess:
-    sys.stderr.write(run_summary(".", config, CONFIG_HASH, configfile_args()))
+    sys.stderr.write(run_summary(".", config, CONFIG_HASH, configfile_args(), argv=sys.argv))
 
 
 onerror:

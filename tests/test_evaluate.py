@@ -75,7 +75,9 @@ def test_evaluate_checkpoint_files(tmp_path, tiny_data_dir, random_lpips):
     assert {"config_hash", "git_commit", "packages", "created"} <= set(saved["provenance"])
 
     ex = np.load(out / "examples.npz")
-    assert ex["image_ids"].tolist() == sorted(test_set.image_ids)[:3] == saved["figure_image_ids"]
+    assert ex["image_ids"].tolist() == saved["figure_image_ids"]
+    shown = dict(zip(map(str, test_set.image_ids), map(str, test_set.patient_ids)))
+    assert len({shown[i] for i in saved["figure_image_ids"]}) == 3  # three patients, not one patient's follow-ups
     assert ex["noisy"].shape == ex["denoised"].shape == ex["clean"].shape == (3, 32, 32)
     first = test_set.image_ids.index(ex["image_ids"][0])
     assert np.allclose(ex["clean"][0], test_set[first][1][0].numpy())
@@ -181,3 +183,13 @@ def test_device_metrics_and_scikit_image_paths_agree(tmp_path, tiny_data_dir, mo
     assert len(a) == len(b) > 0 and list(a["image_id"]) == list(b["image_id"])
     for col in ("psnr", "ssim", "ssim_w3"):
         assert np.abs(a[col] - b[col]).max() < 1e-9, col
+
+
+def test_figure_images_come_from_distinct_patients():
+    from cxrdenoise.evaluate import figure_image_ids
+
+    ids = ["a1", "a2", "a3", "b1", "c1", "c2"]
+    patients = ["A", "A", "A", "B", "C", "C"]
+    assert figure_image_ids(ids, patients, 3) == ["a1", "b1", "c1"]  # one per patient, not a1 a2 a3
+    assert figure_image_ids(ids, patients, 4) == ["a1", "a2", "b1", "c1"]  # a second image only past the patients
+    assert figure_image_ids(ids, patients, 0) == []

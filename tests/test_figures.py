@@ -87,6 +87,8 @@ def test_report_rules_have_minimal_inputs(tmp_path):
     if not Path(snakemake).exists():
         pytest.skip("snakemake not installed")
     write_results_tree(tmp_path, setups=("gpu1", "dp2", "ddp2_amp"))
+    (tmp_path / "results" / "data").mkdir(parents=True)
+    (tmp_path / "results" / "data" / "split.csv").write_text("")  # the split stated in every table's caption
     for attacker in ("ncc", "learned"):  # the privacy stage's results, which the claims table reads
         for name in ("metrics.csv", "summary.json"):
             (tmp_path / "results" / "privacy" / attacker).mkdir(parents=True, exist_ok=True)
@@ -94,7 +96,8 @@ def test_report_rules_have_minimal_inputs(tmp_path):
     literature = ("0.0588235", "0.0980392")  # noise.literature: zero mean, 15/255 and 25/255
     for sigma in literature:  # the noisy input at the literature's noise (Table VI's "did not denoise" flag)
         (tmp_path / "results" / "eval" / "noisy" / f"sigma{sigma}").mkdir(parents=True)
-        (tmp_path / "results" / "eval" / "noisy" / f"sigma{sigma}" / "summary.json").write_text("")
+        for name in ("summary.json", "per_image.csv"):
+            (tmp_path / "results" / "eval" / "noisy" / f"sigma{sigma}" / name).write_text("")
     for method in ("bm3d", "nlm", "tv", "wavelet", "gaussian"):  # the classical stage's results (Table VI)
         for sigma in ("0.1", "0.2", "0.3", *literature):
             for name in ("summary.json", "per_image.csv"):
@@ -109,15 +112,23 @@ def test_report_rules_have_minimal_inputs(tmp_path):
         rule all:
             input: REPORT_TARGETS
         """))
-    done = subprocess.run([snakemake, "-n", "-F", "--cores", "1", "-s", "Snakefile"], cwd=tmp_path,
+    done = subprocess.run([snakemake, "-n", "-p", "-F", "--cores", "1", "-s", "Snakefile"], cwd=tmp_path,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("--split-csv results/data/split.csv") == 6  # tables III-VI, claims, comparisons
     jobs = {}
     for block in done.stdout.split("\nrule ")[1:]:
         name = block.split(":", 1)[0].strip()
         inputs = next((ln.split(":", 1)[1] for ln in block.splitlines() if ln.strip().startswith("input:")), "")
         jobs.setdefault(name, []).append([p.strip() for p in inputs.split(",") if p.strip()])
     (t5,), (f4,), (t3,) = jobs["table5"], jobs["figure4"], jobs["table3"]
+    split = "results/data/split.csv"  # every table's caption: images and patients per split
+    for name in ("table3", "table4", "table5", "table6", "claims", "comparisons"):
+        assert split in jobs[name][0], name
+    assert all(split not in inputs for name in ("figure4", "figures_examples", "training_curves")
+               for inputs in jobs[name])
+    t5 = [p for p in t5 if p != split]
+    t3 = [p for p in t3 if p != split]
     # 6 records + 6 summaries (rep1 of each run) + the noisy summary for the "did not denoise" flag
     assert len(t5) == 13 and all("/sigma0.1/" in p for p in t5)
     assert all("/rep1/" in p for p in t5 if "/noisy/" not in p)
@@ -132,3 +143,71 @@ def test_report_rules_have_minimal_inputs(tmp_path):
     assert sum("/classical/" in p for p in ps) == 5 * 3
     (claims,) = jobs["claims"]  # every run's record, summary and per-image scores, and the noisy summaries
     assert sum(p.endswith("per_image.csv") for p in claims) == 18 and sum("/noisy/" in p for p in claims) == 3
+
+
+# ------------------------------------------------------------------------ Figures 5-7: patients and the zoom
+
+def test_pick_examples_takes_one_image_per_patient_first():
+    ids = ["00000001_000.png", "00000001_001.png", "00000002_000.png", "00000001_002.png", "00000003_000.png"]
+    patients = ["1", "1", "2", "1", "3"]
+    assert figures.pick_examples(ids, patients, 3) == [0, 2, 4]
+    assert figures.pick_examples(ids, patients, 4) == [0, 2, 4, 1]  # only then a second image of a patient
+    assert figures.pick_examples(ids, patients, None) == [0, 2, 4, 1, 3]
+
+
+def test_example_figure_shows_distinct_patients(tmp_path, monkeypatch):
+    """examples.npz holding 3 images of patient 1 first: the figure shows patients 1, 2 and 3, one row each."""
+    results = write_results_tree(tmp_path, sigmas=("0.1",), setups=("gpu1",), k_examples=5, n_images=6)
+    ids = ["00000001_000.png", "00000001_001.png", "00000001_002.png", "00000002_000.png", "00000003_000.png"]
+    for path in paths(results, "examples", sigmas=("0.1",), setups=("gpu1",)):
+        with np.load(path) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        np.savez(path, **{**arrays, "image_ids": np.array(ids)})
+    shown = {}
+
+    def capture(fig, out_prefix, dpi=150):
+        shown["rows"] = [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()]
+        shown["title"] = fig._suptitle.get_text()
+        return []
+
+    monkeypatch.setattr(figures, "save_figure", capture)
+    kw = dict(sigmas=("0.1",), setups=("gpu1",))
+    figures.examples_figure(paths(results, "examples", **kw), paths(results, "per_image", **kw), None,
+                            tmp_path / "figure5", number=5, max_images=3)
+    assert [r.split("\n")[0] for r in shown["rows"]] == ["00000001_000.png", "00000002_000.png", "00000003_000.png"]
+    assert "3 images of 3 patients, one per patient" in shown["title"]
+    figures.examples_figure(paths(results, "examples", **kw), paths(results, "per_image", **kw), None,
+                            tmp_path / "figure5", number=5, max_images=5)
+    assert "5 images of only 3 patient(s)" in shown["title"]  # said, not hidden, when there are too few patients
+
+
+def _radiograph(size: int = 96) -> np.ndarray:
+    """Dark background with a bright, high-variance marker in the upper-left corner (a collimation edge or
+    an "L" marker), and a body whose lungs carry fine texture in the middle."""
+    rng = np.random.default_rng(0)
+    img = np.full((size, size), 0.02)
+    y, x = np.mgrid[0:size, 0:size] / size
+    body = ((x - 0.55) ** 2 / 0.16 + (y - 0.58) ** 2 / 0.2) < 1
+    img[body] = 0.45 + 0.08 * np.sin(40 * x[body]) * np.sin(40 * y[body]) + rng.normal(0, 0.03, body.sum())
+    img[2:14, 2:14] = rng.choice([0.0, 1.0], (12, 12))  # the corner marker: the largest variance anywhere
+    return np.clip(img, 0, 1)
+
+
+def test_zoom_box_sits_on_anatomy_not_on_a_dark_corner():
+    img = _radiograph()
+    r, c, size = figures._zoom_box(img)
+    window = img[r:r + size, c:c + size]
+    assert (window < 0.1).mean() <= figures.DARK_FRACTION  # no background in the zoom
+    assert r >= 14 or c >= 14  # not on the corner marker, though it has the highest variance
+    y, x = r + size / 2, c + size / 2
+    assert (x / 96 - 0.55) ** 2 / 0.16 + (y / 96 - 0.58) ** 2 / 0.2 < 1  # centred in the body
+    flat = np.full((40, 40), 0.5)  # nothing qualifies as anatomy-with-detail: still a valid box
+    assert figures._zoom_box(flat)[2] == int(40 * 0.22)
+
+
+@pytest.mark.parametrize("box, corner", [((70, 70, 20), (0.02, 0.58)), ((5, 5, 20), (0.58, 0.02)),
+                                         ((5, 70, 20), (0.02, 0.02))])
+def test_inset_avoids_the_zoomed_region(box, corner):
+    """The inset goes to the panel corner that does not cover the zoom box (axes y runs up, image rows down)."""
+    x0, y0, w, h = figures._inset_corner(box, (96, 96))
+    assert (round(x0, 2), round(y0, 2)) == corner and w == h == 0.4

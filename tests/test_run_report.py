@@ -10,7 +10,7 @@ from cxrdenoise.config import read_resolved_hash, write_resolved_config
 from config_files import load_config
 from cxrdenoise.failures import error_line, failed_jobs, failure_report
 from cxrdenoise.provenance import hash_config
-from cxrdenoise.summary import run_summary
+from cxrdenoise.summary import location_options, report_command, run_summary
 from fixtures.results_tree import write_results_tree
 from snakemake_run import REPO, snakemake
 
@@ -102,7 +102,9 @@ def test_successful_run_prints_the_summary(tmp_path):
     assert "cxrdenoise: run summary" in result.stderr
     resolved = tmp_path / "results" / "config.resolved.yaml"
     assert f"config:  results/config.resolved.yaml (hash {read_resolved_hash(resolved)[:12]})" in result.stderr
-    assert "build it with `snakemake --report results/report.html --configfile " in result.stderr
+    # the run's own -s, --directory and --configfile: the command works as printed from where the run started
+    assert (f"build it with `snakemake -s {REPO / 'Snakefile'} --directory {tmp_path} --configfile "
+            f"{REPO / 'config' / 'demo.yaml'} {override} --report results/report.html`") in result.stderr
 
 
 # --- the summary ----------------------------------------------------------------------------------------------
@@ -159,3 +161,26 @@ def test_summary_expects_a_model_only_under_its_setups_by_model():
     config["train"]["setups_by_model"] = {"fastddpm": ["gpu1"]}
     assert expected_runs(config) == [("unet", "0.1", "gpu1/rep1"), ("unet", "0.1", "dp2/rep1"),
                                      ("fastddpm", "0.1", "gpu1/rep1")]
+
+
+def test_report_command_repeats_the_runs_snakefile_directory_and_configfiles():
+    argv = ["/venv/bin/snakemake", "--cores", "2", "-s", "../wf/Snakefile", "--directory=run one",
+            "--configfile", "a.yaml", "b.yaml", "--config", "seed=7", "train={epochs: 2}", "-n", "--", "all"]
+    assert location_options(argv) == ["-s", "../wf/Snakefile", "--directory", "run one", "--configfile", "a.yaml",
+                                      "b.yaml", "--config", "seed=7", "train={epochs: 2}"]
+    assert report_command(argv=argv) == ("snakemake -s ../wf/Snakefile --directory 'run one' --configfile a.yaml "
+                                         "b.yaml --config seed=7 'train={epochs: 2}' --report results/report.html")
+    module = ["/usr/lib/python3/site-packages/snakemake/__main__.py", "-d", "w", "--snakefile", "S", "all"]
+    assert report_command(argv=module) == "snakemake -d w --snakefile S --report results/report.html"
+    # not a snakemake command line (e.g. a test runner's): the --configfile arguments the workflow gave
+    assert report_command(configfiles="--configfile c.yaml", argv=["pytest", "-s", "x"]) == \
+        "snakemake --report results/report.html --configfile c.yaml"
+
+
+def test_summary_prints_the_report_command_of_the_invocation(tmp_path):
+    write_results_tree(tmp_path)
+    argv = ["snakemake", "-s", "/src/Snakefile", "-d", str(tmp_path), "--configfile", "my.yaml", "--cores", "4",
+            "--", "all"]
+    text = run_summary(tmp_path, _config(), argv=argv)
+    assert (f"build it with `snakemake -s /src/Snakefile -d {tmp_path} --configfile my.yaml --report "
+            "results/report.html` (make demo does this)") in text

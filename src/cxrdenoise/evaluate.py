@@ -8,8 +8,8 @@ Outputs in one folder (docs/results-layout.md, "Evaluation"), each written atomi
   ``lpips_random_backbone``, so nothing that reads ``lpips`` can mistake them for LPIPS.
 * ``summary.json``: n images and patients, mean / sd / both 95 % CIs per metric (:mod:`cxrdenoise.stats`), inf-PSNR count, LPIPS
   status / kind / message, model, sigma, setup, checkpoint epoch, inference device and provenance.
-* ``examples.npz``: ``image_ids``, ``noisy``, ``denoised``, ``clean`` (k, H, W) float32 for the first
-  ``figure_images`` test ids in sorted order -- the same images for every model and noise level.
+* ``examples.npz``: ``image_ids``, ``noisy``, ``denoised``, ``clean`` (k, H, W) float32 for ``figure_images`` test
+  images of distinct patients (`figure_image_ids`) -- the same images for every model and noise level.
 
 PSNR, SSIM and SSIM (win 3): on a CUDA evaluation device, batched in torch on that device
 (:mod:`cxrdenoise.device_metrics`, equal to the scikit-image reference of :mod:`cxrdenoise.metrics` within 1e-5,
@@ -156,7 +156,7 @@ def run_evaluation(
     if len(image_ids) != len(dataset) or len(patient_ids) != len(dataset):
         raise CxrError(f"dataset has {len(dataset)} images but {len(image_ids)} ids / {len(patient_ids)} patient ids")
     scorer = load_lpips(lpips_enabled, lpips_backbone, device)
-    figure_ids = sorted(image_ids)[: max(0, int(figure_images))]
+    figure_ids = figure_image_ids(image_ids, patient_ids, figure_images)
 
     rows, examples = _score(dataset, denoiser, scorer, image_ids, figure_ids, device, batch_size, num_workers,
                             desc=f"evaluate {header['model']} sigma {sigma_label(header['sigma'])}", progress=progress,
@@ -202,6 +202,19 @@ def run_evaluation(
     write_examples(examples, figure_ids, out_dir / "examples.npz")
     write_json(out_dir / "summary.json", json_safe(summary))
     return json_safe(summary)
+
+
+def figure_image_ids(image_ids: Sequence[str], patient_ids: Sequence[str], k: int) -> list[str]:
+    """The example figures' images: the first (sorted) image of each of the first `k` patients (sorted ids), so the
+    figures show `k` patients rather than one patient's follow-ups; more than one image of a patient only when
+    the test split has fewer than `k` patients."""
+    by_patient: dict[str, list[str]] = {}
+    for image, patient in sorted(zip(map(str, image_ids), map(str, patient_ids)), key=lambda t: (t[1], t[0])):
+        by_patient.setdefault(patient, []).append(image)
+    chosen: list[str] = []
+    for depth in range(max((len(v) for v in by_patient.values()), default=0)):
+        chosen += [images[depth] for images in by_patient.values() if depth < len(images)]
+    return sorted(chosen[: max(0, int(k))])
 
 
 def _score(

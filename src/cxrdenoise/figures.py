@@ -3,8 +3,10 @@
 Figure 4 puts the study's training times (hatched) beside ours; when ours come from a CPU they differ from the
 study's GPU seconds by orders of magnitude, so the axis goes logarithmic and the legend says "ours (CPU)" rather
 than pretending the bars are comparable. Figures 5-7 show the same test images for every model at one noise
-level, with a zoomed inset (fine structure is where denoisers differ) and each panel's own PSNR/SSIM taken from
-per_image.csv, so the numbers match the tables. Every file is written atomically (PNG and PDF).
+level, one image per patient where examples.npz holds several patients, with a zoomed inset on anatomy (the most
+varied window of the clean image away from dark corners and the border; the inset sits in the panel corner
+farthest from it) and each panel's own PSNR/SSIM taken from per_image.csv, so the numbers match the tables.
+Every file is written atomically (PNG and PDF).
 
 A run whose mean PSNR does not beat no denoising at its noise level (`cxrdenoise.denoised`) is marked "did not
 denoise" in every figure when the no-denoising summaries are given: its Figure 4 bar is greyed and cross-hatched,
@@ -29,6 +31,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from .atomic import atomic_path  # noqa: E402
 from .denoised import NOT_DENOISED  # noqa: E402
 from .errors import CxrError  # noqa: E402
+from .naming import parse_image_name  # noqa: E402
 from .reference import PAPER_CITATION, PAPER_HARDWARE, paper_row  # noqa: E402
 from .tables import (collect_runs, is_cpu, model_name, model_order, not_denoised, read_per_image,  # noqa: E402
                      sigma_order, train_times)
@@ -153,18 +156,74 @@ def _load_examples(path: Path) -> dict[str, np.ndarray]:
     return data
 
 
+DARK_FRACTION = 0.05  # a zoom window may hold at most this share of dark (background, collimation) pixels
+BORDER_FRACTION = 0.05  # ... and keeps this share of the side away from the image border (markers, edges)
+
+
 def _zoom_box(clean: np.ndarray, frac: float = 0.22) -> tuple[int, int, int]:
-    """(row, col, size) of the most textured square in the upper-left two thirds (the inset sits lower right)."""
+    """(row, col, size) of the zoom window: the square of highest variance of the clean image among those that
+    lie on anatomy, i.e. off the outer border and with at most DARK_FRACTION dark pixels (darker than 10 % of
+    the 1st-99th percentile range above the 1st percentile: background corners, collimation). Falls back to
+    every window when none qualifies (an image without dark background)."""
     h, w = clean.shape
     size = max(4, int(min(h, w) * frac))
-    step = max(1, size // 2)
-    best, box = -1.0, (0, 0, size)
-    for r in range(0, max(1, int(h * 0.66) - size + 1), step):
-        for c in range(0, max(1, int(w * 0.66) - size + 1), step):
-            v = float(clean[r:r + size, c:c + size].var())
-            if v > best:
-                best, box = v, (r, c, size)
-    return box
+    step = max(1, size // 4)
+    lo, hi = np.percentile(clean, [1, 99])
+    dark = clean < lo + 0.1 * (hi - lo) if hi > lo else np.zeros_like(clean, dtype=bool)
+    margin_r, margin_c = int(h * BORDER_FRACTION), int(w * BORDER_FRACTION)
+    candidates = []
+    for r in range(0, max(1, h - size + 1), step):
+        for c in range(0, max(1, w - size + 1), step):
+            on_anatomy = (r >= margin_r and c >= margin_c and r + size <= h - margin_r and c + size <= w - margin_c
+                          and float(dark[r:r + size, c:c + size].mean()) <= DARK_FRACTION)
+            candidates.append((on_anatomy, float(clean[r:r + size, c:c + size].var()), -abs(r + size / 2 - h / 2)
+                               - abs(c + size / 2 - w / 2), (r, c, size)))
+    pool = [x for x in candidates if x[0]] or candidates
+    return max(pool, key=lambda x: (x[1], x[2]))[3]
+
+
+def _inset_corner(box: tuple[int, int, int], shape: tuple[int, int], extent: float = 0.4) -> list[float]:
+    """Axes rectangle [x0, y0, w, h] of the inset: the panel corner whose inset overlaps the zoom box least
+    (ties: farthest from it), so the inset never hides the region it magnifies."""
+    r, c, size = box
+    h, w = shape
+    x0, x1 = c / w, (c + size) / w  # box in axes fractions (x right, y up: image rows run down)
+    y0, y1 = 1 - (r + size) / h, 1 - r / h
+    best = None
+    for ax0 in (0.02, 1 - extent - 0.02):
+        for ay0 in (0.02, 1 - extent - 0.02):
+            overlap = (max(0.0, min(x1, ax0 + extent) - max(x0, ax0))
+                       * max(0.0, min(y1, ay0 + extent) - max(y0, ay0)))
+            dist = (ax0 + extent / 2 - (x0 + x1) / 2) ** 2 + (ay0 + extent / 2 - (y0 + y1) / 2) ** 2
+            key = (overlap, -dist)
+            if best is None or key < best[0]:
+                best = (key, [ax0, ay0, extent, extent])
+    return best[1]
+
+
+def _patient_of(image_id: str, frames: Sequence) -> str:
+    """The patient of a test image: from a per_image.csv that lists it, else from its NIH file name."""
+    for frame in frames:
+        if frame is not None and "patient_id" in frame.columns:
+            hit = frame.loc[frame["image_id"] == image_id, "patient_id"]
+            if not hit.empty:
+                value = str(hit.iloc[0])
+                return str(int(value)) if value.isdigit() else value  # 00000001 and 1 are one patient
+    try:
+        return str(parse_image_name(image_id)[0])
+    except CxrError:
+        return image_id
+
+
+def pick_examples(image_ids: Sequence[str], patients: Sequence[str], k: int | None) -> list[int]:
+    """Indices of up to `k` examples (all when None), one image per patient first (in the given order), then,
+    only when there are fewer patients than `k`, further images of the patients already shown."""
+    k = len(image_ids) if k is None else max(0, int(k))
+    first, rest, seen = [], [], set()
+    for i, patient in enumerate(patients):
+        (rest if patient in seen else first).append(i)
+        seen.add(patient)
+    return (first + rest)[:k]
 
 
 def _scores(frame, image_id: str) -> str:
@@ -202,7 +261,11 @@ def examples_figure(examples: Sequence, per_image: Sequence, noisy_per_image: st
                            "examples must be the same images for every model")
     noisy_scores = read_per_image(noisy_per_image) if noisy_per_image else None
     scores = {r.model: read_per_image(r.per_image_path) if r.per_image_path else None for r, _ in loaded}
-    ids = list(first["image_ids"])[:max_images] if max_images else list(first["image_ids"])
+    stored = [str(i) for i in first["image_ids"]]
+    stored_patients = [_patient_of(i, [noisy_scores, *scores.values()]) for i in stored]
+    rows = pick_examples(stored, stored_patients, max_images or None)
+    ids = [stored[k] for k in rows]
+    n_patients = len({stored_patients[k] for k in rows})
     columns = [("Noisy input", lambda k: first["noisy"][k], lambda i: _scores(noisy_scores, i))]
     for run, data in loaded:
         flagged = f" ({NOT_DENOISED})" if flags.get((run.model, run.sigma, run.setup)) else ""
@@ -211,14 +274,16 @@ def examples_figure(examples: Sequence, per_image: Sequence, noisy_per_image: st
     columns.append(("Clean", lambda k: first["clean"][k], lambda i: ""))
     fig, axes = plt.subplots(len(ids), len(columns), figsize=(2.6 * len(columns), 3.0 * len(ids) + 0.4),
                              squeeze=False, layout="constrained")
-    for k, image_id in enumerate(ids):
+    for row, (k, image_id) in enumerate(zip(rows, ids)):
         box = _zoom_box(np.asarray(first["clean"][k], dtype=float))
         for c, (name, image, score) in enumerate(columns):
-            _panel(axes[k][c], np.asarray(image(k), dtype=float), box, f"{name}{score(image_id)}")
-        axes[k][0].set_ylabel(image_id, fontsize=8)
+            _panel(axes[row][c], np.asarray(image(k), dtype=float), box, f"{name}{score(image_id)}")
+        axes[row][0].set_ylabel(f"{image_id}\npatient {stored_patients[k]}", fontsize=8)
     label = f"Figure {number}. " if number else ""
     rep = f", replicate {first_run.rep}" if first_run.rep is not None else ""
-    fig.suptitle(f"{label}Test images at noise σ = {sigmas[0]} (setup {first_run.setup}{rep}); "
+    who = (f"{len(ids)} images of {n_patients} patients, one per patient" if n_patients == len(ids) else
+           f"{len(ids)} images of only {n_patients} patient(s): the examples hold no more patients")
+    fig.suptitle(f"{label}Test images at noise σ = {sigmas[0]} (setup {first_run.setup}{rep}; {who}); "
                  "inset: zoomed region (yellow box)", fontsize=10)
     stamp(fig, [r for r, _ in loaded], data_source, image_size)
     return save_figure(fig, out_prefix)
@@ -230,7 +295,7 @@ def _panel(ax: plt.Axes, image: np.ndarray, box: tuple[int, int, int], title: st
     ax.set_title(title, fontsize=8)
     ax.set_xticks([])
     ax.set_yticks([])
-    inset = ax.inset_axes([0.58, 0.02, 0.4, 0.4])
+    inset = ax.inset_axes(_inset_corner(box, image.shape))
     inset.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     inset.set_xlim(c - 0.5, c + size - 0.5)
     inset.set_ylim(r + size - 0.5, r - 0.5)
@@ -298,6 +363,38 @@ def training_curves(records: Sequence, out_prefix: str | Path, data_source: str 
 CLASSICAL_STYLE = dict(linestyle="--", marker="s", markersize=4)
 
 
+def _images_of(runs: Sequence) -> str:
+    """'N test images of P patients' of these runs, each distinct count once ('?' where a summary has none)."""
+    counts = sorted({(int(s["n_images"]) if s.get("n_images") is not None else -1,
+                      int(s["n_patients"]) if s.get("n_patients") is not None else -1)
+                     for s in (r.summary or {} for r in runs)})
+    return " / ".join(f"{'?' if n < 0 else n} test images of {'?' if p < 0 else p} patients" for n, p in counts)
+
+
+def psnr_sigma_images(classical_runs: Sequence, other_runs: Sequence) -> str:
+    """The figure's line saying which test images each kind of line averages: the classical methods' subset
+    (baselines.max_images, round-robin across patients from the config seed) with its image and patient counts,
+    and the models' and the noisy input's (their whole test split: this figure does not restrict them; Table VI
+    puts every row on the same images)."""
+    done = [r for r in classical_runs if r.summary is not None and not r.summary.get("skipped")]
+    parts = []
+    if done:
+        subsets = [r.summary.get("subset") or {} for r in done]
+        limited = [s for s in subsets if s and int(s.get("n_images", 0)) < int(s.get("n_test_images", 0))]
+        legacy = [r for r, s in zip(done, subsets) if not s and r.summary.get("max_images") is not None]
+        how = ""
+        if limited:
+            seeds = sorted({str(s.get("seed")) for s in limited})
+            how = (f", drawn round-robin across patients from the {limited[0].get('n_test_images')} test images "
+                   f"(baselines.max_images {limited[0].get('max_images')}, seed {'/'.join(seeds)})")
+        elif legacy:
+            how = f" (baselines.max_images {legacy[0].summary.get('max_images')}; selection not recorded)"
+        parts.append(f"classical: {_images_of(done)}{how}")
+    if other_runs:
+        parts.append(f"models and no denoising: {_images_of(other_runs)} (their whole test split)")
+    return "\n".join(parts)
+
+
 def psnr_vs_sigma(classical: Sequence, out_prefix: str | Path, summaries: Sequence = (), noisy: Sequence = (),
                   records: Sequence = (), data_source: str | None = None, image_size: int | None = None) -> list[Path]:
     """Test-set mean PSNR against the noise sigma, one line per method: the classical baselines (dashed), our
@@ -337,11 +434,11 @@ def psnr_vs_sigma(classical: Sequence, out_prefix: str | Path, summaries: Sequen
         raise CxrError("psnr_sigma: no measured result to draw (all classical methods skipped, no model given)")
     ax.set_xlabel("noise σ (0-1 scale; the study's noise adds mean 0.1 and clips)")
     ax.set_ylabel("test-set mean PSNR (dB)")
-    n = sorted({int((r.summary or {}).get("n_images") or 0) for r in cls if not r.summary.get("skipped")})
     title = "PSNR against noise level: classical baselines, our models, no denoising"
-    if n:
-        title += (f"\nclassical: first {', '.join(map(str, n))} test images (baselines.max_images), others: whole "
-                  "test split; bars: 95 % t-interval")
+    images = psnr_sigma_images(cls, models + [r for r in collect_runs(summaries=noisy).values()
+                                              if r.summary is not None])
+    if images:
+        title += f"\n{images}; bars: 95 % t-interval"
     if skipped:
         title += "\nnot run: " + "; ".join(skipped)
     ax.set_title(title, fontsize=8.5)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from .config import sigma_label
 from .denoised import did_not_denoise
@@ -115,12 +116,62 @@ def _listing(folder: Path, suffix: str) -> list[str]:
     return sorted(p.stem for p in folder.glob(f"*{suffix}")) if folder.is_dir() else []
 
 
-def report_line(root: Path, report: str = REPORT, configfiles: str = "") -> str:
+# Snakemake's options that say which workflow, where and with which config: the report command repeats them
+# (value count: 1, or "+"/"*" for the options that take several, as Snakemake's own argparse does).
+_LOCATION_OPTIONS = {"-s": 1, "--snakefile": 1, "-d": 1, "--directory": 1, "--configfile": "+",
+                     "--configfiles": "+", "--config": "*", "-C": "*"}
+
+
+def is_snakemake_argv(argv: Sequence[str] | None) -> bool:
+    """Whether `argv` is a snakemake command line (`snakemake ...` or `python -m snakemake ...`)."""
+    if not argv:
+        return False
+    first = Path(argv[0])
+    return first.name.startswith("snakemake") or (first.name == "__main__.py" and first.parent.name == "snakemake")
+
+
+def location_options(argv: Sequence[str]) -> list[str]:
+    """-s/--snakefile, -d/--directory, --configfile(s) and --config of a snakemake command line, as given."""
+    out: list[str] = []
+    args = list(argv[1:])
+    i = 0
+    while i < len(args):
+        token = args[i]
+        if token == "--":
+            break
+        name, eq, inline = token.partition("=") if token.startswith("--") else (token, "", "")
+        if name not in _LOCATION_OPTIONS:
+            i += 1
+            continue
+        count = _LOCATION_OPTIONS[name]
+        values = [inline] if eq else []
+        i += 1
+        if count == 1 and not eq and i < len(args):
+            values, i = [args[i]], i + 1
+        elif count != 1:
+            while i < len(args) and not args[i].startswith("-"):
+                values.append(args[i])
+                i += 1
+        if values or count == "*":
+            out += [name, *values]
+    return out
+
+
+def report_command(report: str = REPORT, configfiles: str = "", argv: Sequence[str] | None = None) -> str:
+    """The `snakemake --report` command for this run: with the run's own -s, -d, --configfile and --config when
+    `argv` (the snakemake process's sys.argv) is known, so it works as printed from where the run was started;
+    else with `configfiles` (the --configfile arguments)."""
+    if is_snakemake_argv(argv):
+        return shlex.join(["snakemake", *location_options(argv), "--report", report])
+    return f"snakemake --report {report}{' ' + configfiles if configfiles else ''}"
+
+
+def report_line(root: Path, report: str = REPORT, configfiles: str = "", argv: Sequence[str] | None = None) -> str:
     """Where the report is, or the command that builds it when it is absent or older than the tables."""
     path = root / report
     outputs = [p for d in ("results/tables", "results/figures") for p in (root / d).glob("*") if p.is_file()]
     newest = max((p.stat().st_mtime for p in outputs), default=0.0)
-    build = f"snakemake --report {report}{' ' + configfiles if configfiles else ''}"
+    build = report_command(report, configfiles, argv)
     if path.is_file() and path.stat().st_mtime >= newest:
         return f"report: {report}"
     state = "older than the tables and figures" if path.is_file() else "not built yet"
@@ -128,8 +179,10 @@ def report_line(root: Path, report: str = REPORT, configfiles: str = "") -> str:
 
 
 def run_summary(root: str | os.PathLike = ".", config: Mapping[str, Any] | None = None,
-                config_hash: str | None = None, configfiles: str = "") -> str:
-    """The summary text. `root` holds `results/`; `config` (resolved) says which runs belong to this run."""
+                config_hash: str | None = None, configfiles: str = "", argv: Sequence[str] | None = None) -> str:
+    """The summary text. `root` holds `results/`; `config` (resolved) says which runs belong to this run;
+    `argv`: the snakemake command line (the Snakefile's onsuccess passes sys.argv), repeated in the report
+    command."""
     root = Path(root)
     results = root / "results"
     runs = expected_runs(config) if config is not None else found_runs(results)
@@ -140,7 +193,7 @@ def run_summary(root: str | os.PathLike = ".", config: Mapping[str, Any] | None 
                  + (" (results/tables/: .csv .md .tex .html)" if tables else ""))
     lines.append(f"figures: {', '.join(figures) if figures else 'none'}"
                  + (" (results/figures/: .png .pdf)" if figures else ""))
-    lines.append(report_line(root, configfiles=configfiles))
+    lines.append(report_line(root, configfiles=configfiles, argv=argv))
     if (root / RESOLVED_CONFIG).is_file():
         lines.append(f"config:  {RESOLVED_CONFIG}" + (f" (hash {config_hash[:12]})" if config_hash else ""))
     lines.append(lpips_line(results, runs))

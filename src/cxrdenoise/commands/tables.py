@@ -9,6 +9,7 @@ import argparse
 
 from cxrdenoise import tables
 from cxrdenoise.errors import cli_entry
+from cxrdenoise.tables.cells import data_facts, load_data_facts
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -29,6 +30,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="table6: the classical results' per_image.csv (patient-level intervals)")
     parser.add_argument("--data-source", default=None, help="config data.source, named in the caption")
     parser.add_argument("--image-size", type=int, default=None, help="config resize.size, named in the caption")
+    parser.add_argument("--split-csv", default=None,
+                        help="results/data/split.csv: images and patients per split and the largest test patient's "
+                             "share, stated in the caption")
+    parser.add_argument("--nih-metadata", action="store_true",
+                        help="data.local.metadata_csv is set: a local folder is named NIH ChestX-ray14 (local folder)")
     parser.add_argument("--bootstrap-resamples", type=int, help="evaluate.bootstrap_resamples (table3, table6)")
     parser.add_argument("--seed", type=int, help="config seed, from which the bootstrap seeds derive (table3, table6)")
     args = parser.parse_args(argv)
@@ -42,14 +48,16 @@ def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     common = dict(out_prefix=a.out_prefix, summaries=a.summaries, records=a.records, noisy=a.noisy,
                   data_source=a.data_source, image_size=a.image_size)
-    if a.table == "table3":
-        written = tables.make_table3(**common, per_image=a.per_image, resamples=a.bootstrap_resamples, seed=a.seed)
-    elif a.table == "table6":
-        written = tables.make_table6(
-            **common, per_image=a.per_image, classical=a.classical, classical_per_image=a.classical_per_image,
-            resamples=a.bootstrap_resamples, seed=a.seed)
-    else:
-        written = {"table4": tables.make_table4, "table5": tables.make_table5}[a.table](**common)
+    with data_facts(load_data_facts(a.split_csv, a.nih_metadata)):  # the split and data name in every caption
+        if a.table == "table3":
+            written = tables.make_table3(**common, per_image=a.per_image, resamples=a.bootstrap_resamples,
+                                         seed=a.seed)
+        elif a.table == "table6":
+            written = tables.make_table6(
+                **common, per_image=a.per_image, classical=a.classical, classical_per_image=a.classical_per_image,
+                resamples=a.bootstrap_resamples, seed=a.seed)
+        else:
+            written = {"table4": tables.make_table4, "table5": tables.make_table5}[a.table](**common)
     for path in written:
         print(f"wrote {path}")
     return 0

@@ -6,8 +6,12 @@ a DataParallel run without a second device, an LPIPS value that is not shown.
 
 from __future__ import annotations
 
-from typing import Sequence
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
 
+from ..errors import CxrError
 from ..reference import PAPER_CITATION, PAPER_HARDWARE
 from ..render import Footnotes, fmt, fmt_pm
 from .runs import Run, is_cpu
@@ -28,16 +32,125 @@ STATS_POINTER = ("Means over the test images (n images and n_patients per row in
 PAPER_NOTE = f"Paper values: {PAPER_CITATION} ({PAPER_HARDWARE}); blank where the study reports none."
 DATA_LABELS = {"nih": "NIH ChestX-ray14 test images", "local": "chest X-ray test images (local folder)",
                "synthetic": "synthetic chest-radiograph phantoms (demo)"}
+LOCAL_NIH_LABEL = "NIH ChestX-ray14 (local folder)"
+SPLITS = ("train", "val", "test")
+SPLIT_NAMES = {"train": "train", "val": "validation", "test": "test"}
+# The study's split (shared/reference/paper-numbers.md): 14,999 images split by image (not by patient).
+STUDY_SPLIT = {"train": 7499, "val": 4949, "test": 2551}
+LARGEST_PATIENT_FLAG = 0.10  # above this share of the test images one patient weighs on every test mean
 
 
-def data_caption(source: str | None) -> list[str]:
-    """A caption line naming the data, with a warning when it is the synthetic demo."""
-    if not source:
-        return []
-    line = f"Data: {DATA_LABELS.get(source, source)}."
-    if source == "synthetic":
-        line += " Demo numbers: differences from the study's chest X-ray results are not meaningful."
-    return [line]
+@dataclass(frozen=True)
+class SplitFacts:
+    """Images and patients per split of results/data/split.csv, and the largest test patient's image count."""
+
+    images: dict[str, int]
+    patients: dict[str, int]
+    largest_test_images: int
+
+    @property
+    def largest_test_share(self) -> float:
+        n = self.images.get("test", 0)
+        return self.largest_test_images / n if n else 0.0
+
+
+@dataclass(frozen=True)
+class DataFacts:
+    """What every table's caption states about its data beyond data.source: the split (results/data/split.csv)
+    and whether a local folder is NIH ChestX-ray14 (data.local.metadata_csv set: NIH's metadata)."""
+
+    split: SplitFacts | None = None
+    nih_metadata: bool = False
+
+
+_FACTS: list[DataFacts] = [DataFacts()]
+
+
+def read_split_facts(path: str | Path) -> SplitFacts:
+    """Images and patients per split, and the largest test patient, from a split.csv (cxrdenoise.split)."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path, usecols=["patient_id", "split"], dtype={"patient_id": str, "split": str})
+    except (OSError, ValueError, pd.errors.ParserError) as err:
+        raise CxrError(f"{path}: cannot read the split (expected columns patient_id, split: {err})") from None
+    images = {s: int((frame["split"] == s).sum()) for s in SPLITS}
+    patients = {s: int(frame.loc[frame["split"] == s, "patient_id"].nunique()) for s in SPLITS}
+    test = frame.loc[frame["split"] == "test", "patient_id"].value_counts()
+    return SplitFacts(images, patients, int(test.iloc[0]) if len(test) else 0)
+
+
+def current_data_facts() -> DataFacts:
+    return _FACTS[-1]
+
+
+@contextlib.contextmanager
+def data_facts(facts: DataFacts) -> Iterator[DataFacts]:
+    """Within the block, every caption built with `data_caption` (and `protocol.Protocol`) states `facts`.
+
+    The table commands set it from --split-csv and --nih-metadata, so the builders (Tables III-VI, claims,
+    comparisons, privacy, federated) need no argument of their own for it."""
+    _FACTS.append(facts)
+    try:
+        yield facts
+    finally:
+        _FACTS.pop()
+
+
+def load_data_facts(split_csv: str | Path | None = None, nih_metadata: bool = False) -> DataFacts:
+    return DataFacts(read_split_facts(split_csv) if split_csv else None, bool(nih_metadata))
+
+
+def data_label(source: str | None, facts: DataFacts | None = None) -> str:
+    """The data's name in captions: a local folder with NIH's metadata is NIH ChestX-ray14 (local folder)."""
+    facts = facts or current_data_facts()
+    if source == "local" and facts.nih_metadata:
+        return LOCAL_NIH_LABEL
+    return DATA_LABELS.get(source or "", source or "data source not stated")
+
+
+def split_caption(split: SplitFacts) -> list[str]:
+    """Images and patients per split against the study's, and the largest test patient's share (flagged > 10 %)."""
+    parts = ", ".join(f"{SPLIT_NAMES[s]} {_count(split.images[s], 'image')} of {_count(split.patients[s], 'patient')}"
+                      for s in SPLITS)
+    total = sum(split.images.values())
+    study = " / ".join(f"{STUDY_SPLIT[s]:,}" for s in SPLITS)
+    lines = [f"Split (patient-level: no patient in two splits; {total:,} images): {parts}. The study split "
+             f"{sum(STUDY_SPLIT.values()):,} images by image into {study} (train / validation / test), so its test "
+             "patients could also be in training."]
+    share = split.largest_test_share
+    line = (f"Largest test patient: {split.largest_test_images:,} of the {split.images['test']:,} test images "
+            f"({_percent(share)} %)")
+    if share > LARGEST_PATIENT_FLAG:
+        line += (f" — above {100 * LARGEST_PATIENT_FLAG:.0f} %: one patient weighs heavily on every test mean, so "
+                 "read the patient-level intervals (and paired tests), not the image-level ones.")
+    else:
+        line += "."
+    return lines + [line]
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
+def _percent(share: float) -> str:
+    pct = 100 * share
+    return f"{pct:.1f}" if pct >= 1 or pct == 0 else f"{pct:.2g}"
+
+
+def data_caption(source: str | None, facts: DataFacts | None = None) -> list[str]:
+    """Caption lines naming the data (with a warning when it is the synthetic demo) and, when known (`facts`, or
+    those set with `data_facts`), images and patients per split and the largest test patient's share."""
+    facts = facts or current_data_facts()
+    lines = []
+    if source:
+        line = f"Data: {data_label(source, facts)}."
+        if source == "synthetic":
+            line += " Demo numbers: differences from the study's chest X-ray results are not meaningful."
+        lines.append(line)
+    if facts.split is not None:
+        lines += split_caption(facts.split)
+    return lines
 
 
 def run_notes(run: Run, timings: bool) -> list[str]:

@@ -138,10 +138,16 @@ def test_table5_compares_setups_run_by_run(three):
     assert (row["optimizer_steps"], _row(t5.data, model="unet", setup="gpu1")["optimizer_steps"]) == (12, 24)
     # fixture: dp2 learns 10 % slower than gpu1 over 3 epochs, so it never reaches gpu1's best val loss
     assert row["ttq_reached"] == "0/3" and math.isnan(row["ttq_s"])
+    # ... but it is not dropped: censored at its total time, it bounds the mean saving from above
+    bound = statistics.fmean((tv("gpu1", k) - tv("dp2", k)) / tv("gpu1", k) * 100 for k in (1, 2, 3))
+    assert math.isnan(row["ttq_saving_pct"]) and row["ttq_saving_hi_pct"] == pytest.approx(bound)
+    assert math.isinf(row["ttq_saving_lo_pct"])
     gpu1 = _row(t5.data, model="unet", setup="gpu1")
     assert gpu1["ttq_reached"] == "3/3" and gpu1["ttq_epoch"] == 3 and gpu1["ttq_saving_pct"] == pytest.approx(0)
     shown = t5.display[0][1]
-    assert (shown[(shown["model"] == "U-Net") & (shown["setup"] == "dp2")]["TTQ s"] == work.NOT_REACHED).all()
+    dp2_cells = shown[(shown["model"] == "U-Net") & (shown["setup"] == "dp2")]
+    assert (dp2_cells["TTQ s"] == work.NOT_REACHED).all()
+    assert dp2_cells["TTQ saving %"].iloc[0].startswith(f"≤ {bound:.2f}") and "3 censored" in dp2_cells["TTQ saving %"].iloc[0]
 
 
 # ------------------------------------------------------------------------------------------- the flag

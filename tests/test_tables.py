@@ -151,13 +151,14 @@ def test_table3_ci_noisy_rows_and_paired_tests(cpu_tree):
         assert _row(t3, sigma=float(sigma), model="unetpp")["p_t_psnr"] == unet["p_t_psnr"]
         assert math.isnan(noisy["p_t_psnr"])
         # patient level: one image per patient in this fixture, so the per-patient test is the paired t-test
-        assert unet["p_patient_t_psnr"] == pytest.approx(sps.ttest_1samp(a["psnr"] - b["psnr"], 0).pvalue)
-        assert unet["p_holm_t_psnr"] >= unet["p_patient_t_psnr"] and unet["n_patients"] == 12
+        # (one run a side: no run-to-run term, so the estimand's t is the one-sample t of the per-patient differences)
+        assert unet["p_patient_psnr"] == pytest.approx(sps.ttest_1samp(a["psnr"] - b["psnr"], 0).pvalue)
+        assert unet["p_holm_psnr"] >= unet["p_patient_psnr"] and unet["n_patients"] == 12
         assert unet["paired_ci_lo_psnr"] < unet["paired_mean_psnr"] < unet["paired_ci_hi_psnr"]
         assert unet["psnr_ci95_patient_lo"] < unet["psnr"] < unet["psnr_ci95_patient_hi"]
         assert noisy["psnr_ci95_patient_lo"] < noisy["psnr"] < noisy["psnr_ci95_patient_hi"]
     md = (out / "table3.md").read_text()
-    assert "95 % t-interval" in md and "Wilcoxon" in md and "paired t" in md
+    assert "95 % t-interval" in md and "patient-level mean" in md and "Satterthwaite" in md
     assert "patient-cluster percentile bootstrap" in md and "Holm" in md and "12 test images from 12 patients" in md
     assert "| 0.1 | no denoising |" in md
     assert "34.952 ± 0.04" in md  # the study's value with its ±

@@ -103,3 +103,26 @@ def test_block_is_checked_by_the_schema():
         load_config(REPO / "config.yaml", overrides={"models": {"unet": {"block": "triple"}}})
     assert "\n" not in str(err.value)
     assert load_config(REPO / "config.yaml", overrides={"models": {"unet": {"block": "double_bn"}}})
+
+
+def test_replicates_by_model_overrides_train_replicates():
+    from cxrdenoise.errors import CxrError
+    from cxrdenoise.train.setups import replicates_for
+
+    config = {"train": {"replicates": 1, "replicates_by_model": {"unet": {"gpu1": 3, "ddp2_amp": 3}}}}
+    assert replicates_for(config, "unet", "gpu1") == 3 and replicates_for(config, "unet", "ddp2_amp") == 3
+    assert replicates_for(config, "unet", "dp2") == 1 and replicates_for(config, "unetpp", "gpu1") == 1
+    config["train"]["replicates"] = 2
+    assert replicates_for(config, "unetpp", "gpu1") == 2
+    config["train"]["replicates_by_model"]["unet"]["gpu1"] = 0
+    with pytest.raises(CxrError, match="train.replicates_by_model.unet.gpu1"):
+        replicates_for(config, "unet", "gpu1")
+
+
+def test_demo_plans_three_runs_of_what_the_claims_compare():
+    from cxrdenoise.train.setups import replicates_for
+
+    demo = load_config(REPO / "config.yaml", REPO / "config" / "demo.yaml")
+    for model in ("unet", "unetpp"):
+        assert [replicates_for(demo, model, s) for s in ("gpu1", "dp2", "ddp2_amp")] == [3, 1, 3]
+    assert replicates_for(demo, "dncnn", "gpu1") == 1

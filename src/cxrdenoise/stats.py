@@ -272,6 +272,150 @@ def paired_patient_test(a: pd.DataFrame, b: pd.DataFrame, metric: str, label_a: 
     return out
 
 
+# ------------------------------------------------------------------------------ the primary estimand
+#
+# One quantity per comparison (docs/statistics.md): the patient-level mean, every test patient weighing the same
+# (the unit the tests use, whatever its number of images), averaged over the training runs of each side. Its
+# interval and its tests are computed on that same quantity, so a printed mean, interval and p can never
+# disagree in sign. Training runs are a second unit: a comparison of two models or set-ups is about the training
+# procedure, not one set of weights, so the run-to-run spread enters the variance beside the patient spread:
+#
+#     Var(D) = s_d^2 / P  +  s_A^2 / R_A  +  s_B^2 / R_B
+#
+# with d_p the per-patient difference of the run-averaged scores (P patients), s_A^2 the variance over A's R_A
+# runs of their patient-level means (likewise B). Every run is scored on the same test patients, so the patient
+# term and the run terms are estimated separately and added; Satterthwaite's df gives the t quantile. With one
+# run on a side its run term cannot be estimated: the result says so (`runs_in_interval` False) and a verdict
+# built on it is about these trained models only. Coverage at 3 runs: benchmarks/sim_coverage.py.
+
+PRIMARY_ESTIMAND = "patient-level mean (each test patient weighs the same), averaged over training runs"
+RUNS_PATIENTS_METHOD = ("t-interval on the patient-level mean; variance = between-patient + between-run (each side), "
+                        "Satterthwaite df")
+
+
+def _aligned_matrix(frames: Sequence[pd.DataFrame], metric: str, labels: Sequence[str]) -> tuple[pd.DataFrame, np.ndarray]:
+    """(image_id/patient_id frame, runs x images matrix of `metric`) for frames that must score the same images."""
+    base = None
+    columns = []
+    for frame, label in zip(frames, labels):
+        _require_columns(frame, ("image_id", "patient_id", metric), f"{label}: per-image table")
+        part = frame[["image_id", "patient_id", metric]]
+        if base is None:
+            dup = part["image_id"][part["image_id"].duplicated()]
+            if len(dup):
+                raise CxrError(f"{label}: image_id repeated ({', '.join(map(str, dup[:3]))}...)")
+            base = part[["image_id", "patient_id"]].reset_index(drop=True)
+            columns.append(part[metric].to_numpy(dtype=np.float64))
+            continue
+        joined = align_pairs(base, part, labels[0], label)
+        pa, pb = joined["patient_id_a"].astype(str), joined["patient_id_b"].astype(str)
+        if not (pa == pb).all():
+            bad = joined.loc[pa != pb, "image_id"].iloc[0]
+            raise CxrError(f"image {bad} has patient {pa[pa != pb].iloc[0]} in {labels[0]} but "
+                           f"{pb[pa != pb].iloc[0]} in {label}; re-run the evaluation of one of them")
+        columns.append(joined.set_index("image_id")[metric].loc[base["image_id"]].to_numpy(dtype=np.float64))
+    return base, np.vstack(columns)
+
+
+def _patient_means(values: np.ndarray, codes: np.ndarray, n_patients: int) -> np.ndarray:
+    """runs x patients matrix of per-patient means of a runs x images matrix (all finite)."""
+    counts = np.bincount(codes, minlength=n_patients).astype(np.float64)
+    return np.vstack([np.bincount(codes, weights=row, minlength=n_patients) for row in values]) / counts
+
+
+def _run_variance(patient_means: np.ndarray) -> float | None:
+    """Variance of the runs' patient-level means divided by the number of runs; None with one run."""
+    r = patient_means.shape[0]
+    return float(patient_means.mean(axis=1).var(ddof=1)) / r if r >= 2 else None
+
+
+def patient_level_estimate(frames_a: Sequence[pd.DataFrame], frames_b: Sequence[pd.DataFrame] | None, metric: str,
+                           label_a: str = "A", label_b: str = "B", level: float = 0.95) -> dict[str, Any]:
+    """The primary estimand of A (one sample) or of A − B (two runs' sets on the same test images).
+
+    `frames_a` / `frames_b`: one per-image frame per training run (replicate) of each side. Images with a
+    non-finite value in any run (PSNR inf, LPIPS NaN) are dropped and counted. Returns the estimate, its standard
+    error, df, interval, two-sided p against 0 and its components; the image-weighted mean difference and a
+    Wilcoxon signed-rank p on the per-patient values ride along as secondary, labelled quantities.
+    """
+    frames_b = list(frames_b or [])
+    if not frames_a:
+        raise CxrError(f"{label_a}: no per-image frames given")
+    labels = [f"{label_a} run {k}" for k in range(1, len(frames_a) + 1)]
+    labels += [f"{label_b} run {k}" for k in range(1, len(frames_b) + 1)]
+    base, values = _aligned_matrix([*frames_a, *frames_b], metric, labels)
+    keep = np.isfinite(values).all(axis=0)
+    codes, uniques = pd.factorize(base.loc[keep, "patient_id"].astype(str), sort=True)
+    n_patients = len(uniques)
+    ra = len(frames_a)
+    out: dict[str, Any] = {
+        "metric": metric, "a": label_a, "b": label_b if frames_b else None, "estimand": PRIMARY_ESTIMAND,
+        "method": RUNS_PATIENTS_METHOD, "level": level, "n_images": int(keep.sum()), "n_dropped": int((~keep).sum()),
+        "n_patients": int(n_patients), "n_runs_a": ra, "n_runs_b": len(frames_b), "estimate": None, "se": None,
+        "df": None, "ci": None, "p": None, "p_wilcoxon": None, "image_weighted": None, "runs_a": [], "runs_b": [],
+        "var_patients": None, "var_runs_a": None, "var_runs_b": None,
+        "runs_in_interval": ra >= 2 and (not frames_b or len(frames_b) >= 2),
+    }
+    if n_patients == 0:
+        return out
+    pm_a = _patient_means(values[:ra, keep], codes, n_patients)
+    pm_b = _patient_means(values[ra:, keep], codes, n_patients) if frames_b else None
+    per_patient = pm_a.mean(axis=0) - (pm_b.mean(axis=0) if pm_b is not None else 0.0)
+    image_vals = values[:ra, keep].mean(axis=0) - (values[ra:, keep].mean(axis=0) if frames_b else 0.0)
+    out.update(estimate=float(per_patient.mean()), image_weighted=float(image_vals.mean()),
+               runs_a=[float(v) for v in pm_a.mean(axis=1)],
+               runs_b=[float(v) for v in pm_b.mean(axis=1)] if pm_b is not None else [],
+               mean_a=float(pm_a.mean()), mean_b=float(pm_b.mean()) if pm_b is not None else None)
+    if n_patients < 2:
+        return out
+    parts = [(float(per_patient.var(ddof=1)) / n_patients, n_patients - 1)]
+    out["var_patients"] = parts[0][0]
+    for key, pm in (("var_runs_a", pm_a), ("var_runs_b", pm_b)):
+        v = _run_variance(pm) if pm is not None else None
+        out[key] = v
+        if v is not None:
+            parts.append((v, pm.shape[0] - 1))
+    var = sum(v for v, _ in parts)
+    if var <= 0.0:  # every patient and run identical: no evidence of a difference, a zero-width interval
+        out.update(se=0.0, df=float(n_patients - 1), ci=[out["estimate"]] * 2, p=1.0 if out["estimate"] == 0 else 0.0)
+        return out
+    df = var ** 2 / sum(v ** 2 / d for v, d in parts if v > 0)
+    se = math.sqrt(var)
+    out.update(se=se, df=float(df))
+    out["ci"] = list(shifted_interval(out, level))
+    out["p"] = float(2.0 * sps.t.sf(abs(out["estimate"]) / se, df))
+    if frames_b and not np.all(per_patient == 0):
+        out["p_wilcoxon"] = float(sps.wilcoxon(per_patient).pvalue)
+    return out
+
+
+def shifted_interval(est: dict[str, Any], level: float) -> tuple[float, float]:
+    """The two-sided `level` t-interval of an estimate from `patient_level_estimate` (any level: Holm reads its
+    verdicts at the adjusted one)."""
+    if est.get("se") is None:
+        return math.nan, math.nan
+    half = float(sps.t.ppf(0.5 + level / 2.0, est["df"])) * est["se"] if est["se"] > 0 else 0.0
+    return est["estimate"] - half, est["estimate"] + half
+
+
+def p_above(est: dict[str, Any], theta: float) -> float:
+    """One-sided p of H0: true value <= theta against H1: > theta, on the estimate's t distribution."""
+    if est.get("se") is None:
+        return math.nan
+    if est["se"] == 0:
+        return 0.0 if est["estimate"] > theta else 1.0
+    return float(sps.t.sf((est["estimate"] - theta) / est["se"], est["df"]))
+
+
+def p_below(est: dict[str, Any], theta: float) -> float:
+    """One-sided p of H0: true value >= theta against H1: < theta."""
+    if est.get("se") is None:
+        return math.nan
+    if est["se"] == 0:
+        return 0.0 if est["estimate"] < theta else 1.0
+    return float(sps.t.cdf((est["estimate"] - theta) / est["se"], est["df"]))
+
+
 def replicate_mean_frame(frames: Sequence[pd.DataFrame], metrics: Sequence[str] = ("psnr", "ssim", "ssim_w3",
                                                                                        "lpips")) -> pd.DataFrame:
     """Image-by-image mean of replicate runs' per-image frames (same test images, same patients), so that every

@@ -34,12 +34,16 @@ SIGMAS = [sigma_label(s) for s in config["noise"]["sigmas"]]
 # baselines and the noisy input for Table VI only (no model is trained at it). NOISE_MEANS: sigma label -> mean.
 LIT_SIGMAS = literature_sigmas(config)
 NOISE_MEANS = noise_means(config)
-# train.replicates: each (model, sigma, setup) is trained N times, under .../{setup}/rep1 ... rep{N} (always present)
+# train.replicates (train.replicates_by_model per model and setup): each (model, sigma, setup) is trained N times,
+# under .../{setup}/rep1 ... rep{N} (always present)
 from cxrdenoise.train.settings import replicate_count
-from cxrdenoise.train.setups import model_setups
+from cxrdenoise.train.setups import model_setups, replicates_for
 
 try:
     REPS = [str(k) for k in range(1, replicate_count(config) + 1)]
+    for _m in config["train"]["models"]:
+        for _u in config["train"]["setups"]:
+            replicates_for(config, _m, _u)
 except CxrError as err:
     sys.exit(f"error: {err}")
 N_SHARDS = -(-config["sample"]["n_images"] // config["shards"]["images_per_shard"])
@@ -115,15 +119,20 @@ def optional_arg(flag, value):
 # Input lists and report() wrappers for the tables and figures (report.smk).
 
 
+def run_reps(model, setup, reps=None):
+    """Replicate labels of (model, setup): `reps` when given, else 1 .. train.replicates_by_model / replicates."""
+    return reps or [str(k) for k in range(1, replicates_for(config, model, setup) + 1)]
+
+
 def train_records(models, sigmas, setups, reps=None):
-    """record.json of every replicate (all of REPS unless `reps` is given) of each (model, sigma, setup)."""
+    """record.json of every replicate (all of run_reps unless `reps` is given) of each (model, sigma, setup)."""
     return [f"results/train/{m}/sigma{s}/{u}/rep{k}/record.json"
-            for s in sigmas for m in models for u in model_setups(config, m, setups) for k in (reps or REPS)]
+            for s in sigmas for m in models for u in model_setups(config, m, setups) for k in run_reps(m, u, reps)]
 
 
 def eval_files(models, sigmas, setups, name="summary.json", reps=None):
     return [f"results/eval/{m}/sigma{s}/{u}/rep{k}/{name}"
-            for s in sigmas for m in models for u in model_setups(config, m, setups) for k in (reps or REPS)]
+            for s in sigmas for m in models for u in model_setups(config, m, setups) for k in run_reps(m, u, reps)]
 
 
 def noisy_eval_files(sigmas, name="summary.json"):
@@ -175,6 +184,14 @@ def federated_claim_files():
         return []
     sites = range(len(config["federated"]["sites"]))
     return [f"{federated_dir()}/{who}/eval/per_image.csv" for who in ["global", *(f"site{k}" for k in sites)]]
+
+
+def claims_settings_args():
+    """config claims as the claims command's arguments (margins as metric=value)."""
+    c = config["claims"]
+    margins = lambda key: " ".join(f"{m}={v}" for m, v in c[key].items())  # noqa: E731
+    return (f"--alpha {c['alpha']} --negligible {margins('negligible')} --minor-drop {margins('minor_drop')}"
+            f" --min-patients {c['min_patients']}")
 
 
 def privacy_results(name):

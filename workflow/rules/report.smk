@@ -8,7 +8,12 @@ _REPORT_MODELS = list(config["train"]["models"])
 _REPORT_SETUPS = list(config["train"]["setups"])
 _REPORT_DATA_SOURCE = config["data"]["source"]
 # What every table states it measured (tables.protocol) and the seeded patient bootstrap (cxrdenoise.stats).
-_REPORT_LABELS = f"--data-source {_REPORT_DATA_SOURCE} --image-size {config['resize']['size']}"
+# A local folder with NIH's metadata CSV is named NIH ChestX-ray14 (local folder) and counts as the study's data.
+_REPORT_NIH_METADATA = _REPORT_DATA_SOURCE == "local" and bool(config["data"]["local"]["metadata_csv"])
+_REPORT_LABELS = (f"--data-source {_REPORT_DATA_SOURCE} --image-size {config['resize']['size']}"
+                  + (" --nih-metadata" if _REPORT_NIH_METADATA else ""))
+# Every table's caption states images and patients per split and the largest test patient's share (split.smk).
+_REPORT_SPLIT = f"{DATA}/split.csv"
 _REPORT_STATS = (f"--bootstrap-resamples {config['evaluate']['bootstrap_resamples']}"
                  f" --seed {config['seed']}")
 # The study's Table V and Figure 4 are at 10 % noise; Table VI at 20 % and 30 %. Other sigma lists fall back.
@@ -24,6 +29,7 @@ _FIG_SIGMA = {str(n): s for s, n in _EXAMPLE_FIGS.items()}
 
 rule table3:
     input:
+        split=_REPORT_SPLIT,
         records=train_records(_REPORT_MODELS, SIGMAS, ["gpu1"]),
         summaries=eval_files(_REPORT_MODELS, SIGMAS, ["gpu1"]),
         per_image=eval_files(_REPORT_MODELS, SIGMAS, ["gpu1"], "per_image.csv"),
@@ -43,12 +49,14 @@ rule table3:
         "results/benchmarks/report/table3.tsv"
     shell:
         "cxrdenoise tables {params.name} --out-prefix results/tables/{params.name}"
+        " --split-csv {input.split:q}"
         " {params.labels} {params.stats} --records {input.records:q} --summaries {input.summaries:q}"
         " --per-image {input.per_image:q} {input.noisy_per_image:q} --noisy {input.noisy:q} > {log:q} 2>&1"
 
 
 rule table4:
     input:
+        split=_REPORT_SPLIT,
         records=train_records(_REPORT_MODELS, SIGMAS, _REPORT_SETUPS),
         summaries=eval_files(_REPORT_MODELS, SIGMAS, _REPORT_SETUPS),
         noisy=noisy_eval_files(SIGMAS),  # the "did not denoise" flag compares each row with no denoising
@@ -65,12 +73,14 @@ rule table4:
         "results/benchmarks/report/table4.tsv"
     shell:
         "cxrdenoise tables {params.name} --out-prefix results/tables/{params.name}"
+        " --split-csv {input.split:q}"
         " {params.labels} --records {input.records:q} --summaries {input.summaries:q}"
         " --noisy {input.noisy:q} > {log:q} 2>&1"
 
 
 rule table5:
     input:
+        split=_REPORT_SPLIT,
         records=train_records(_REPORT_MODELS, [_TABLE5_SIGMA], _REPORT_SETUPS),
         summaries=eval_files(_REPORT_MODELS, [_TABLE5_SIGMA], _REPORT_SETUPS),
         noisy=noisy_eval_files([_TABLE5_SIGMA]),
@@ -87,16 +97,20 @@ rule table5:
         "results/benchmarks/report/table5.tsv"
     shell:
         "cxrdenoise tables {params.name} --out-prefix results/tables/{params.name}"
+        " --split-csv {input.split:q}"
         " {params.labels} --records {input.records:q} --summaries {input.summaries:q}"
         " --noisy {input.noisy:q} > {log:q} 2>&1"
 
 
 rule table6:
     input:
+        split=_REPORT_SPLIT,
         records=train_records(_REPORT_MODELS, _TABLE6_SIGMAS, ["gpu1"]),
         summaries=eval_files(_REPORT_MODELS, _TABLE6_SIGMAS, ["gpu1"]),
         per_image=eval_files(_REPORT_MODELS, _TABLE6_SIGMAS, ["gpu1"], "per_image.csv"),
         noisy=noisy_eval_files(_TABLE6_SIGMAS + LIT_SIGMAS),
+        # the no-denoising rows' images: restricted, like the models', to the classical subset (baselines.max_images)
+        noisy_per_image=noisy_eval_files(_TABLE6_SIGMAS + LIT_SIGMAS, "per_image.csv"),
         # the classical baselines of baselines.methods (classical.smk), chosen by config, never by a glob, at
         # Table VI's sigmas and at the literature's zero-mean ones (noise.literature)
         classical=classical_files(config["baselines"]["methods"], _TABLE6_SIGMAS + LIT_SIGMAS),
@@ -116,14 +130,17 @@ rule table6:
         "results/benchmarks/report/table6.tsv"
     shell:
         "cxrdenoise tables {params.name} --out-prefix results/tables/{params.name}"
+        " --split-csv {input.split:q}"
         " {params.labels} {params.stats} --records {input.records:q} --summaries {input.summaries:q}"
-        " --per-image {input.per_image:q} --noisy {input.noisy:q} --classical {input.classical:q}"
+        " --per-image {input.per_image:q} {input.noisy_per_image:q} --noisy {input.noisy:q}"
+        " --classical {input.classical:q}"
         " --classical-per-image {input.classical_per_image:q} > {log:q} 2>&1"
 
 
 # The claims table (a verdict per claim of the study) and the paired comparisons between models and set-ups
 # read the same files: every run's record, summary and per-image scores, and the noisy input's summaries.
 _CLAIMS_INPUT = dict(
+    split=_REPORT_SPLIT,
     records=train_records(_REPORT_MODELS, SIGMAS, _REPORT_SETUPS),
     summaries=eval_files(_REPORT_MODELS, SIGMAS, _REPORT_SETUPS),
     per_image=eval_files(_REPORT_MODELS, SIGMAS, _REPORT_SETUPS, "per_image.csv"),
@@ -143,6 +160,7 @@ rule claims:
         labels=_REPORT_LABELS,
         stats=_REPORT_STATS,
         privacy_max_auc=config["privacy"]["claim_max_auc"],
+        decide=claims_settings_args(),
     conda:
         ENV
     log:
@@ -150,7 +168,8 @@ rule claims:
     benchmark:
         "results/benchmarks/report/claims.tsv"
     shell:
-        "cxrdenoise claims claims --out-prefix results/tables/claims {params.labels} {params.stats}"
+        "cxrdenoise claims claims --out-prefix results/tables/claims {params.labels} {params.stats} {params.decide}"
+        " --split-csv {input.split:q}"
         " --records {input.records:q} --summaries {input.summaries:q} --per-image {input.per_image:q}"
         " --noisy {input.noisy:q} --privacy-metrics {input.privacy_metrics:q}"
         " --privacy-summaries {input.privacy_summaries:q} --privacy-max-auc {params.privacy_max_auc}"
@@ -173,6 +192,7 @@ rule comparisons:
         "results/benchmarks/report/comparisons.tsv"
     shell:
         "cxrdenoise claims comparisons --out-prefix results/tables/comparisons {params.labels} {params.stats}"
+        " --split-csv {input.split:q}"
         " --records {input.records:q} --summaries {input.summaries:q} --per-image {input.per_image:q}"
         " --noisy {input.noisy:q} > {log:q} 2>&1"
 

@@ -1,10 +1,11 @@
-"""Every run's mean with its patient-level interval, and every paired difference the study's tables imply, at
-the patient level: between models (same σ, same set-up) and between set-ups (each against the 1 GPU run of the
-same model and σ), on the same test images. The CSV's `kind` column says which: mean, models or setups.
+"""Every run's mean with its patient-level interval, and every paired difference the study's tables imply: between
+models (same σ, same set-up) and between set-ups (each against the 1 GPU run of the same model and σ), on the
+same test images. The CSV's `kind` column says which: mean, models or setups.
 
-Each row gives both means, the difference, its 95 % patient-cluster bootstrap interval, the patient-level paired
-t and Wilcoxon p-values and their Holm-adjusted values over the whole table, and flags a run that did not
-denoise (its differences are shown, but no claim rests on them: see `claims`).
+A difference row gives the claims' estimand (`stats.patient_level_estimate`: the patient-level mean over the
+training runs of each side, its interval with run-to-run and patient variation, its two-sided p) and Holm over
+the whole table; the image-weighted difference and the per-patient Wilcoxon p are secondary columns. A run that
+did not denoise is flagged (its replicates that did not are excluded; see `claims`).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from ..errors import CxrError
 from ..render import Footnotes, Table, fmt_diff, fmt_p, fmt_pm, write_table
 from . import patients
 from .cells import SETUP_LEGEND, data_caption
-from .claims import METRIC_LABELS, Evidence
+from .claims import METRIC_LABELS, ClaimSettings, Evidence, runs_text
 from .protocol import Protocol
+from .replicates import excluded_caption
 from .rows import finish_table
 from .runs import collect_runs, model_name, model_order, sigma_order
 from .scores import DECIMALS, lpips_state
@@ -33,9 +35,9 @@ _FLAG_NOTE = (f"A run {NOT_DENOISED} (mean PSNR not above the noisy input's): it
 def build_comparisons(records: Sequence, summaries: Sequence, per_image: Sequence, noisy_summaries: Sequence,
                       data_source: str | None = None, image_size: int | None = None,
                       resamples: int = stats.DEFAULT_RESAMPLES, seed: int = 0) -> Table:
-    runs = collect_runs(records, summaries, per_image)
     noisy = {r.sigma: r for r in collect_runs(summaries=noisy_summaries).values() if r.summary is not None}
-    ev = Evidence(runs, noisy, resamples, seed)
+    runs = collect_runs(records, summaries, per_image, noisy=noisy)
+    ev = Evidence(runs, noisy, ClaimSettings())
     present = [r for r in runs.values() if r.summary is not None]
     models, setups = model_order(present), list(dict.fromkeys(r.setup for r in present))
     pairs = []
@@ -58,10 +60,11 @@ def build_comparisons(records: Sequence, summaries: Sequence, per_image: Sequenc
             if m == "lpips" and not (lpips_state(a)[0] and lpips_state(b)[0]):
                 continue
             flags = "; ".join(f for f in (ev.not_denoised(a), ev.not_denoised(b)) if f)
-            done.append((kind, a, b, m, ev.compare(a, b, m), flags))
+            done.append((kind, a, b, m, ev.estimate(a, b, m), flags))
     if not done:
         raise CxrError("comparisons: no two runs at the same σ with per-image scores were given")
-    patients.add_holm(ev.results)
+    for res, adj in zip((d[4] for d in done), stats.holm([d[4]["p"] for d in done])):
+        res["p_holm"] = adj
     foot = Footnotes()
     rows, shown, means = [], [], []
     for run in sorted(present, key=lambda r: (float(r.sigma), models.index(r.model), setups.index(r.setup))):
@@ -69,7 +72,9 @@ def build_comparisons(records: Sequence, summaries: Sequence, per_image: Sequenc
             if m == "lpips" and not lpips_state(run)[0]:
                 continue
             seed_m = stats.bootstrap_seed(seed, "mean", run.model, run.sigma, run.setup, m)
-            r = stats.patient_mean_ci(ev.frame(run), m, resamples, seed_m)
+            frames = ev.frames(run)
+            frame = frames[0] if len(frames) == 1 else stats.replicate_mean_frame(frames)
+            r = stats.patient_mean_ci(frame, m, resamples, seed_m)
             lo, hi = r["ci95_patient_bootstrap"] or (math.nan, math.nan)
             flag = ev.not_denoised(run)
             rows.append({"kind": "mean", "sigma": float(run.sigma), "a": f"{run.model} {run.setup}", "b": None,
@@ -82,24 +87,26 @@ def build_comparisons(records: Sequence, summaries: Sequence, per_image: Sequenc
                           "mean ± t": fmt_pm(r["mean"], r["ci95_t_halfwidth"], DECIMALS[m]),
                           "95 % CI (patients)": patients.fmt_ci(r["ci95_patient_bootstrap"], DECIMALS[m])})
     for kind, a, b, m, res, flags in done:
-        lo, hi = res["ci95_patient_bootstrap"] or (math.nan, math.nan)
+        lo, hi = res["ci"] or (math.nan, math.nan)
         mark = foot.mark(_FLAG_NOTE) if flags else ""
         rows.append({"kind": kind, "sigma": float(a.sigma), "a": f"{a.model} {a.setup}", "b": f"{b.model} {b.setup}",
                      "metric": m, "n_images": res["n_images"], "n_patients": res["n_patients"],
-                     "mean_a": res["mean_a"], "mean_b": res["mean_b"], "mean_diff": res["mean_diff"],
-                     "ci_lo": lo, "ci_hi": hi, "p_t": res["p_t"], "p_wilcoxon": res["p_wilcoxon"],
-                     "p_t_holm": res["p_t_holm"], "p_wilcoxon_holm": res["p_wilcoxon_holm"],
-                     "bootstrap_seed": res["bootstrap_seed"], "flag": flags or None})
+                     "runs_a": res["n_runs_a"], "runs_b": res["n_runs_b"], "mean_a": res["mean_a"],
+                     "mean_b": res["mean_b"], "mean_diff": res["estimate"], "ci_lo": lo, "ci_hi": hi,
+                     "p": res["p"], "p_holm": res["p_holm"], "image_weighted_diff": res["image_weighted"],
+                     "p_wilcoxon_patients": res["p_wilcoxon"], "flag": flags or None})
         shown.append({"σ": a.sigma, "A − B": f"{model_name(a.model)} {a.setup} − {model_name(b.model)} {b.setup}"
                       + mark, "metric": METRIC_LABELS[m], "images": str(res["n_images"]),
-                      "patients": str(res["n_patients"]), "mean A − B": fmt_diff(res["mean_diff"], DECIMALS[m]),
-                      "95 % CI (patients)": patients.fmt_ci(res["ci95_patient_bootstrap"], DECIMALS[m]),
-                      "p (patient t)": fmt_p(res["p_t"]), "p Holm (t)": fmt_p(res["p_t_holm"]),
-                      "p Holm (Wilcoxon)": fmt_p(res["p_wilcoxon_holm"])})
+                      "patients": str(res["n_patients"]), "runs": runs_text(res),
+                      "A − B (patient level)": fmt_diff(res["estimate"], DECIMALS[m]),
+                      "95 % CI": patients.fmt_ci(res["ci"], DECIMALS[m]),
+                      "p": fmt_p(res["p"]), "p Holm": fmt_p(res["p_holm"]),
+                      "image-weighted": fmt_diff(res["image_weighted"], DECIMALS[m])})
     caption = ["Every run's mean with its image-level t-interval and its patient-cluster bootstrap interval; then "
                "the paired differences between models (same σ and set-up) and between set-ups (each against the "
                "1 GPU run of the same model and σ), on the same test images.",
-               patients.bootstrap_note(resamples, seed), patients.paired_note(len(ev.results)), SETUP_LEGEND,
+               patients.bootstrap_note(resamples, seed), patients.estimand_note(len(done)), SETUP_LEGEND,
+               excluded_caption(present),
                "SSIM is SSIM (win 3), the window the study's code used; LPIPS only where it is real LPIPS."]
     caption += data_caption(data_source) + Protocol(present + list(noisy.values()), data_source,
                                                     image_size).caption()

@@ -47,6 +47,15 @@ def run_frame(run: Run, table: str = "table") -> pd.DataFrame:
     return frame
 
 
+def replicate_frames(run: Run, table: str = "table") -> list[pd.DataFrame]:
+    """One per-image frame per replicate of `run` (the estimand's input: `stats.patient_level_estimate`)."""
+    reps = run.replicates or [run]
+    missing = [r.label for r in reps if r.per_image_path is None]
+    if missing:
+        raise CxrError(f"{table}: patient-level statistics need per_image.csv for {', '.join(missing)} (not given)")
+    return [read_per_image(r.per_image_path) for r in reps]
+
+
 def count_patients(frame: pd.DataFrame) -> int:
     return int(frame["patient_id"].astype(str).nunique())
 
@@ -78,6 +87,16 @@ def add_holm(results: list[dict[str, Any]]) -> None:
     for key in ("p_t", "p_wilcoxon"):
         for res, adj in zip(results, stats.holm([r.get(key) for r in results])):
             res[f"{key}_holm"] = adj
+
+
+ESTIMAND_NOTE = ("Paired differences are ours − ours on the same test images (by image id) at the same σ. The "
+                 "number is the {estimand}; its 95 % interval and p come from one {method} (run-to-run variation "
+                 "enters only where a side has 2 or more runs: 'runs' says how many); p Holm-adjusted over all {m} "
+                 "differences of this table. image-weighted = the mean over images (secondary).")
+
+
+def estimand_note(m: int) -> str:
+    return ESTIMAND_NOTE.format(estimand=stats.PRIMARY_ESTIMAND, method=stats.RUNS_PATIENTS_METHOD, m=m)
 
 
 def fmt_ci(ci: Sequence[float] | None, dp: int) -> str:

@@ -59,6 +59,29 @@ def combine(reps: list[Run]) -> Run:
     return group
 
 
+def denoising_replicates(reps: list[Run], noisy: dict[str, Run] | None) -> list[Run]:
+    """The replicates whose own mean PSNR beats the no-denoising run at their sigma (all without a baseline or
+    a summary to judge by)."""
+    from ..denoised import did_not_denoise
+
+    base = noisy.get(reps[0].sigma) if noisy else None
+    base_psnr = (_entry(base.summary or {}, "psnr") or {}).get("mean") if base is not None else None
+    if base_psnr is None:
+        return list(reps)
+    return [r for r in reps if r.summary is None
+            or not did_not_denoise((_entry(r.summary, "psnr") or {}).get("mean"), float(base_psnr))]
+
+
+def excluded_caption(runs: Sequence[Run]) -> str:
+    """The caption line counting the replicates left out because they did not denoise."""
+    bad = [f"{r.model} {r.setup} σ={r.sigma}: " + ", ".join(f"rep{k}" for k in r.excluded) for r in runs if r.excluded]
+    if not bad:
+        return ""
+    n = sum(len(r.excluded) for r in runs)
+    return (f"{n} training run(s) did not denoise (mean PSNR not above no denoising) and are excluded from every "
+            f"mean, interval and verdict: {'; '.join(bad)}.")
+
+
 def _entry(summary: dict, name: str) -> dict | None:
     entry = (summary.get("metrics") or {}).get(name, summary.get(name))
     return entry if isinstance(entry, dict) else None
@@ -101,14 +124,19 @@ def spread(run: Run, name: str) -> tuple[int, float, float]:
 
 def replicate_caption(runs: Sequence[Run]) -> str:
     """The caption line saying how many runs each row averages and what its interval is over."""
+    excluded = excluded_caption(runs)
+    return _replicate_text(runs) + (f" {excluded}" if excluded else "")
+
+
+def _replicate_text(runs: Sequence[Run]) -> str:
     counts = sorted({r.n_replicates for r in runs if r.setup})
     if not counts or counts == [1]:
         return ("One training run per configuration (train.replicates: 1, as in the study): intervals are over "
                 "test images, and say nothing about how a re-run with another initialisation would differ.")
     n = "/".join(map(str, counts))
-    return (f"Each trained row is the mean over {n} training runs (train.replicates; the runs differ only in their "
-            "initial weights: same data, noise and batch order); SD = between-run standard deviation; its 95 % "
-            "interval is a t-interval over the runs' means (N − 1 df), not over test images.")
+    return (f"Each trained row is the mean over {n} training runs (train.replicates; the runs differ in their "
+            "initial weights and batch order: same data, noise and split); SD = between-run standard deviation; "
+            "its 95 % interval is a t-interval over the runs' means (N − 1 df), not over test images.")
 
 
 def per_image_frame(run: Run) -> pd.DataFrame:

@@ -39,6 +39,7 @@ class Run:
     per_image_path: Path | None = None
     examples_path: Path | None = None
     replicates: list["Run"] = field(default_factory=list)  # a group's runs in replicate order (itself if one)
+    excluded: list[int] = field(default_factory=list)  # replicates left out because they did not denoise
 
     @property
     def label(self) -> str:
@@ -127,15 +128,26 @@ def collect_replicates(records: Iterable = (), summaries: Iterable = (), per_ima
 
 
 def collect_runs(records: Iterable = (), summaries: Iterable = (), per_image: Iterable = (),
-                 examples: Iterable = ()) -> dict[tuple[str, str, str], Run]:
+                 examples: Iterable = (), noisy: dict[str, "Run"] | None = None) -> dict[tuple[str, str, str], Run]:
     """Group files by (model, sigma, setup), in the order first seen (Snakemake's expand keeps config order);
-    the replicates of each are combined by `cxrdenoise.tables.replicates.combine`."""
-    from .replicates import combine
+    the replicates of each are combined by `cxrdenoise.tables.replicates.combine`.
+
+    With `noisy` (sigma -> the no-denoising run), a replicate whose own mean PSNR does not beat no denoising is
+    left out of its row (listed in `Run.excluded`), so no mean or verdict rests on a net that did not denoise;
+    when no replicate of a row denoised, all are kept and the row itself is flagged by the tables."""
+    from .replicates import combine, denoising_replicates
 
     grouped: dict[tuple[str, str, str], list[Run]] = {}
     for (model, sigma, setup, _rep), run in collect_replicates(records, summaries, per_image, examples).items():
         grouped.setdefault((model, sigma, setup), []).append(run)
-    return {key: combine(sorted(reps, key=lambda r: r.rep or 0)) for key, reps in grouped.items()}
+    out = {}
+    for key, reps in grouped.items():
+        reps = sorted(reps, key=lambda r: r.rep or 0)
+        kept = denoising_replicates(reps, noisy) if noisy is not None and key[2] else reps
+        out[key] = combine(kept or reps)
+        if kept and len(kept) < len(reps):
+            out[key].excluded = [r.rep or 1 for r in reps if r not in kept]
+    return out
 
 
 def _check_record(run: Run) -> None:

@@ -38,10 +38,11 @@ def build_table3(summaries: Sequence, per_image: Sequence, noisy_summaries: Sequ
     `per_image` may include the noisy input's per_image.csv (results/eval/noisy/...), for its patient interval.
     `resamples` and `seed` are evaluate.bootstrap_resamples and the config seed.
     """
-    runs = [r for r in collect_runs(records, summaries, per_image).values() if r.summary is not None]
     noisy_per_image = [p for p in per_image if parse_run_path(p)[0] == "noisy"]
     noisy = {r.sigma: r for r in collect_runs(summaries=noisy_summaries, per_image=noisy_per_image).values()
              if r.summary is not None}
+    trained = [p for p in per_image if parse_run_path(p)[0] != "noisy"]
+    runs = [r for r in collect_runs(records, summaries, trained, noisy=noisy).values() if r.summary is not None]
     if not runs:
         raise CxrError("table3: no evaluation summaries given")
     foot = Footnotes()
@@ -66,20 +67,18 @@ def build_table3(summaries: Sequence, per_image: Sequence, noisy_summaries: Sequ
                          "n": q["n"], **ci, "device": device_label(run),
                          **{k: q[k] for k in _NUMBERS}, **pvals.get(run.model, {}), "notes": join_notes(notes)})
             shown.append(_display_row(sigma, run, q, ci, foot, notes))
-    patients.add_holm(results)
-    for res, test in zip(results, tests):
-        test["p Holm (t)"], test["p Holm (Wilcoxon)"] = fmt_p(res["p_t_holm"]), fmt_p(res["p_wilcoxon_holm"])
+    for res, test, adj in zip(results, tests, stats.holm([r["p"] for r in results])):
+        test["p Holm"] = fmt_p(adj)
         for row in rows:  # the adjusted p-values go to both models' CSV rows of that sigma
             if row["sigma"] == float(res["sigma"]) and row["model"] in pair:
-                row[f"p_holm_t_{res['metric']}"] = res["p_t_holm"]
-                row[f"p_holm_wilcoxon_{res['metric']}"] = res["p_wilcoxon_holm"]
+                row[f"p_holm_{res['metric']}"] = adj
     over = ("over the test images" if all(r.n_replicates == 1 for r in runs)
             else "over the test images for the no-denoising rows and over the training runs for the trained rows")
     caption = [f"Mean ± half-width of the 95 % t-interval {over} (Student t, n − 1 df; the study "
                "used a normal approximation), and the 95 % patient-cluster bootstrap interval, for the 1 GPU "
                "(gpu1) runs.", replicate_caption(runs), patients.bootstrap_note(resamples, seed), SSIM_NOTE,
                DIFF_NOTE, PAPER_NOTE,
-               patients.paired_note(len(results)) + f" Differences are {model_name(pair[0])} − "
+               patients.estimand_note(len(results)) + f" Differences are {model_name(pair[0])} − "
                f"{model_name(pair[1])}; the CSV keeps the image-level p-values (p_t_*, p_wilcoxon_*) as well."
                if len(pair) == 2 and results else ""]
     blocks = [("Metrics", paper_headers(shown, mark_for(proto, foot)))] + (
@@ -132,21 +131,21 @@ def _paired(group: list[Run], pair: tuple[str, str], tests: list[dict], results:
     for m in METRICS:
         if m == "lpips" and not lpips_ok:
             continue
-        res = stats.paired_test(fa, fb, m, a.label, b.label)
+        res = stats.paired_test(fa, fb, m, a.label, b.label)  # image level: only to set beside the study's p
         cols[f"p_t_{m}"], cols[f"p_wilcoxon_{m}"] = res["t_pvalue"], res["wilcoxon_pvalue"]
         cols[f"paired_n_{m}"] = res["n"]
-        pat = patients.compare(fa, fb, a, b, m, resamples, seed)
-        lo, hi = pat["ci95_patient_bootstrap"] or (math.nan, math.nan)
-        cols.update({f"paired_mean_{m}": pat["mean_diff"], f"paired_ci_lo_{m}": lo, f"paired_ci_hi_{m}": hi,
-                     f"p_patient_t_{m}": pat["p_t"], f"p_patient_wilcoxon_{m}": pat["p_wilcoxon"],
-                     f"paired_patients_{m}": pat["n_patients"]})
+        pat = stats.patient_level_estimate(patients.replicate_frames(a, "table3"),
+                                           patients.replicate_frames(b, "table3"), m, a.label, b.label)
+        lo, hi = pat["ci"] or (math.nan, math.nan)
+        cols.update({f"paired_mean_{m}": pat["estimate"], f"paired_ci_lo_{m}": lo, f"paired_ci_hi_{m}": hi,
+                     f"p_patient_{m}": pat["p"], f"p_patient_wilcoxon_{m}": pat["p_wilcoxon"],
+                     f"paired_patients_{m}": pat["n_patients"], f"paired_image_weighted_{m}": pat["image_weighted"]})
         results.append({**pat, "sigma": a.sigma})
         dp = DECIMALS[m]
         tests.append({"σ": a.sigma, "metric": _METRIC_NAMES[m], "images": str(pat["n_images"]),
-                      "patients": str(pat["n_patients"]),
-                      f"mean {model_name(pair[0])} − {model_name(pair[1])}": fmt_diff(pat["mean_diff"], dp),
-                      "95 % CI (patients)": patients.fmt_ci(pat["ci95_patient_bootstrap"], dp),
-                      "p (patient t)": fmt_p(pat["p_t"]), "p (patient Wilcoxon)": fmt_p(pat["p_wilcoxon"])})
+                      "patients": str(pat["n_patients"]), "runs": f"{pat['n_runs_a']} vs {pat['n_runs_b']}",
+                      f"{model_name(pair[0])} − {model_name(pair[1])} (patient level)": fmt_diff(pat["estimate"], dp),
+                      "95 % CI": patients.fmt_ci(pat["ci"], dp), "p": fmt_p(pat["p"])})
     return {pair[0]: cols, pair[1]: cols}
 
 

@@ -33,7 +33,8 @@ def build_table4(records: Sequence, summaries: Sequence, data_source: str | None
 
     `noisy`: the no-denoising summaries (results/eval/noisy/sigma{s}/summary.json), for the "did not denoise" flag.
     """
-    runs = list(collect_runs(records, summaries).values())
+    baseline = {r.sigma: r for r in collect_runs(summaries=noisy).values()}
+    runs = list(collect_runs(records, summaries, noisy=baseline).values())
     if not runs:
         raise CxrError("table4: no runs given")
     baseline = {r.sigma: r for r in collect_runs(summaries=noisy).values()}
@@ -50,7 +51,7 @@ def build_table4(records: Sequence, summaries: Sequence, data_source: str | None
                     continue
                 q, dev, notes = timed_row(run, foot, "table4", proto.comparable(run))
                 flag = not_denoised(run, baseline)
-                bad = replicates_not_denoised(run, baseline)
+                bad = run.excluded or replicates_not_denoised(run, baseline)
                 if flag or bad:
                     notes.append(FLAG_NOTE)
                 steps, images = steps_and_images(run)

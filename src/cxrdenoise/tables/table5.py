@@ -25,8 +25,8 @@ from .protocol import n_patients as patients_n
 from .replicates import replicate_caption, spread, t_interval
 from .rows import csv_numbers, finish_table, timed_row
 from .runs import Run, collect_runs, is_cpu, model_name, model_order, sigma_order, train_times
-from .work import (FLAG_NOTE, NOT_REACHED, TTQ_NOTE, best_val_loss, denoise_cell, not_denoised,
-                   replicates_not_denoised, steps_and_images, time_to_quality)
+from .work import (FLAG_NOTE, NOT_REACHED, TTQ_NOTE, best_val_loss, bounds_text, denoise_cell, mean_bounds,
+                   not_denoised, replicates_not_denoised, steps_and_images, time_to_quality, ttq_saving_bounds)
 
 
 def time_saving(t_setup: float, t_gpu1: float) -> float:
@@ -41,7 +41,7 @@ def paired_savings(run: Run, base: Run | None, skip: Sequence[int] = ()) -> dict
     that did not denoise), the fixed-epoch time savings and the time-to-quality against gpu1 rep k's best
     validation loss. Returns per-pair lists and their means/SD/half-widths."""
     out: dict = {"pairs": [], "ts_val": [], "ts_train": [], "ttq_s": [], "ttq_epoch": [], "ttq_steps": [],
-                 "ttq_saving": [], "not_reached": []}
+                 "ttq_saving": [], "not_reached": [], "ttq_bounds": []}
     if base is None:
         return out
     base_reps = {r.rep or 1: r for r in (base.replicates or [base])}
@@ -56,6 +56,7 @@ def paired_savings(run: Run, base: Run | None, skip: Sequence[int] = ()) -> dict
         out["ts_val"].append(time_saving(t_val, b_val))
         out["ts_train"].append(time_saving(t_train, b_train))
         target = best_val_loss(ref)
+        out["ttq_bounds"].append(ttq_saving_bounds(rep, ref, target))  # a censored run bounds it, never dropped
         ours = time_to_quality(rep.record.get("epochs") or [], target)
         theirs = time_to_quality(ref.record.get("epochs") or [], target)
         if ours is None:
@@ -78,7 +79,8 @@ def build_table5(records: Sequence, summaries: Sequence, data_source: str | None
 
     `noisy`: the no-denoising summary at this noise level, for the "did not denoise" flag.
     """
-    runs = list(collect_runs(records, summaries).values())
+    runs = list(collect_runs(records, summaries, noisy={r.sigma: r for r in collect_runs(summaries=noisy).values()}
+                             ).values())
     sigmas = sigma_order(runs)
     if len(sigmas) != 1:
         raise CxrError(f"table5: expected runs of one noise level, got sigma {', '.join(sigmas) or 'none'}")
@@ -95,7 +97,7 @@ def build_table5(records: Sequence, summaries: Sequence, data_source: str | None
         for run in group:
             q, dev, notes = timed[run.setup]
             flag = not_denoised(run, baseline)
-            bad = replicates_not_denoised(run, baseline)
+            bad = run.excluded or replicates_not_denoised(run, baseline)
             base_bad = replicates_not_denoised(base, baseline) if base is not None else []
             if flag or bad:
                 notes.append(FLAG_NOTE)
@@ -103,7 +105,8 @@ def build_table5(records: Sequence, summaries: Sequence, data_source: str | None
                 paired_savings(run, None)
             ts_val, ts_val_sd, ts_val_hw = t_interval(pairs["ts_val"]) if pairs["ts_val"] else (math.nan,) * 3
             ts_train = _mean(pairs["ts_train"])
-            ttq_s, ttq_saving = _mean(pairs["ttq_s"]), _mean(pairs["ttq_saving"])
+            ttq_s = _mean(pairs["ttq_s"])
+            ttq_lo, ttq_hi = mean_bounds(pairs["ttq_bounds"])
             steps, images = steps_and_images(run)
             paper_ts = time_saving(q["paper_train_s"], paper_base)
             runs_n, psnr_sd, psnr_hw = spread(run, "psnr")
@@ -119,7 +122,8 @@ def build_table5(records: Sequence, summaries: Sequence, data_source: str | None
                          "time_saving_ci95_pct": ts_val_hw, "time_saving_train_pct": ts_train,
                          "ttq_target_val_loss": _mean([best_val_loss(r) for r in (base.replicates if base else [])]),
                          "ttq_s": ttq_s, "ttq_epoch": _mean(pairs["ttq_epoch"]), "ttq_steps": _mean(pairs["ttq_steps"]),
-                         "ttq_reached": reached, "ttq_saving_pct": ttq_saving,
+                         "ttq_reached": reached, "ttq_saving_pct": ttq_lo if ttq_lo == ttq_hi else math.nan,
+                         "ttq_saving_lo_pct": ttq_lo, "ttq_saving_hi_pct": ttq_hi,
                          "paper_time_saving_pct": paper_ts, "notes": join_notes(notes)})
             cpu = foot.mark(CPU_TIMING) if is_cpu(run) else ""
             cells = {"model": model_name(model), "setup": run.setup}
@@ -134,8 +138,7 @@ def build_table5(records: Sequence, summaries: Sequence, data_source: str | None
                           "TS % (train+val)": _ts_cell(flag, ts_val, ts_val_hw, replicated, cpu),
                           "TS % (train)": _ts_cell(flag, ts_train, math.nan, False, cpu),
                           "TTQ s": _ttq_cell(flag, pairs, ttq_s, cpu),
-                          "TTQ saving %": _ts_cell(flag, ttq_saving, math.nan, False, cpu)
-                          if pairs["ttq_s"] else ("" if flag or not pairs["pairs"] else NOT_REACHED),
+                          "TTQ saving %": _ttq_saving_cell(flag, pairs, ttq_lo, ttq_hi, cpu),
                           "paper TS %": fmt(paper_ts, 2),
                           "device": device_cell(dev["device"], [n for n in notes if n != FLAG_NOTE], foot)})
             shown.append(cells)
@@ -163,6 +166,16 @@ def _ts_cell(flag: bool | None, value: float, half: float, with_ci: bool, cpu: s
         return ""
     text = fmt(value, 2) + (f" ± {fmt(half, 2)}" if with_ci and not is_missing(half) else "")
     return text + cpu
+
+
+def _ttq_saving_cell(flag: bool | None, pairs: dict, lo: float, hi: float, cpu: str) -> str:
+    """The mean time-to-quality saving over run pairs; censored runs (never reached the target) make it a bound."""
+    if flag:
+        return f"— ({NOT_DENOISED})"
+    if not pairs["pairs"] or is_missing(hi):
+        return ""
+    censored = len(pairs["not_reached"])
+    return bounds_text(lo, hi) + cpu + (f" ({censored} censored)" if censored else "")
 
 
 def _ttq_cell(flag: bool | None, pairs: dict, ttq_s: float, cpu: str) -> str:

@@ -24,7 +24,9 @@ FLAG_NOTE = (f"{NOT_DENOISED}: mean test PSNR not above the no-denoising row at 
 TTQ_NOTE = ("Time-to-quality (TTQ) = training + validation seconds (summed per epoch, cumulative) until the run's "
             "validation loss first reached the best validation loss of the gpu1 run of the same model and "
             f"replicate; \"{NOT_REACHED}\" when it never did within its epochs. Steps = optimizer updates, images "
-            "= training images passed (all processes, DistributedSampler padding included).")
+            "= training images passed (all processes, DistributedSampler padding included). TTQ saving: the mean "
+            "over run pairs; a run that never reached the target is censored at its total time, which bounds the saving "
+            "(≤ or ≥), never dropped.")
 
 
 def steps_and_images(run: Run) -> tuple[float, float]:
@@ -102,6 +104,44 @@ def denoise_cell(flag: bool | None, bad_reps: Sequence[int] = (), n_reps: int = 
         return "n/a (no-denoising row not given)"
     if flag:
         return NOT_DENOISED
-    if bad_reps and n_reps > 1:
-        return f"yes (mean); {NOT_DENOISED}: " + ", ".join(f"rep{k}" for k in bad_reps)
+    if bad_reps:
+        return f"yes; excluded ({NOT_DENOISED}): " + ", ".join(f"rep{k}" for k in bad_reps)
     return "yes"
+
+
+def total_seconds(run: Run) -> float:
+    return sum(float(e.get("train_s", 0.0)) + float(e.get("val_s", 0.0)) for e in (run.record or {}).get("epochs") or [])
+
+
+def ttq_saving_bounds(rep: Run, ref: Run, target: float) -> tuple[float, float]:
+    """Time saving (%) of `rep` against `ref`, both to the validation loss `target`, as [lo, hi]: equal when
+    both reached it; a run that never did is censored at its total time, which bounds the saving."""
+    ours = time_to_quality((rep.record or {}).get("epochs") or [], target)
+    theirs = time_to_quality((ref.record or {}).get("epochs") or [], target)
+    t_ours = ours["seconds"] if ours else None
+    t_ref = theirs["seconds"] if theirs else None
+    if t_ours is not None and t_ref is not None:
+        ts = (t_ref - t_ours) / t_ref * 100.0
+        return ts, ts
+    if t_ref is not None:  # ours censored: it takes longer than its total time
+        return -math.inf, (t_ref - total_seconds(rep)) / t_ref * 100.0
+    if t_ours is not None:  # the reference censored: it takes longer than its total time
+        total = total_seconds(ref)
+        return (total - t_ours) / total * 100.0, 100.0
+    return -math.inf, 100.0
+
+
+def mean_bounds(bounds: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """The mean saving's [lo, hi] over replicate pairs (a censored pair contributes its bound)."""
+    if not bounds:
+        return math.nan, math.nan
+    return sum(b[0] for b in bounds) / len(bounds), sum(b[1] for b in bounds) / len(bounds)
+
+
+def bounds_text(lo: float, hi: float, dp: int = 2) -> str:
+    """'12.34', '≤ 12.34' or '[1.00, 12.34]' for a saving's bounds."""
+    if lo == hi:
+        return f"{lo:.{dp}f}"
+    if math.isinf(lo):
+        return f"≤ {hi:.{dp}f}"
+    return f"≥ {lo:.{dp}f}" if hi >= 100.0 else f"[{lo:.{dp}f}, {hi:.{dp}f}]"

@@ -205,6 +205,7 @@ def test_claims_table_judges_federated_against_each_site_and_centralized(tmp_pat
     from fixtures.results_tree import noisy_paths, paths, write_results_tree
 
     from cxrdenoise.tables.claims import FAILS, HOLDS, build_claims
+    from cxrdenoise.tables.verdicts import ONE_RUN
 
     kw = dict(sigmas=("0.1",), setups=("gpu1",))
     results = write_results_tree(tmp_path / "r", n_images=40, **kw)
@@ -218,10 +219,11 @@ def test_claims_table_judges_federated_against_each_site_and_centralized(tmp_pat
                          paths(results, "per_image", **kw), noisy_paths(results, sigmas=("0.1",)), resamples=300,
                          federated=fed).data
     rows = table[table["claim"].str.startswith("Federated")].set_index("claim")
-    assert rows.loc["Federated FedAvg better than site 0 trained alone", "verdict"] == HOLDS
-    assert rows.loc["Federated FedAvg better than site 1 trained alone", "verdict"] == FAILS
-    near = rows.loc["Federated FedAvg within 0.5 dB of centralized training"]
-    assert near["verdict"] == HOLDS and -0.2 < near["ours_value"] < 0
+    # one federated run and one centralized run: verdicts about these trained models only
+    assert rows.loc["Federated FedAvg better than site 0 trained alone", "verdict"] == f"{HOLDS} {ONE_RUN}"
+    assert rows.loc["Federated FedAvg better than site 1 trained alone", "verdict_kind"] == FAILS
+    near = rows.loc["Federated FedAvg within the minor-drop margins of centralized training"]
+    assert near["verdict_kind"] == HOLDS and -0.2 < near["ours_value"] < 0 and "SSIM" in near["scope"]
     assert rows["n_patients"].min() >= 10
     without = build_claims(paths(results, "record", **kw), paths(results, "summary", **kw),
                            paths(results, "per_image", **kw), noisy_paths(results, sigmas=("0.1",)), resamples=300).data

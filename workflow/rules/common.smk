@@ -194,6 +194,13 @@ def claims_settings_args():
             f" --min-patients {c['min_patients']}")
 
 
+def nih_metadata_flag():
+    """--nih-metadata for the table commands when a local folder comes with NIH's metadata CSV (its captions then
+    name NIH ChestX-ray14 (local folder))."""
+    local = config["data"]["source"] == "local" and bool(config["data"]["local"]["metadata_csv"])
+    return "--nih-metadata" if local else ""
+
+
 def privacy_results(name):
     """results/privacy/{attacker}/{name} of the configured attackers: privacy.smk writes them, the claims read them."""
     return [f"results/privacy/{attacker}/{name}" for attacker in config["privacy"]["attackers"]]

@@ -169,6 +169,7 @@ _FED_TABLE_INPUT = dict(
     site_evals=expand(f"{FED_DIR}/site{{site}}/eval/summary.json", site=FED_SITES),
     site_records=expand(f"{FED_DIR}/site{{site}}/record.json", site=FED_SITES),
     noisy=f"results/eval/noisy/sigma{FED_SIGMA}/summary.json",
+    split=f"{DATA}/split.csv",  # images and patients per split in the caption
     central=[f"{centralized_eval_dir(FED_MODEL, FED_SIGMA)}/summary.json",
              f"{centralized_train_dir(FED_MODEL, FED_SIGMA)}/record.json"] if FED_CENTRAL else [],
 )
@@ -188,6 +189,7 @@ rule federated_table:
                                           f" --centralized-record {input.central[1]}") if input.central else "",
         source=config["data"]["source"],
         seed=config["seed"],
+        nih=nih_metadata_flag(),
     conda:
         ENV
     log:
@@ -197,7 +199,7 @@ rule federated_table:
     shell:
         "cxrdenoise federated table --run-dir {params.run_dir:q} --global-eval {params.global_eval:q}"
         " --site-evals {params.site_evals:q} --site-records {input.site_records:q} --noisy-eval {params.noisy:q}"
-        " {params.central} --data-source {params.source} --seed {params.seed}"
+        " {params.central} --data-source {params.source} --split-csv {input.split:q} {params.nih} --seed {params.seed}"
         " --out-prefix results/tables/federated > {log:q} 2>&1"
 
 

@@ -100,10 +100,12 @@ _PRIV_RESULTS = dict(metrics=privacy_results("metrics.csv"), summaries=privacy_r
 rule privacy_table:
     input:
         **_PRIV_RESULTS,
+        split=f"{DATA}/split.csv",  # images and patients per split in the caption
     output:
         **report_table("privacy"),
     params:
         source=config["data"]["source"],
+        nih=nih_metadata_flag(),
         max_auc=_PRIV["claim_max_auc"],
     conda:
         ENV
@@ -113,7 +115,8 @@ rule privacy_table:
         "results/benchmarks/report/privacy_table.tsv"
     shell:
         "cxrdenoise privacy table --metrics {input.metrics:q} --summaries {input.summaries:q}"
-        " --data-source {params.source} --max-auc {params.max_auc} --out-prefix results/tables/privacy > {log:q} 2>&1"
+        " --data-source {params.source} --split-csv {input.split:q} {params.nih} --max-auc {params.max_auc}"
+        " --out-prefix results/tables/privacy > {log:q} 2>&1"
 
 
 rule privacy_figure:

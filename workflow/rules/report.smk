@@ -9,9 +9,7 @@ _REPORT_SETUPS = list(config["train"]["setups"])
 _REPORT_DATA_SOURCE = config["data"]["source"]
 # What every table states it measured (tables.protocol) and the seeded patient bootstrap (cxrdenoise.stats).
 # A local folder with NIH's metadata CSV is named NIH ChestX-ray14 (local folder) and counts as the study's data.
-_REPORT_NIH_METADATA = _REPORT_DATA_SOURCE == "local" and bool(config["data"]["local"]["metadata_csv"])
-_REPORT_LABELS = (f"--data-source {_REPORT_DATA_SOURCE} --image-size {config['resize']['size']}"
-                  + (" --nih-metadata" if _REPORT_NIH_METADATA else ""))
+_REPORT_LABELS = f"--data-source {_REPORT_DATA_SOURCE} --image-size {config['resize']['size']} {nih_metadata_flag()}"
 # Every table's caption states images and patients per split and the largest test patient's share (split.smk).
 _REPORT_SPLIT = f"{DATA}/split.csv"
 _REPORT_STATS = (f"--bootstrap-resamples {config['evaluate']['bootstrap_resamples']}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from cxrdenoise.commands import add_data_fact_args
 from cxrdenoise.errors import cli_entry
 from cxrdenoise.tables.cells import data_facts, load_data_facts
 from cxrdenoise.tables.claims import ClaimSettings, make_claims
@@ -27,11 +28,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--noisy", nargs="*", default=[], help="results/eval/noisy/sigma{s}/summary.json")
     parser.add_argument("--data-source", default=None, help="config data.source, named in the caption")
     parser.add_argument("--image-size", type=int, default=None, help="config resize.size, named in the caption")
-    parser.add_argument("--split-csv", default=None,
-                        help="results/data/split.csv: images and patients per split and the largest test patient's "
-                             "share, stated in the caption")
-    parser.add_argument("--nih-metadata", action="store_true",
-                        help="data.local.metadata_csv is set: a local folder is named NIH ChestX-ray14 (local folder)")
+    add_data_fact_args(parser)
     parser.add_argument("--bootstrap-resamples", type=int, required=True, help="evaluate.bootstrap_resamples")
     parser.add_argument("--seed", type=int, required=True, help="config seed (bootstrap seeds derive from it)")
     parser.add_argument("--privacy-metrics", nargs="*", default=[], help="results/privacy/{attacker}/metrics.csv")

@@ -14,6 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
+from cxrdenoise.commands import add_data_fact_args
 from cxrdenoise.errors import CxrError, cli_entry
 
 
@@ -65,6 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     t.add_argument("--centralized-record", default="")
     t.add_argument("--data-source", default=None)
     t.add_argument("--seed", type=int, required=True, help="config seed")
+    add_data_fact_args(t)
     t.add_argument("--out-prefix", required=True)
     f = sub.add_parser("figure")
     f.add_argument("--run-dir", required=True)
@@ -127,10 +129,13 @@ def main(argv: list[str] | None = None) -> int:
 
         if len(a.site_evals) != len(a.site_records):
             raise CxrError("federated table: one --site-records per --site-evals")
-        make_federated(a.out_prefix, run_dir=a.run_dir, global_eval=a.global_eval, site_evals=a.site_evals,
-                       site_records=a.site_records, noisy_eval=a.noisy_eval,
-                       centralized_eval=a.centralized_eval or None, centralized_record=a.centralized_record or None,
-                       data_source=a.data_source, seed=a.seed)
+        from cxrdenoise.tables.cells import data_facts, load_data_facts
+
+        with data_facts(load_data_facts(a.split_csv, a.nih_metadata)):
+            make_federated(a.out_prefix, run_dir=a.run_dir, global_eval=a.global_eval, site_evals=a.site_evals,
+                           site_records=a.site_records, noisy_eval=a.noisy_eval,
+                           centralized_eval=a.centralized_eval or None,
+                           centralized_record=a.centralized_record or None, data_source=a.data_source, seed=a.seed)
     elif a.command == "figure":
         from cxrdenoise.federated.figure import plot_rounds
 

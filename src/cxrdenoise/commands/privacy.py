@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from cxrdenoise.commands import add_data_fact_args
 from cxrdenoise.errors import CxrError, cli_entry
 
 
@@ -52,6 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         t.add_argument("--data-source")
         if name == "table":
             t.add_argument("--max-auc", type=float, required=True, help="privacy.claim_max_auc")
+            add_data_fact_args(t)
     return parser.parse_args(argv)
 
 
@@ -82,10 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     elif a.command == "score":
         run_score(a)
     elif a.command == "table":
+        from cxrdenoise.tables.cells import data_facts, load_data_facts
         from cxrdenoise.tables.privacy import make_privacy
 
-        for path in make_privacy(a.metrics, a.summaries, a.out_prefix, a.data_source, a.max_auc):
-            print(f"wrote {path}")
+        with data_facts(load_data_facts(a.split_csv, a.nih_metadata)):
+            for path in make_privacy(a.metrics, a.summaries, a.out_prefix, a.data_source, a.max_auc):
+                print(f"wrote {path}")
     else:
         from cxrdenoise.privacy.figure import privacy_figure
 

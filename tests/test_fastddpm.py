@@ -15,7 +15,8 @@ from cxrdenoise.cli import main
 from cxrdenoise.denoise import load_denoiser
 from cxrdenoise.imaging import load_grey
 from cxrdenoise.errors import CxrError
-from cxrdenoise.models import build_model, count_parameters
+from cxrdenoise.models import build_model, check_model_config, count_parameters
+from cxrdenoise.models.blocks import KeywordError
 from cxrdenoise.models import fastddpm as fastddpm_module
 from cxrdenoise.models.diffusion import alphas_cumprod, time_steps
 from cxrdenoise.train.distributed import single_process
@@ -49,6 +50,21 @@ def test_schedules_are_the_documented_ten_steps():
         build_model("fastddpm", schedule="cosine")
     with pytest.raises(CxrError, match="ema must be a decay"):
         build_model("fastddpm", ema=1.0)
+
+
+def test_config_check_levels_against_the_image_size():
+    """levels L halves the image L - 1 times: the start-up check (no network built) names the keyword and the
+    deepest levels that fit, where the forward pass would name only the input's shape."""
+    check_model_config("fastddpm", {"levels": 7}, 64)
+    with pytest.raises(KeywordError) as err:
+        check_model_config("fastddpm", {"levels": 7}, 32)
+    assert err.value.keyword == "levels"
+    assert err.value.problem == ("7 needs image sizes divisible by 2^6 = 64, and resize.size is 32; use levels 6 or "
+                                 "fewer, or a resize.size divisible by 64")
+    model = build_model("fastddpm", base_channels=4, levels=7)
+    with pytest.raises(CxrError, match=r"input of shape \(1, 1, 32, 32\); expected .* divisible by 64"):
+        model(torch.rand(1, 1, 32, 32))
+    check_model_config("fastddpm", {"schedule": "uniform", "steps": 7}, 64)  # any count 2..1000 under uniform
 
 
 def test_one_training_step_lowers_the_loss_on_a_fixed_batch():
@@ -295,7 +311,8 @@ def test_demo_trains_fastddpm_under_gpu1_only(tmp_path):
     result = snakemake(tmp_path, "-n", "--cores", "2", "--configfile", str(REPO / "config" / "demo.yaml"), "--", "all")
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = planned_jobs(result.stdout)
-    assert jobs["train"] == 2 * 3 * 4 + 3 + 3 and jobs["evaluate"] == jobs["train"]  # + DnCNN at gpu1
+    # U-Net, U-Net++: 3 sigmas x (3 runs at gpu1, 1 at dp2, 3 at ddp2_amp: train.replicates_by_model); + DnCNN at gpu1
+    assert jobs["train"] == 2 * 3 * (3 + 1 + 3) + 3 + 3 and jobs["evaluate"] == jobs["train"]
     trained = set(re.findall(r"wildcards: model=(\w+), sigma=([\d.]+), setup=(\w+)", result.stdout))
     assert {(s, u) for m, s, u in trained if m == "fastddpm"} == {(s, "gpu1") for s in ("0.1", "0.2", "0.3")}
     def inputs(rule):

@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from cxrdenoise.errors import CxrError
-from cxrdenoise.models import available_models, build_model, count_parameters, model_kwarg_names
+from cxrdenoise.models import available_models, build_model, check_model_config, count_parameters, model_kwarg_names
+from cxrdenoise.models.blocks import KeywordError
+from cxrdenoise.models.registry import model_class
 
 torch.set_num_threads(1)
 
@@ -171,14 +173,49 @@ def test_unknown_kwarg():
     [
         ("unet", {"base_channels": 0}),
         ("unet", {"base_channels": 8.0}),
+        ("unet", {"block": "double"}),
         ("unetpp", {"deep_supervision": "yes"}),
+        ("unetpp", {"base_channels": -1}),
         ("dncnn", {"depth": 2}),
         ("dncnn", {"channels": True}),
+        ("fastddpm", {"steps": 1}),
+        ("fastddpm", {"steps": 5000}),
+        ("fastddpm", {"steps": 7}),
+        ("fastddpm", {"schedule": "cosine"}),
+        ("fastddpm", {"ema": 1.5}),
+        ("fastddpm", {"levels": 1}),
+        ("fastddpm", {"base_channels": 1}),
+        ("fastddpm", {"sample_seed": -1}),
+        ("fastddpm", {"prediction": "noise"}),
     ],
 )
 def test_bad_kwarg_values(name, kwargs):
-    with pytest.raises(CxrError, match=name):
+    """The constructor and the model's own start-up check (`check_config`, no network built) refuse the same
+    value with the same one-line message, which names the keyword."""
+    with pytest.raises(KeywordError, match=name) as built:
         build_model(name, **kwargs)
+    with pytest.raises(KeywordError) as checked:
+        check_model_config(name, kwargs, 64)
+    assert str(checked.value) == str(built.value) and "\n" not in str(built.value)
+    assert checked.value.keyword == next(iter(kwargs))
+
+
+def test_every_model_checks_its_config_without_being_built():
+    """Every registered model has `check_config(kwargs, image_size)`, and its defaults pass at the study's size."""
+    for name in available_models():
+        assert callable(getattr(model_class(name), "check_config", None)), name
+        check_model_config(name, {}, 256)
+
+
+@pytest.mark.parametrize("name", ["unet", "unetpp"])
+def test_unet_config_check_names_the_image_size(name):
+    check_model_config(name, {}, 48)
+    with pytest.raises(KeywordError) as err:
+        check_model_config(name, {}, 72)
+    assert err.value.keyword is None  # the start-up check names resize.size
+    assert err.value.problem == (f"72 is not divisible by 16, which '{name}' needs (it halves the image 4 times); "
+                                 "give a multiple of 16")
+    check_model_config("dncnn", {}, 17)  # DnCNN takes any size
 
 
 def test_non_json_kwarg():

@@ -50,6 +50,7 @@ BASE = {
     "noise": {"sigmas": [0.1]},
     "train": {"models": ["unet"], "setups": ["ddp2"], "epochs": EPOCHS, "batch_per_gpu": 2, "workers": 0},
     "evaluate": {"lpips": False},
+    "privacy": {"setup": "ddp2"},  # privacy.setup must be one of train.setups (checked at start-up)
 }
 TWO_NODES = {"train": {"nodes": 2, "processes_per_node": 1}}
 SLURM_ARGS = (

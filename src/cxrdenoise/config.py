@@ -29,8 +29,21 @@ def _key_path(error: jsonschema.ValidationError) -> str:
     return ".".join(parts) if parts else "(top level)"
 
 
+# a number's bounds in the schema, as the fix of a value outside them says them
+_BOUNDS = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}
+
+
 def _one_line(error: jsonschema.ValidationError) -> str:
     message = " ".join(error.message.split())  # schema messages may span lines
+    if error.validator in _BOUNDS:  # say the allowed range, e.g. "; give a number > 0 and < 1"
+        sub = error.schema
+        if error.instance == error.validator_value:  # at an exclusive bound ("less than or equal to" misleads)
+            message = f"{error.instance} is out of range"
+        else:
+            message = message.replace(" or equal to", "")
+        types = [sub.get("type")] if isinstance(sub.get("type"), str) else list(sub.get("type") or [])
+        kind = "an integer" if "integer" in types else "a number"
+        message += f"; give {kind} " + " and ".join(f"{op} {sub[k]}" for k, op in _BOUNDS.items() if k in sub)
     return f"config key {_key_path(error)}: {message}"
 
 
@@ -89,19 +102,27 @@ def check_finite(value: Any, key: str = "") -> None:
 
 
 def check_model_names(config: Mapping[str, Any]) -> None:
-    """Model names (train.models, the keys of `models:`) against the registry, and each model's keywords
-    against its signature, so a typo stops the run at start-up instead of inside a training job."""
-    from .models import available_models, model_kwarg_names  # imports torch: only when asked
+    """Model names (train.models, the keys of `models:`, train.setups_by_model and train.replicates_by_model,
+    federated.model) against the registry, each model's keywords against its signature and then against the
+    model's own constraints at resize.size (its `check_config`), and federated.model against what federated
+    training can train, so a typo or an impossible value stops the run at start-up instead of inside a job."""
+    from .models import available_models, check_model_config, model_kwarg_names  # imports torch: only when asked
+    from .models.blocks import KeywordError
+    from .models.registry import model_class
 
     known = available_models()
-    names = [(f"train.models.{i}", name) for i, name in enumerate(config["train"]["models"])]
+    train = config["train"]
+    names = [(f"train.models.{i}", name) for i, name in enumerate(train["models"])]
     names += [(f"models.{name}", name) for name in config["models"]]
+    names += [(f"train.{section}.{name}", name)
+              for section in ("setups_by_model", "replicates_by_model") for name in train[section]]
+    names += [("federated.model", config["federated"]["model"])]
     for key, name in names:
         if name not in known:
             raise CxrError(f"config key {key}: unknown model {name!r}; available: {', '.join(known)}")
     configured = config["models"]
     for key, name in names:
-        if key.startswith("train.") and name not in configured:
+        if key.startswith(("train.models.", "federated.")) and name not in configured:
             raise CxrError(f"config key {key}: model {name!r} has no entry under `models:`; add models.{name}: {{}}")
     for name, kwargs in config["models"].items():
         valid = model_kwarg_names(name)
@@ -111,6 +132,17 @@ def check_model_names(config: Mapping[str, Any]) -> None:
                     f"config key models.{name}.{arg}: model {name!r} has no argument {arg!r}; "
                     f"valid: {', '.join(valid) or 'none'}"
                 )
+        try:
+            check_model_config(name, kwargs or {}, config["resize"]["size"])
+        except KeywordError as err:
+            key = f"models.{name}.{err.keyword}" if err.keyword else "resize.size"
+            raise CxrError(f"config key {key}: {err.problem}") from None
+    fed = config["federated"]["model"]
+    if getattr(model_class(fed), "trains_on_target", False):  # its training loss is its own forward(noisy, clean)
+        usable = [name for name in known if not getattr(model_class(name), "trains_on_target", False)]
+        raise CxrError(f"config key federated.model: {fed!r} cannot be trained federated (the sites train the L1 "
+                       f"loss of model(noisy); {fed!r} trains on its own diffusion loss); give one of "
+                       f"{', '.join(usable)}")
 
 
 def noise_means(config: Mapping[str, Any]) -> dict[str, float]:
@@ -136,7 +168,19 @@ def literature_sigmas(config: Mapping[str, Any]) -> list[str]:
 def _check_consistency(config: Mapping[str, Any]) -> None:
     """Rules the schema cannot express."""
     _check_setup_names("train.setups", config["train"]["setups"])
+    for model, runs in config["train"]["replicates_by_model"].items():
+        _check_setup_names(f"train.replicates_by_model.{model}", list(runs), by_index=False)
+    setups = config["train"]["setups"]
+    if config["privacy"]["setup"] not in setups:
+        raise CxrError(f"config key privacy.setup: {config['privacy']['setup']!r} is not in train.setups "
+                       f"({', '.join(setups)}), so the privacy stage would schedule training runs of its own under "
+                       f"it; give one of {', '.join(setups)}")
     noise_means(config)
+    fed_sigma = config["federated"]["sigma"]
+    trained = [sigma_label(s) for s in config["noise"]["sigmas"]]
+    if fed_sigma is not None and sigma_label(fed_sigma) not in trained:
+        raise CxrError(f"config key federated.sigma: {fed_sigma} is not a noise level models are trained at; give "
+                       f"one of noise.sigmas ({', '.join(trained)}), or null for the first")
     fractions = config["split"]["fractions"]
     if fractions["train"] + fractions["val"] >= 1:
         raise CxrError(
@@ -163,19 +207,22 @@ def _check_consistency(config: Mapping[str, Any]) -> None:
         )
 
 
-def _check_setup_names(key: str, names: list[str]) -> None:
-    """Every name a set-up of cxrdenoise.train.setups.SETUPS, the one list of them (the schema holds no copy)."""
+def _check_setup_names(key: str, names: list[str], by_index: bool = True) -> None:
+    """Every name a set-up of cxrdenoise.train.setups.SETUPS, the one list of them (the schema holds no copy);
+    the error names `key.<index>` of a list, or `key.<name>` of a mapping's keys (`by_index` False)."""
     from .train.setups import SETUPS  # no torch import
 
     for i, name in enumerate(names):
         if name not in SETUPS:
-            raise CxrError(f"config key {key}.{i}: unknown set-up {name!r}; available: {', '.join(SETUPS)}")
+            raise CxrError(f"config key {key}.{i if by_index else name}: unknown set-up {name!r}; "
+                           f"available: {', '.join(SETUPS)}")
 
 
 def _check_setups_by_model(train: Mapping[str, Any]) -> None:
     """A trained model that train.setups_by_model narrows keeps at least one setup of train.setups. (Entries for
-    untrained models and setups outside train.setups are ignored, so narrowing train.models or train.setups in an
-    override, e.g. on top of the demo's config, needs no edit here.)"""
+    registered but untrained models and registered setups outside train.setups are ignored, so narrowing
+    train.models or train.setups in an override, e.g. on top of the demo's config, needs no edit here; unknown
+    model names are refused by check_model_names, unknown set-ups here.)"""
     setups = list(train["setups"])
     for model, only in train["setups_by_model"].items():
         _check_setup_names(f"train.setups_by_model.{model}", only)

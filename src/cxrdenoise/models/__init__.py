@@ -4,7 +4,8 @@ Every model maps a noisy (N, 1, H, W) batch to a clean estimate of the same shap
 Importing this package registers ``unet``, ``unetpp``, ``dncnn`` and ``fastddpm``.
 """
 
-from .registry import available_models, build_model, count_parameters, model_kwarg_names, register
+from .registry import (available_models, build_model, check_model_config, count_parameters, model_kwarg_names,
+                       register)
 from .unet import UNet
 from .unetpp import UNetPlusPlus
 from .dncnn import DnCNN
@@ -17,6 +18,7 @@ __all__ = [
     "UNetPlusPlus",
     "available_models",
     "build_model",
+    "check_model_config",
     "count_parameters",
     "model_kwarg_names",
     "register",

@@ -51,18 +51,45 @@ class StudyConv(nn.Sequential):
 BLOCKS: dict[str, type[nn.Sequential]] = {"study": StudyConv, "double_bn": DoubleConv}
 
 
+class KeywordError(CxrError):
+    """A value of a model's keyword that the model cannot work with, in one line: `model 'name': keyword problem`.
+
+    `keyword` names the keyword (None: the problem is the image size, config key resize.size) and `problem` says
+    what is wrong and what would do, so the start-up check (cxrdenoise.config) can say it as
+    `config key models.<model>.<keyword>: <problem>`."""
+
+    def __init__(self, model: str, keyword: str | None, problem: str) -> None:
+        self.model, self.keyword, self.problem = model, keyword, problem
+        super().__init__(f"model {model!r}: {keyword + ' ' if keyword else ''}{problem}")
+
+
 def check_block(model: str, value: object) -> type[nn.Sequential]:
     """The block class named `value`; fail in one line listing the valid names otherwise."""
     if not isinstance(value, str) or value not in BLOCKS:
-        raise CxrError(f"model {model!r}: block must be one of {', '.join(BLOCKS)}, got {value!r}")
+        raise KeywordError(model, "block", f"must be one of {', '.join(BLOCKS)}, got {value!r}")
     return BLOCKS[value]
 
 
 def check_positive_int(model: str, key: str, value: object, minimum: int = 1) -> int:
     """Fail in one line unless `value` is an int >= `minimum` (bools rejected)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise CxrError(f"model {model!r}: {key} must be an integer >= {minimum}, got {value!r}")
+        raise KeywordError(model, key, f"must be an integer >= {minimum}, got {value!r}")
     return value
+
+
+def check_bool(model: str, key: str, value: object) -> bool:
+    """Fail in one line unless `value` is true or false."""
+    if not isinstance(value, bool):
+        raise KeywordError(model, key, f"must be true or false, got {value!r}")
+    return value
+
+
+def check_image_size(model: str, image_size: int, halvings: int) -> None:
+    """Fail in one line (naming resize.size) unless the network's `halvings` 2x down-samplings divide
+    `image_size` (a model with a fixed depth, such as the U-Nets)."""
+    if image_size % 2**halvings:
+        raise KeywordError(model, None, f"{image_size} is not divisible by {2**halvings}, which {model!r} needs (it "
+                                        f"halves the image {halvings} times); give a multiple of {2**halvings}")
 
 
 def check_input(model: str, x: torch.Tensor, multiple: int = 1) -> None:

@@ -23,7 +23,7 @@ from typing import Callable
 
 import torch
 
-from ..errors import CxrError
+from .blocks import KeywordError
 
 T_TOTAL = 1000
 BETA_START, BETA_END = 1e-4, 0.02
@@ -40,9 +40,9 @@ def alphas_cumprod(total: int = T_TOTAL) -> torch.Tensor:
 def time_steps(schedule: str, steps: int = 10, total: int = T_TOTAL) -> list[int]:
     """The ascending time steps (in 0 .. total-1) a Fast-DDPM with `steps` steps trains and samples on."""
     if schedule not in SCHEDULES:
-        raise CxrError(f"model 'fastddpm': schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+        raise KeywordError("fastddpm", "schedule", f"must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
     if isinstance(steps, bool) or not isinstance(steps, int) or not 2 <= steps <= total:
-        raise CxrError(f"model 'fastddpm': steps must be an integer in 2..{total}, got {steps!r}")
+        raise KeywordError("fastddpm", "steps", f"must be an integer in 2..{total}, got {steps!r}")
     last = total - 1
     if schedule == "uniform":
         seq = [round(i * last / (steps - 1)) for i in range(steps)]
@@ -55,9 +55,10 @@ def time_steps(schedule: str, steps: int = 10, total: int = T_TOTAL) -> list[int
         high = [math.ceil(knee + (last - knee) * i / (n2 - 1)) for i in range(n2)] if n2 > 1 else [last]
         seq = low + high
     if len(set(seq)) != steps:
-        raise CxrError(
-            f"model 'fastddpm': the {schedule} rule gives {len(set(seq))} distinct time steps for steps={steps}; "
-            "use steps 10 (the paper's) or a count it splits exactly"
+        raise KeywordError(
+            "fastddpm", "steps", f"{steps} gives {len(set(seq))} distinct time steps under the {schedule} rule; "
+            "use steps 10 (the paper's) or another count it splits exactly (at T = 1000: a multiple of 5 up to 500), "
+            "or schedule uniform"
         )
     return seq
 

@@ -22,6 +22,13 @@ class DnCNN(nn.Module):
     Any H and W work. 556,097 parameters at the default (depth 17, 64 channels).
     """
 
+    @classmethod
+    def check_config(cls, kwargs: dict, image_size: int) -> None:
+        """The constructor's constraints on the keywords (defaults filled in), without building the network (the
+        start-up config check); KeywordError naming the keyword. Any image size works."""
+        check_positive_int("dncnn", "depth", kwargs["depth"], minimum=3)
+        check_positive_int("dncnn", "channels", kwargs["channels"])
+
     def __init__(self, depth: int = 17, channels: int = 64) -> None:
         super().__init__()
         depth = check_positive_int("dncnn", "depth", depth, minimum=3)

@@ -11,8 +11,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import CxrError
-from .blocks import check_input, check_positive_int
+from .blocks import KeywordError, check_input, check_positive_int
 from .diffusion import PREDICTIONS, alphas_cumprod, antithetic_indices, ddim_sample, time_steps
 from .registry import register
 
@@ -122,6 +121,24 @@ class FastDDPM(nn.Module):
     _LOSS_TARGETS = {"eps": "drawn and predicted noise", "x0": "clean and predicted clean image (x0-prediction)",
                      "v": "true and predicted v (v-prediction)"}
 
+    @classmethod
+    def check_config(cls, kwargs: dict, image_size: int) -> None:
+        """The constructor's and forward's constraints on the keywords (defaults filled in) and the image size,
+        without building the network (the start-up config check); KeywordError naming the keyword."""
+        check_positive_int("fastddpm", "base_channels", kwargs["base_channels"], minimum=2)
+        levels = check_positive_int("fastddpm", "levels", kwargs["levels"], minimum=2)
+        check_positive_int("fastddpm", "sample_seed", kwargs["sample_seed"], minimum=0)
+        _check_ema(kwargs["ema"])
+        _check_prediction(kwargs["prediction"])
+        time_steps(kwargs["schedule"], kwargs["steps"])
+        multiple = 2 ** (levels - 1)
+        if image_size % multiple:
+            deepest = max((n for n in range(2, levels) if image_size % 2 ** (n - 1) == 0), default=None)
+            fix = f"use levels {deepest} or fewer, or" if deepest else "give"
+            raise KeywordError("fastddpm", "levels", f"{levels} needs image sizes divisible by 2^{levels - 1} = "
+                                                     f"{multiple}, and resize.size is {image_size}; {fix} a "
+                                                     f"resize.size divisible by {multiple}")
+
     def __init__(
         self,
         base_channels: int = 64,
@@ -136,13 +153,8 @@ class FastDDPM(nn.Module):
         base = check_positive_int("fastddpm", "base_channels", base_channels, minimum=2)
         self.levels = check_positive_int("fastddpm", "levels", levels, minimum=2)
         self.sample_seed = check_positive_int("fastddpm", "sample_seed", sample_seed, minimum=0)
-        if isinstance(ema, bool) or not isinstance(ema, (int, float)) or not 0.0 <= ema < 1.0:
-            raise CxrError(f"model 'fastddpm': ema must be a decay in [0, 1) (0 = off), got {ema!r}")
-        self.ema = float(ema)
-        if prediction not in PREDICTIONS:
-            raise CxrError(f"model 'fastddpm': prediction must be one of {', '.join(PREDICTIONS)} (eps = the "
-                           f"reference's noise prediction), got {prediction!r}")
-        self.prediction = prediction
+        self.ema = _check_ema(ema)
+        self.prediction = _check_prediction(prediction)
         self.seq = time_steps(schedule, steps)
         self.register_buffer("abar", alphas_cumprod().float(), persistent=False)
         self.net = TimeUNet(base, self.levels)
@@ -206,6 +218,19 @@ class FastDDPM(nn.Module):
         ema_params = list(self.ema_net.parameters())
         torch._foreach_lerp_(ema_params, [p.detach() for p in self.net.parameters()], 1.0 - decay)
         self.ema_updates += 1
+
+
+def _check_ema(ema: object) -> float:
+    if isinstance(ema, bool) or not isinstance(ema, (int, float)) or not 0.0 <= ema < 1.0:
+        raise KeywordError("fastddpm", "ema", f"must be a decay in [0, 1) (0 = off), got {ema!r}")
+    return float(ema)
+
+
+def _check_prediction(prediction: object) -> str:
+    if prediction not in PREDICTIONS:
+        raise KeywordError("fastddpm", "prediction", f"must be one of {', '.join(PREDICTIONS)} (eps = the "
+                                                     f"reference's noise prediction), got {prediction!r}")
+    return prediction
 
 
 def _draw_generator(device: torch.device) -> torch.Generator:

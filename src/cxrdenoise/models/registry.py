@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import inspect
 import json
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 
 from torch import nn
 
@@ -41,9 +41,27 @@ def available_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def model_class(name: str) -> type[nn.Module]:
+    """The class registered as `name` (for its class attributes, e.g. ``trains_on_target``); one-line error if
+    unknown."""
+    return _lookup(name)
+
+
 def model_kwarg_names(name: str) -> list[str]:
     """The keyword arguments the model `name` accepts, in signature order."""
     return list(_signature(_lookup(name)).parameters)
+
+
+def check_model_config(name: str, kwargs: Mapping[str, Any], image_size: int) -> None:
+    """Check the keywords `kwargs` of model `name` (known ones; defaults filled in) against the model's own
+    constraints at `image_size` without building it: its classmethod ``check_config(kwargs, image_size)``, which
+    raises a one-line :class:`~.blocks.KeywordError` naming the keyword. A model without one is not checked."""
+    cls = _lookup(name)
+    check = getattr(cls, "check_config", None)
+    if check is not None:
+        bound = _signature(cls).bind_partial(**kwargs)
+        bound.apply_defaults()
+        check(dict(bound.arguments), image_size)
 
 
 def build_model(name: str, **kwargs: Any) -> nn.Module:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import check_block, check_input, check_positive_int
+from .blocks import check_block, check_image_size, check_input, check_positive_int
 from .registry import register
 
 
@@ -30,6 +30,14 @@ class UNet(nn.Module):
     """
 
     levels = 5
+
+    @classmethod
+    def check_config(cls, kwargs: dict, image_size: int) -> None:
+        """The constructor's and forward's constraints on the keywords (defaults filled in) and the image size,
+        without building the network (the start-up config check); KeywordError naming the keyword."""
+        check_positive_int("unet", "base_channels", kwargs["base_channels"])
+        check_block("unet", kwargs["block"])
+        check_image_size("unet", image_size, cls.levels - 1)
 
     def __init__(self, base_channels: int = 64, block: str = "study") -> None:
         super().__init__()

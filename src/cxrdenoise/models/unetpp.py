@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import CxrError
-from .blocks import check_block, check_input, check_positive_int
+from .blocks import check_block, check_bool, check_image_size, check_input, check_positive_int
 from .registry import register
 
 
@@ -36,14 +35,21 @@ class UNetPlusPlus(nn.Module):
 
     levels = 5
 
+    @classmethod
+    def check_config(cls, kwargs: dict, image_size: int) -> None:
+        """The constructor's and forward's constraints on the keywords (defaults filled in) and the image size,
+        without building the network (the start-up config check); KeywordError naming the keyword."""
+        check_positive_int("unetpp", "base_channels", kwargs["base_channels"])
+        check_bool("unetpp", "deep_supervision", kwargs["deep_supervision"])
+        check_block("unetpp", kwargs["block"])
+        check_image_size("unetpp", image_size, cls.levels - 1)
+
     def __init__(self, base_channels: int = 64, deep_supervision: bool = False, block: str = "study") -> None:
         super().__init__()
         base = check_positive_int("unetpp", "base_channels", base_channels)
         Block = check_block("unetpp", block)
         self.block = block
-        if not isinstance(deep_supervision, bool):
-            raise CxrError(f"model 'unetpp': deep_supervision must be true or false, got {deep_supervision!r}")
-        self.deep_supervision = deep_supervision
+        self.deep_supervision = check_bool("unetpp", "deep_supervision", deep_supervision)
         widths = [base * 2**i for i in range(self.levels)]
         self.pool = nn.MaxPool2d(2)
         self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True)

@@ -75,6 +75,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+# What the workflow's federated_run rule declares, copied from the run folder (<out>/run) into <out>.
+RUN_OUTPUTS = ("rounds.json", "sessions.json", "spec.json", "site_counts.json", "summary.json")
+
+
 def _spec(a: argparse.Namespace, run_dir: str) -> dict:
     from cxrdenoise.provenance import CONFIG_HASH_ENV
     import os
@@ -109,9 +113,14 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = out / "run"
         stop_on_sigterm()
         summary = run(_spec(a, str(run_dir)), timeout_s=a.timeout_s)
-        for name in ("rounds.json", "sessions.json", "spec.json", "site_counts.json", "summary.json"):
-            atomic.write_bytes(out / name, (run_dir / name).read_bytes())
-        atomic.write_bytes(out / "best.pt", round_path(run_dir.resolve(), summary["best_round"]).read_bytes())
+        files = {name: run_dir / name for name in RUN_OUTPUTS}
+        files["best.pt"] = round_path(run_dir.resolve(), summary["best_round"])
+        missing = [str(p) for p in files.values() if not p.is_file()]
+        if missing:  # e.g. rounds finished by an earlier session that was killed before recording them
+            raise CxrError(f"federated: the run ended without {', '.join(missing)}; delete {run_dir} and re-run "
+                           "to start the federated run again")
+        for name, path in files.items():
+            atomic.write_bytes(out / name, path.read_bytes())
         print(json.dumps(summary))
     elif a.command == "alone":
         from cxrdenoise.federated.alone import train_alone

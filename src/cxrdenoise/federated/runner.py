@@ -7,6 +7,9 @@ says so. Flower's files (its config.toml, the installed app) live in <run>/flwr_
 or written to ~/.flwr. The SuperLink keeps its state in memory: a restarted SuperLink must not offer the
 SuperNodes of a killed session, which a database would still list. A killed run is re-run with the same call:
 the server continues after the last round checkpoint (rounds/round_NNN.pt), so at most one round is redone.
+The run owns its processes (`procs`): none outlives the runner, even a SIGKILLed one, and a re-run first
+stops any an earlier session left. Certificates are checked before each start (`tls.ensure_certificates`),
+and a SuperLink or SuperNode that dies ends the run at once with its log's error line (`logs`).
 """
 
 from __future__ import annotations
@@ -25,9 +28,11 @@ import pandas as pd
 from .. import atomic
 from ..data import PairDataset
 from ..errors import CxrError
+from .logs import exit_text
 from .partition import check_sites, partition_patients
-from .server import last_round
-from .tls import make_certificates
+from .procs import Processes, lock_run, run_pids, stop_previous
+from .server import last_round, round_path
+from .tls import ensure_certificates
 
 APP_TOML = """\
 # Written by cxrdenoise.federated.runner: the Flower App `flwr run` submits. Its components live in the
@@ -169,92 +174,77 @@ def discard_if_changed(run_dir: Path, spec: dict) -> list[str]:
     return changed
 
 
-class Processes:
-    """The run's Flower processes, each in its own session so it and its children end together."""
-
-    def __init__(self, run_dir: Path, env: dict):
-        self.run_dir, self.env, self.procs = run_dir, env, {}
-
-    def start(self, name: str, args: list[str], **env: str) -> subprocess.Popen:
-        log = (self.run_dir / "logs" / f"{name}.log").open("ab")
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env={**self.env, **env},
-                                cwd=self.run_dir, start_new_session=True)
-        self.procs[name] = proc
-        pids = {k: p.pid for k, p in self.procs.items()}
-        atomic.write_json(self.run_dir / "pids.json", pids)
-        return proc
-
-    def stop(self) -> None:
-        self._stop_started()
-        for pid in run_orphans(self.run_dir):
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-
-    def _stop_started(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-
-
 def run_orphans(run_dir: Path) -> list[int]:
-    """Flower processes of this run left behind by a killed SuperLink (a ServerApp outlives its SuperExec).
-
-    Found by the run folder in their command line (the run's CA path), which only this run's processes carry.
-    """
-    marker = str(run_dir / "tls")
-    found = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if any(a.decode(errors="replace").startswith(marker) for a in argv) and int(entry.name) != os.getpid():
-            found.append(int(entry.name))
-    return found
+    """This run's Flower processes still running (of any session): the ones a killed runner left, or none."""
+    return run_pids(Path(run_dir))
 
 
-def _wait_listening(port: int, proc: subprocess.Popen, name: str, log: Path, timeout: float = 120) -> None:
+def _wait_listening(port: int, proc: subprocess.Popen, procs: Processes, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise CxrError(f"federated: {name} exited with code {proc.returncode} at start (see {log})")
+            raise CxrError(f"federated: {procs.failure('superlink', exit_text(proc.returncode) + ' at start')}")
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.3)
-    raise CxrError(f"federated: {name} did not listen on 127.0.0.1:{port} within {timeout:.0f}s (see {log})")
+    raise CxrError(f"federated: {procs.failure('superlink', f'did not listen on 127.0.0.1:{port} within {timeout:.0f}s')}")
+
+
+def note(message: str) -> None:
+    """One line on the terminal (stderr, which the workflow's log collects) about what this start does."""
+    print(f"federated: {message}", file=sys.stderr, flush=True)
+
+
+def _record_unrecorded_session(run_dir: Path) -> None:
+    """A run finished by a session whose runner was killed before writing sessions.json still gets one."""
+    path = run_dir / "sessions.json"
+    if not path.exists():
+        atomic.write_json(path, [{"status": "finished by an earlier session whose runner was killed before "
+                                            "recording it", "resumed_after_round": None, "insecure": None}])
 
 
 def run(spec: dict, timeout_s: float = 3600) -> dict:
-    """Start SuperLink + SuperNodes, submit the app with `flwr run`, wait for it, stop everything."""
+    """Start SuperLink + SuperNodes, submit the app with `flwr run`, wait for it, stop everything.
+
+    Before anything else the run folder is locked and whatever an earlier session left running is stopped;
+    one line then says whether the run resumes, starts from round 1 or has nothing left to do."""
     run_dir = Path(spec["run_dir"]).resolve()
     spec = {**spec, "run_dir": str(run_dir), "data_dir": str(Path(spec["data_dir"]).resolve())}
     for sub in ("logs", "rounds", "app", "flwr_home"):
         (run_dir / sub).mkdir(parents=True, exist_ok=True)
+    lock = lock_run(run_dir)
+    try:
+        return _run_locked(spec, run_dir, timeout_s)
+    finally:
+        lock.close()
+
+
+def _run_locked(spec: dict, run_dir: Path, timeout_s: float) -> dict:
+    stopped = stop_previous(run_dir)
+    if stopped:
+        note(stopped)
     spec["n_sites"] = len(spec["sites"])
-    discard_if_changed(run_dir, spec)
-    if last_round(run_dir) >= spec["rounds"] and (run_dir / "summary.json").exists():
+    changed = discard_if_changed(run_dir, spec)
+    done = last_round(run_dir)
+    if done >= spec["rounds"] and (run_dir / "summary.json").exists():
+        note(f"all {spec['rounds']} rounds already done in {run_dir}; nothing to run")
+        _record_unrecorded_session(run_dir)
         return json.loads((run_dir / "summary.json").read_text())
+    if done:
+        note(f"resuming {run_dir} after round {done} of {spec['rounds']} ({round_path(run_dir, done).name})")
+    else:
+        why = f"settings changed ({', '.join(changed)}), earlier rounds discarded" if changed else "no round done yet"
+        note(f"starting {run_dir} from round 1 of {spec['rounds']} ({why})")
     prepare_sites(spec)
     atomic.write_json(run_dir / "spec.json", spec)
     atomic.write_text(run_dir / "app" / "pyproject.toml", APP_TOML)
     insecure = bool(spec.get("insecure"))
-    certs = None
+    certs = cert_note = None
     if not insecure:
-        certs = {k: run_dir / "tls" / f for k, f in (("ca", "ca.crt"), ("cert", "server.crt"), ("key", "server.key"))}
-        if not all(p.exists() for p in certs.values()):
-            certs = make_certificates(run_dir / "tls")
+        certs, cert_note = ensure_certificates(run_dir / "tls")
+        if cert_note:
+            note(cert_note)
     link_port = free_port()
     home = run_dir / "flwr_home"
     connection = f'address = "127.0.0.1:{link_port}"\n' + (
@@ -263,6 +253,9 @@ def run(spec: dict, timeout_s: float = 3600) -> dict:
     server_threads, site_threads = thread_shares(spec["n_sites"])
     env = {**os.environ, "FLWR_HOME": str(home), "PYTHONUNBUFFERED": "1",
            **FLOWER_ENV}
+    # Flower starts `flower-superexec` and `flwr-serverapp`/`flwr-clientapp` by name: this interpreter's
+    # scripts come first, so a run works without the virtual environment on PATH.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), *filter(None, [os.environ.get("PATH")])])
     src = str(Path(__file__).resolve().parents[2])  # the cxrdenoise source tree, for Flower's app processes
     env["PYTHONPATH"] = os.pathsep.join([src, *filter(None, [os.environ.get("PYTHONPATH")])])
     tls_link = ["--insecure"] if insecure else ["--ssl-ca-certfile", str(certs["ca"]),
@@ -273,12 +266,18 @@ def run(spec: dict, timeout_s: float = 3600) -> dict:
                "resumed_after_round": last_round(run_dir), "engine": "flower deployment engine",
                "tls": None if insecure else "self-signed CA made for this run (tls/ca.crt)",
                "threads": {"server": server_threads, "per_site": site_threads},
-               "clientapp": f"{ISOLATION} isolation: a fresh ClientApp process per site and round"}
+               "clientapp": f"{ISOLATION} isolation: a fresh ClientApp process per site and round",
+               **({"tls_regenerated": cert_note} if cert_note else {})}
+    sessions_path = run_dir / "sessions.json"
+    sessions = json.loads(sessions_path.read_text()) if sessions_path.exists() else []
+    # Recorded now and rewritten at the end: a session whose runner is SIGKILLed keeps this status.
+    atomic.write_json(sessions_path, [*sessions, {**session, "status": "runner killed before the session ended"}])
     try:
+        procs.supervise()
         link = procs.start("superlink", [_bin("flower-superlink"), *tls_link, "--host", "127.0.0.1",
                                          "--port", str(link_port), "--disable-runtime-dependency-installation"],
                            **thread_env(server_threads))
-        _wait_listening(link_port, link, "SuperLink", run_dir / "logs" / "superlink.log")
+        _wait_listening(link_port, link, procs)
         for site in range(spec["n_sites"]):
             node_port = free_port()
             tls_node = ["--insecure"] if insecure else [
@@ -294,25 +293,31 @@ def run(spec: dict, timeout_s: float = 3600) -> dict:
                                        str(run_dir / "run_config.toml"), "--stream"])
         deadline = time.monotonic() + timeout_s
 
-        def link_exited() -> CxrError:
-            return CxrError(f"federated: the SuperLink exited (code {link.returncode}) after round "
-                            f"{last_round(run_dir)}; re-run to resume from there")
+        def check_processes() -> None:
+            """A SuperLink or SuperNode that died ends the run now, naming it and its log's error line."""
+            dead = "superlink" if link.poll() is not None else procs.dead_supernode()
+            if dead:
+                when = f" after round {last_round(run_dir)} of {spec['rounds']}"
+                raise CxrError("federated: " + procs.failure(dead, exit_text(procs.procs[dead].returncode) + when,
+                                                             "; re-run to resume from there"))
+
+        def with_cause(message: str) -> CxrError:
+            cause = procs.first_cause()
+            return CxrError(f"federated: {message}" + (f": {cause}" if cause else f" (see {run_dir}/logs)"))
 
         while cli.poll() is None:
-            if link.poll() is not None:
-                raise link_exited()
+            check_processes()
             if time.monotonic() > deadline:
-                raise CxrError(f"federated: no result within {timeout_s:.0f}s (see {run_dir}/logs)")
+                raise with_cause(f"no result within {timeout_s:.0f}s, after round {last_round(run_dir)}")
             time.sleep(0.5)
         summary_path = run_dir / "summary.json"
         # `flwr run --stream` returns when the log stream ends; the ServerApp writes summary.json last.
         grace = time.monotonic() + CLI_GRACE_S
         while last_round(run_dir) < spec["rounds"] or not summary_path.exists():
-            if link.poll() is not None:  # killed while the CLI was already ending: name the SuperLink
-                raise link_exited()
+            check_processes()  # killed while the CLI was already ending: name the process
             if time.monotonic() > min(deadline, grace):
-                raise CxrError(f"federated: the run stopped after round {last_round(run_dir)} of "
-                               f"{spec['rounds']} (see {run_dir}/logs/flwr_run.log and server.log)")
+                raise with_cause(f"the run stopped after round {last_round(run_dir)} of {spec['rounds']} "
+                                 f"(see {run_dir}/logs/flwr_run.log and server.log)")
             time.sleep(0.5)
         session["status"] = "finished"
     except BaseException as err:
@@ -321,8 +326,6 @@ def run(spec: dict, timeout_s: float = 3600) -> dict:
     finally:
         procs.stop()
         session["wall_s"] = time.perf_counter() - t0
-        sessions_path = run_dir / "sessions.json"
-        sessions = json.loads(sessions_path.read_text()) if sessions_path.exists() else []
         atomic.write_json(sessions_path, [*sessions, session])
     return json.loads(summary_path.read_text())
 

@@ -70,7 +70,7 @@ class ClaimSettings:
     alpha: float = 0.05
     negligible: Mapping[str, float] = field(default_factory=lambda: {"psnr": 0.25, "ssim_w3": 0.0025, "lpips": 0.01})
     minor_drop: Mapping[str, float] = field(default_factory=lambda: {"psnr": 0.5, "ssim_w3": 0.015, "lpips": 0.02})
-    min_patients: int = 10
+    min_patients: int = 3
 
     @classmethod
     def from_config(cls, claims: Mapping[str, Any]) -> "ClaimSettings":

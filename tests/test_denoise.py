@@ -260,3 +260,115 @@ def test_help_names_the_bit_depth(capsys):
     with pytest.raises(SystemExit):
         main(["denoise", "--help"])
     assert "--bits {8,16}" in capsys.readouterr().out
+
+
+# --- issue 22: NaN/inf inputs, FIFOs and other special files, a disk that fills up --------------------------
+
+
+def _float_tiff(path: Path, values: np.ndarray) -> Path:
+    Image.fromarray(values.astype(np.float32), mode="F").save(path)
+    return path
+
+
+@pytest.mark.parametrize("bad, words", [(np.nan, "500 NaN of 2000 pixels"), (np.inf, "500 infinite of 2000 pixels"),
+                                        (-np.inf, "500 infinite of 2000 pixels")], ids=["nan", "inf", "-inf"])
+def test_non_finite_float_tiff_is_refused(tmp_path, capsys, bad, words):
+    """Fault 4: a float TIFF with NaN was denoised with exit 0 and a quarter of its pixels set to 0."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _float_tiff(folder / "fine.tiff", np.full((40, 50), 0.5))
+    values = np.random.default_rng(0).random((40, 50))
+    values[::2, ::2] = bad
+    _float_tiff(folder / "holes.tiff", values)
+    out = tmp_path / "out"
+    assert _run(save_checkpoint(tmp_path / "best.pt", identity=True), folder, out) == 1
+    line = _one_error_line(capsys)
+    assert line.startswith(f"error: {folder / 'holes.tiff'}: {words}; not denoised (nothing was written)")
+    assert not out.exists()
+
+
+def test_single_nan_among_finite_pixels_is_refused(tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    values = np.full((33, 17), 0.25)
+    values[32, 16] = np.nan
+    _float_tiff(folder / "one.tiff", values)
+    assert _run(save_checkpoint(tmp_path / "best.pt"), folder, tmp_path / "out") == 1
+    assert "one.tiff: 1 NaN of 561 pixels" in _one_error_line(capsys)
+
+
+def _tiny_pngs(folder: Path, n: int = 2) -> Path:
+    folder.mkdir()
+    for k in range(n):
+        Image.fromarray(np.full((20, 24), 40 * (k + 1), dtype=np.uint8)).save(folder / f"img{k}.png")
+    return folder
+
+
+def test_fifo_socket_and_device_in_input_are_skipped_without_hanging(tmp_path):
+    """Fault 13: a FIFO in the input folder hung the command (opening it waits for a writer forever)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    folder = _tiny_pngs(tmp_path / "in")
+    os.mkfifo(folder / "pipe.png")
+    sock = socket.socket(socket.AF_UNIX)
+    sock_path = folder / "s.png"
+    if len(str(sock_path)) < 100:  # AF_UNIX paths are short
+        sock.bind(str(sock_path))
+    (folder / "zero.png").symlink_to("/dev/null")  # a character device, behind a symlink
+    ckpt = save_checkpoint(tmp_path / "best.pt", identity=True)
+    out = tmp_path / "out"
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "cxrdenoise.cli", "denoise", "--checkpoint", str(ckpt), "--input", str(folder),
+             "--output", str(out), "--no-progress", "--device", "cpu"],
+            capture_output=True, text=True, timeout=120)
+    finally:
+        sock.close()
+    assert done.returncode == 0, done.stderr
+    assert f"note: {folder / 'pipe.png'}: a named pipe (FIFO), not an image file; skipped" in done.stderr
+    assert f"note: {folder / 'zero.png'}: a character device, not an image file; skipped" in done.stderr
+    if sock_path.exists():
+        assert f"note: {sock_path}: a socket, not an image file; skipped" in done.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["img0.png", "img1.png"]
+    assert "denoised 2 image(s)" in done.stdout
+
+
+def test_only_a_fifo_in_input(tmp_path, capsys):
+    import os
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    os.mkfifo(folder / "pipe.png")
+    assert _run(save_checkpoint(tmp_path / "best.pt"), folder, tmp_path / "out") == 1
+    assert _one_error_line(capsys).endswith("in: no files to denoise")
+
+
+def test_disk_full_while_writing_outputs_is_one_line(tmp_path, capsys, monkeypatch):
+    """A full disk half-way through: one line with the file, the space and how many images were written."""
+    import errno
+
+    folder = _tiny_pngs(tmp_path / "in", 3)
+    ckpt = save_checkpoint(tmp_path / "best.pt", identity=True)
+    real_save = Image.Image.save
+    calls = []
+
+    def save(self, fp, *args, **kwargs):
+        calls.append(fp)
+        if len(calls) == 2:
+            Path(fp).write_bytes(b"\x89PNG" + bytes(10))
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", save)
+    out = tmp_path / "out"
+    assert _run(ckpt, folder, out, "--batch-size", "1") == 1
+    err = capsys.readouterr().err
+    errors = [ln for ln in err.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    line = errors[0]
+    assert line.startswith(f"error: {out / 'img1.png'}: disk full while writing it (14 B written when it failed, ")
+    assert line.endswith(f"(nothing was written to img1.png); 1 of 3 image(s) written to {out}")
+    assert sorted(p.name for p in out.iterdir()) == ["img0.png"]  # no temp file left behind

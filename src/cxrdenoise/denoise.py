@@ -11,6 +11,7 @@ cropped back. Outputs are clamped to [0, 1] (the networks have no output activat
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .atomic import atomic_path
-from .errors import CxrError
+from .errors import CxrError, DiskSpaceError
 from .imaging import load_grey, load_unit_grey
 
 CHECKPOINT_KEYS = ("model", "model_kwargs", "state_dict", "sigma")
@@ -160,8 +161,45 @@ def denoise_batch(model: nn.Module, noisy: torch.Tensor, multiple: int, device: 
 
 
 def read_images(files: list[Path]) -> dict[Path, tuple[int, int]]:
-    """Decode every input completely (a truncated file fails here, not halfway through the outputs); (H, W) each."""
-    return {path: load_grey(path)[0].shape for path in files}
+    """Decode every input completely (a truncated file fails here, not halfway through the outputs); (H, W) each.
+
+    A NaN or infinite pixel anywhere refuses the file: the network would turn it into a plausible-looking grey
+    (NaN compares false with everything, so a range check alone lets it through).
+    """
+    sizes = {}
+    for path in files:
+        try:
+            arr = load_grey(path)[0]
+        except CxrError:
+            counts = _non_finite(path)  # an inf makes load_grey's [0, 1] check fail: name the real problem
+            if counts:
+                raise CxrError(_non_finite_message(path, *counts)) from None
+            raise
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            raise CxrError(_non_finite_message(path, int(np.isnan(arr).sum()), int(bad.sum()), arr.size))
+        sizes[path] = arr.shape
+    return sizes
+
+
+def _non_finite(path: Path) -> tuple[int, int, int] | None:
+    """(NaN count, non-finite count, pixels) of a floating-point image with any non-finite pixel, else None."""
+    try:
+        with Image.open(path) as img:
+            if img.mode != "F":
+                return None
+            arr = np.asarray(img, dtype=np.float32)
+    except Exception:  # unreadable: load_grey's own message stands
+        return None
+    bad = ~np.isfinite(arr)
+    return (int(np.isnan(arr).sum()), int(bad.sum()), arr.size) if bad.any() else None
+
+
+def _non_finite_message(path: Path, nan: int, bad: int, total: int) -> str:
+    what = ", ".join(part for part in (f"{nan} NaN" if nan else "", f"{bad - nan} infinite" if bad > nan else "")
+                     if part)
+    return (f"{path}: {what} of {total} pixels; not denoised (nothing was written): replace them with finite "
+            "values in [0, 1] or remove the file")
 
 
 def write_png(path: Path, image: np.ndarray, bits: int = 8) -> None:
@@ -177,11 +215,16 @@ def _reason(err: Exception) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
+SPECIAL_FILES = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+                 (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
 def list_images(input_dir: Path) -> list[Path]:
     """Every regular file in `input_dir` (sorted); subfolders are reported on stderr, not searched.
 
     Nothing is skipped silently: a file that is not an image stops the run with its name (checked before any
-    output is written).
+    output is written). Named pipes, sockets and devices (also behind a symlink) are skipped with a note on
+    stderr, never opened: reading a FIFO would wait forever for a writer.
     """
     if not input_dir.is_dir():
         raise CxrError(f"{input_dir}: input folder not found")
@@ -191,8 +234,16 @@ def list_images(input_dir: Path) -> list[Path]:
     except OSError as err:
         raise CxrError(f"{input_dir}: cannot list the input folder ({_reason(err)})") from None
     for entry in entries:
-        if entry.is_dir():
+        try:
+            mode = entry.stat().st_mode  # follows symlinks; stat never opens, so never blocks on a FIFO
+        except OSError:  # a dangling symlink, ...: decoding it names the problem
+            files.append(entry)
+            continue
+        special = next((what for test, what in SPECIAL_FILES if test(mode)), None)
+        if stat.S_ISDIR(mode):
             print(f"note: {entry}: subfolder not searched", file=sys.stderr)
+        elif special:
+            print(f"note: {entry}: {special}, not an image file; skipped", file=sys.stderr)
         else:
             files.append(entry)
     if not files:
@@ -289,6 +340,8 @@ def denoise_folder(
                         write_png(plan[src], image, bits)
                         written += 1
                     bar.update(len(chunk))
+    except DiskSpaceError as err:  # full disk, quota, size limit: one line with the space needed, and how far
+        raise CxrError(f"{err}; {written} of {len(files)} image(s) written to {output_dir}") from None
     except OSError as err:  # e.g. the disk filled up: checked as far as can be, but say how far it got
         where = getattr(err, "filename", None) or output_dir
         raise CxrError(f"{where}: cannot write ({_reason(err)}); {written} of {len(files)} image(s) written") from None

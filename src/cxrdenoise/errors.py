@@ -27,3 +27,19 @@ def cli_entry(main: Callable[..., int | None]) -> Callable[..., int]:
             return 1
 
     return wrapped
+
+
+class DiskSpaceError(CxrError, OSError):
+    """A write that failed for lack of room (ENOSPC, EDQUOT, EFBIG), explained in one line.
+
+    Also an OSError, so code that handles failed writes (``except OSError``) still sees one; ``errno`` and
+    ``filename`` are set, but the message is the one line alone.
+    """
+
+    def __init__(self, message: str, errno: int | None = None, filename: str | None = None):
+        super().__init__(message)
+        self.errno = errno
+        self.filename = filename
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""

@@ -47,9 +47,13 @@ def shard_rows(split: pd.DataFrame, shard: int, images_per_shard: int) -> pd.Dat
 
 
 def save_shard(array: np.ndarray, npy_path: str | Path, meta: dict) -> dict:
-    """Write the array and its sidecar atomically; the sidecar carries ids and the array's sha256."""
+    """Write the array and its sidecar atomically; the sidecar carries ids and the array's sha256.
+
+    A full disk or a file-size limit is one line (DiskSpaceError) naming the shard and the space it needs; the
+    previous shard, if any, is left as it was.
+    """
     npy_path = Path(npy_path)
-    with atomic_path(npy_path, suffix=".npy") as tmp:
+    with atomic_path(npy_path, suffix=".npy", needed=array.nbytes + 128) as tmp:  # 128: the .npy header
         with open(tmp, "wb") as fh:
             np.save(fh, array, allow_pickle=False)
     meta = {**meta, "file": npy_path.name, "dtype": str(array.dtype), "shape": list(array.shape),

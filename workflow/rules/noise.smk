@@ -20,8 +20,8 @@ rule noise_shard:
     benchmark:
         "results/benchmarks/noise_shard/sigma{sigma}_{shard}.tsv"
     shell:
-        "cxrdenoise data noise --clean-npy {input.npy} --sigma {wildcards.sigma} --mean {params.mean}"
-        " --seed {params.seed} --out-npy {output.npy} > {log} 2>&1"
+        "cxrdenoise data noise --clean-npy {input.npy:q} --sigma {wildcards.sigma} --mean {params.mean}"
+        " --seed {params.seed} --out-npy {output.npy:q} > {log:q} 2>&1"
 
 
 rule noisy_manifest:
@@ -35,4 +35,4 @@ rule noisy_manifest:
     log:
         "results/logs/noisy_manifest/sigma{sigma}.log",
     shell:
-        "cxrdenoise data manifest --out-json {output} {input} > {log} 2>&1"
+        "cxrdenoise data manifest --out-json {output:q} {input:q} > {log:q} 2>&1"

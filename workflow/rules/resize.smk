@@ -18,8 +18,9 @@ rule resize_shard:
     benchmark:
         "results/benchmarks/resize_shard/{shard}.tsv"
     shell:
-        "cxrdenoise data resize --split-csv {input} --shard {wildcards.shard}"
-        " --images-per-shard {params.per_shard} --size {params.size} --dtype {params.dtype} --out-npy {output.npy} > {log} 2>&1"
+        "cxrdenoise data resize --split-csv {input:q} --shard {wildcards.shard}"
+        " --images-per-shard {params.per_shard} --size {params.size} --dtype {params.dtype} --out-npy {output.npy:q}"
+        " > {log:q} 2>&1"
 
 
 rule clean_manifest:
@@ -33,4 +34,4 @@ rule clean_manifest:
     log:
         "results/logs/clean_manifest.log",
     shell:
-        "cxrdenoise data manifest --out-json {output} {input} > {log} 2>&1"
+        "cxrdenoise data manifest --out-json {output:q} {input:q} > {log:q} 2>&1"

@@ -1,4 +1,5 @@
 # Sample stage: list every available image, then draw the study's N images with the config seed.
+import shlex as _shlex
 
 
 rule inventory:
@@ -8,8 +9,8 @@ rule inventory:
         f"{DATA}/inventory.csv",
     params:
         listing=source_listing,
-        roots=" ".join(f"--roots {r}" for r in image_roots()[0]),
-        metadata=optional_arg("--metadata-csv", metadata_csv()),
+        roots=" ".join(f"--roots {_shlex.quote(r)}" for r in image_roots()[0]),  # quoted: paths may hold spaces
+        metadata=optional_arg("--metadata-csv", metadata_csv() and _shlex.quote(metadata_csv())),
     conda:
         ENV
     log:
@@ -17,7 +18,7 @@ rule inventory:
     benchmark:
         "results/benchmarks/inventory.tsv"
     shell:
-        "cxrdenoise data inventory {params.roots} {params.metadata} --out-csv {output} > {log} 2>&1"
+        "cxrdenoise data inventory {params.roots} {params.metadata} --out-csv {output:q} > {log:q} 2>&1"
 
 
 rule sample:
@@ -35,5 +36,5 @@ rule sample:
     benchmark:
         "results/benchmarks/sample.tsv"
     shell:
-        "cxrdenoise data sample --inventory-csv {input} --n-images {params.n} --seed {params.seed}"
-        " --out-csv {output} > {log} 2>&1"
+        "cxrdenoise data sample --inventory-csv {input:q} --n-images {params.n} --seed {params.seed}"
+        " --out-csv {output:q} > {log:q} 2>&1"

@@ -21,4 +21,4 @@ rule synthesize_phantoms:
     shell:
         "cxrdenoise phantoms --out-dir {params.out_dir:q}"
         " --patients {params.patients} --max-follow-ups {params.max_follow_ups}"
-        " --size {params.size} --seed {params.seed} > {log} 2>&1"
+        " --size {params.size} --seed {params.seed} > {log:q} 2>&1"

@@ -56,7 +56,7 @@ rule train:
     shell:
         "cxrdenoise train --model {wildcards.model} --sigma {wildcards.sigma} --setup {wildcards.setup}"
         " --replicate {wildcards.rep}"
-        " --data-dir {params.data_dir} --out-dir {params.out_dir:q} --threads {threads} --settings {params.settings:q}"
+        " --data-dir {params.data_dir:q} --out-dir {params.out_dir:q} --threads {threads} --settings {params.settings:q}"
         " > {log:q} 2>&1"
 
 

@@ -1,5 +1,6 @@
 """Denoise every image in a folder with a best.pt: any size (reflect-padded to a multiple of 16 and cropped back),
-RGB/RGBA converted to grey, written as greyscale PNGs with the same names."""
+RGB/RGBA converted to grey, written as greyscale PNGs with the same names. Named pipes, sockets and devices in the
+folder are skipped with a note; an image with a NaN or infinite pixel is refused, naming it."""
 
 from __future__ import annotations
 

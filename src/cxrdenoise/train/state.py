@@ -53,8 +53,37 @@ def cpu_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save(obj: Any, path: str | Path) -> None:
-    with atomic_path(path) as tmp:
+    """torch.save, atomically; a full disk or a size limit is one line (DiskSpaceError) with the space needed,
+    not torch's `[enforce fail at inline_container.cc]`, and the previous file is left as it was."""
+    with atomic_path(path, needed=payload_bytes(obj)) as tmp:
         torch.save(obj, tmp)
+
+
+def payload_bytes(obj: Any) -> int:
+    """About how many bytes torch.save writes for `obj`: its tensors' storages (each once) plus 64 KiB."""
+    seen: set[tuple[int, int]] = set()
+    total = 64 * 1024
+
+    def walk(value: Any) -> None:
+        nonlocal total
+        if isinstance(value, torch.Tensor):
+            try:
+                storage = value.untyped_storage()
+                key = (storage.data_ptr(), storage.nbytes())
+            except (RuntimeError, NotImplementedError):  # sparse and other storage-less tensors: estimate
+                key = (id(value), value.numel() * value.element_size())
+            if key not in seen:
+                seen.add(key)
+                total += key[1]
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                walk(item)
+
+    walk(obj)
+    return total
 
 
 def rng_state(device: torch.device) -> dict[str, Any]:
@@ -147,6 +176,8 @@ class CheckpointWriter:
             self._thread = None
         if self._error is not None:
             err, self._error = self._error, None
+            if isinstance(err, CxrError):  # a full disk: its one line already names the file and the fix
+                raise err
             raise CxrError(f"writing a checkpoint in {self.out} failed: {err}") from err
 
     def save_last(self, last_state: dict, best: dict | None) -> None:

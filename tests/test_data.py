@@ -129,6 +129,17 @@ def test_bad_images_name_the_file(tmp_path, content, message):
         load_grey(path)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_float_image_with_nan_or_inf_is_refused(tmp_path, bad):
+    """NaN fails every comparison, so a range check alone let it through (issue 22, fault 4, in the data stages)."""
+    arr = np.full((16, 16), 0.5, np.float32)
+    arr[2, 3] = bad
+    path = tmp_path / "00000001_000.tiff"
+    Image.fromarray(arr, mode="F").save(path)
+    with pytest.raises(CxrError, match=r"00000001_000.tiff: 1 NaN or infinite pixel"):
+        load_grey(path)
+
+
 def test_unexpected_size_names_the_file(tmp_path):
     path = write_png(tmp_path / "00000001_000.png", np.zeros((40, 64), np.uint8))
     with pytest.raises(CxrError, match=r"00000001_000.png: unexpected size 64x40"):

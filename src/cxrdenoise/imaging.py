@@ -29,6 +29,10 @@ def load_grey(path: str | Path) -> tuple[np.ndarray, bool]:
                 arr = np.asarray(img, dtype=np.float32) * (255.0 / 65535.0)
             elif img.mode == "F":
                 arr = np.asarray(img, dtype=np.float32)
+                bad = int(arr.size - np.isfinite(arr).sum())
+                if bad:  # NaN fails every comparison: check it before the range
+                    raise CxrError(f"{path}: {bad} NaN or infinite pixel(s) of {arr.size}; replace them with finite "
+                                   "values in [0, 1] or remove the file")
                 if arr.size and (arr.min() < 0 or arr.max() > 1):
                     raise CxrError(f"{path}: floating-point image outside [0, 1]; rescale it first")
                 arr = arr * np.float32(255.0)

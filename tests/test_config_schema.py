@@ -33,12 +33,13 @@ def _schema_default(key: str):
     return sub["default"]
 
 
-def _leaves(value, prefix=""):
-    """(dotted key, value) of every non-mapping value in a nested mapping."""
+def _leaves(value, prefix=()):
+    """(key path, value) of every non-mapping value in a nested mapping (a path is a tuple: keys such as the
+    sigma 0.1 of train.replicates_by_model are not strings and hold a dot)."""
     for key, sub in value.items():
-        path = f"{prefix}{key}"
+        path = (*prefix, key)
         if isinstance(sub, dict) and sub:
-            yield from _leaves(sub, path + ".")
+            yield from _leaves(sub, path)
         else:
             yield path, sub
 
@@ -105,14 +106,14 @@ def test_config_files_set_only_what_differs_from_the_defaults(path, under, tmp_p
     resolved = load_config(*layers, REPO / path)
     for key, value in _leaves(given):
         trimmed = copy.deepcopy(given)
-        *parents, leaf = key.split(".")
+        *parents, leaf = key
         node = trimmed
         for part in parents:
             node = node[part]
         del node[leaf]
         (tmp_path / "trimmed.yaml").write_text(yaml.safe_dump(trimmed))
         assert load_config(*layers, tmp_path / "trimmed.yaml") != resolved, (
-            f"{path}: {key}: {value!r} restates the value it already has")
+            f"{path}: {'.'.join(map(str, key))}: {value!r} restates the value it already has")
 
 
 def test_study_config_is_the_schema_defaults():

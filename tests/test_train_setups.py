@@ -124,5 +124,6 @@ def test_demo_plans_three_runs_of_what_the_claims_compare():
 
     demo = load_config(REPO / "config.yaml", REPO / "config" / "demo.yaml")
     for model in ("unet", "unetpp"):
-        assert [replicates_for(demo, model, s) for s in ("gpu1", "dp2", "ddp2_amp")] == [3, 1, 3]
-    assert replicates_for(demo, "dncnn", "gpu1") == 1
+        for sigma, runs in (("0.1", [3, 1, 3]), ("0.2", [3, 1, 1]), (0.3, [3, 1, 1])):
+            assert [replicates_for(demo, model, s, sigma) for s in ("gpu1", "dp2", "ddp2_amp")] == runs
+    assert replicates_for(demo, "dncnn", "gpu1", "0.1") == 1

@@ -115,14 +115,27 @@ def model_setups(config: Mapping[str, Any], model: str, setups: list[str] | None
     return [u for u in (config["train"]["setups"] if setups is None else setups) if only is None or u in only]
 
 
-def replicates_for(config: Mapping[str, Any], model: str, setup: str) -> int:
-    """Training runs of (model, setup) at every sigma: train.replicates_by_model[model][setup] where given, else
-    train.replicates. The claims need several runs only for the comparisons they make (the demo: U-Net and U-Net++
-    under gpu1 and ddp2_amp), so the other set-ups can stay at one run."""
+def replicates_for(config: Mapping[str, Any], model: str, setup: str, sigma: Any = None) -> int:
+    """Training runs of (model, setup) at `sigma`: train.replicates_by_model[model][setup] where given (a count, or
+    {sigma: count} for some sigmas), else train.replicates. The claims need several runs only for the comparisons
+    they make (the demo: U-Net and U-Net++ under gpu1, and under ddp2_amp at 0.1), so the rest stay at one run."""
+    from ..config import sigma_label
+
     train = config["train"]
-    n = (train.get("replicates_by_model") or {}).get(model, {}).get(setup, train.get("replicates", 1))
+    default = train.get("replicates", 1)
+    n = (train.get("replicates_by_model") or {}).get(model, {}).get(setup, default)
+    key = f"train.replicates_by_model.{model}.{setup}"
+    if isinstance(n, Mapping):
+        by_sigma = {sigma_label(s): v for s, v in n.items()}
+        if sigma is None:  # the largest count over the sigmas (a check of every value)
+            return max([default, *(_count(v, key) for v in by_sigma.values())])
+        return _count(by_sigma.get(sigma_label(sigma), default), key)
+    return _count(n, key)
+
+
+def _count(n: Any, key: str) -> int:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise CxrError(f"config key train.replicates_by_model.{model}.{setup} must be an integer >= 1, not {n!r}")
+        raise CxrError(f"config key {key} must be an integer >= 1 (or {{sigma: integer}}), not {n!r}")
     return n
 
 

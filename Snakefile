@@ -54,4 +54,4 @@ onsuccess:
 
 
 onerror:
-    sys.stderr.write(failure_report(log))
+    sys.stderr.write(failure_report(log, before=LOGS_BEFORE_RUN))

@@ -3,12 +3,15 @@ end-of-run summary (read from a fixture results tree)."""
 
 import copy
 import os
+import time
+from pathlib import Path
 
+import pytest
 import yaml
 
 from cxrdenoise.config import read_resolved_hash, write_resolved_config
 from config_files import load_config
-from cxrdenoise.failures import error_line, failed_jobs, failure_report
+from cxrdenoise.failures import error_line, failed_jobs, failure_messages, failure_report, log_snapshot
 from cxrdenoise.provenance import hash_config
 from cxrdenoise.summary import location_options, report_command, run_summary
 from fixtures.results_tree import write_results_tree
@@ -76,6 +79,89 @@ def test_failure_report_names_error_lines_and_logs(tmp_path):
     assert f"rule noise_shard failed; last line of its log {other}:\n    ValueError: boom" in report
     assert f"its log {empty} is missing or empty" in report
     assert failure_report(None) == "" and failure_report(tmp_path / "absent.log") == ""
+
+
+# Snakemake's log when an executor could not submit the job (snakemake-executor-plugin-slurm without sinfo): the
+# message holds a newline, so an unindented line comes before the block's `log:` line.
+SUBMISSION_FAILED_LOG = """\
+[Mon Dec  7 23:36:13 2026]
+Error in rule synthesize_phantoms:
+    message: Job submission failed with exception: Failed to run sinfo for retrieval of cluster partitions: sinfo: \
+not installed on this machine
+For further error details see the cluster/cloud log and the log files of the involved rule(s).
+    jobid: 0
+    log: {log} (check log file(s) for error details)
+    shell:
+        cxrdenoise phantoms --out-dir resources/tiny/synthetic > {log} 2>&1
+        (command exited with non-zero exit code)
+Shutting down, this might take some time.
+"""
+
+
+def test_failure_report_quotes_only_logs_this_run_wrote(tmp_path):
+    """Issue 22 fault 7: a job that failed before it wrote its log (here: its submission) must not be reported
+    with the line an earlier run left in that log."""
+    logs = tmp_path / "results" / "logs"
+    logs.mkdir(parents=True)
+    stale, fresh = logs / "synthesize_phantoms.log", logs / "sample.log"
+    stale.write_text("error: an earlier run's failure\n")
+    fresh.write_text("error: also from the earlier run\n")
+    hour_ago = time.time() - 3600
+    for path in (stale, fresh):
+        os.utime(path, (hour_ago, hour_ago))
+    before = log_snapshot(logs)
+    assert set(before) == {str(stale), str(fresh)}
+    fresh.write_text("error: sample.n_images is 10 but only 4 images are available\n")  # this run's job
+    main = tmp_path / "snakemake.log"
+    main.write_text(SUBMISSION_FAILED_LOG.format(log=stale) + SNAKEMAKE_LOG.format(log=fresh, other=fresh,
+                                                                                   empty=fresh))
+    assert failed_jobs(str(main))[0] == ("synthesize_phantoms", [str(stale)])  # found past the message's 2nd line
+    assert failure_messages(str(main))[("synthesize_phantoms", (str(stale),))].startswith(
+        "Job submission failed with exception")
+    report = failure_report(str(main), before=before)
+    assert "an earlier run's failure" not in report
+    assert (f"rule synthesize_phantoms failed before writing its log: no log for this run ({stale} is from an "
+            f"earlier run, last written {time.strftime('%Y-%m-%d %H:%M', time.localtime(hour_ago))}") in report
+    assert "\n    Snakemake: Job submission failed with exception: Failed to run sinfo" in report
+    assert "error: sample.n_images is 10 but only 4 images are available\n    (rule sample;" in report
+    # without a snapshot (as before), the stale line would be quoted: the case the snapshot exists for
+    assert "error: an earlier run's failure" in failure_report(str(main))
+
+
+def _no_slurm_binaries(folder: Path) -> None:
+    """Stand-ins for a machine without SLURM: each command says so and exits 127, as a shell does."""
+    folder.mkdir()
+    for name in ("sbatch", "sacct", "sacctmgr", "sshare", "sinfo", "squeue", "scontrol", "scancel", "srun"):
+        script = folder / name
+        script.write_text(f"#!/bin/sh\necho '{name}: command not found' >&2\nexit 127\n")
+        script.chmod(0o755)
+
+
+def test_slurm_profile_without_slurm_reports_no_log_for_this_run(tmp_path, monkeypatch):
+    """Issue 22 fault 7 through Snakemake: the SLURM profile on a machine without sbatch/sacct. The job's log
+    holds an earlier run's error line; the report must say there is no log for this run, and why."""
+    pytest.importorskip("snakemake_executor_plugin_slurm")
+    bin_dir = tmp_path / "bin"
+    _no_slurm_binaries(bin_dir)
+    workdir = tmp_path / "run"
+    stale = workdir / "results" / "logs" / "synthesize_phantoms.log"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("error: an earlier run's failure\n")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    override = tmp_path / "tiny.yaml"
+    override.write_text(yaml.safe_dump(TINY))
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")  # before /usr/bin
+    result = snakemake(workdir, "--profile", str(REPO / "profiles" / "slurm"), "--retries", "0", "--latency-wait",
+                       "1", "--slurm-init-seconds-before-status-checks", "1", "--configfile",
+                       str(REPO / "config" / "demo.yaml"), str(override), "--",
+                       "resources/demo/synthetic/Data_Entry_synthetic.csv", timeout=300)
+    assert result.returncode != 0
+    assert "Job submission failed" in result.stderr, result.stderr[-3000:]
+    report = result.stderr.split("what failed")[-1]
+    assert "an earlier run's failure" not in report, report
+    assert ("rule synthesize_phantoms failed before writing its log: no log for this run "
+            "(results/logs/synthesize_phantoms.log is from an earlier run") in report, report
+    assert "    Snakemake: Job submission failed with exception" in report
 
 
 def test_failing_job_error_line_reaches_the_terminal(tmp_path):

@@ -14,7 +14,7 @@ import pytest
 
 from cxrdenoise.commands import data as stages
 from cxrdenoise.errors import CxrError
-from cxrdenoise.shard_integrity import verify_shard
+from cxrdenoise.shard_integrity import RUN_OPTIONS_ENV, verify_shard
 from cxrdenoise.shards import save_shard
 
 SETTINGS = {
@@ -66,11 +66,25 @@ def corrupt_data(tiny_data_dir, tmp_path, request):
     return data, shard
 
 
+# the run's options as the workflow's main process exports them to its jobs (workflow/rules/common.smk)
+RUN_OPTIONS = ["-s", "wf/Snakefile", "--configfile", "my.yaml"]
+
+
+@pytest.fixture(autouse=True)
+def _run_options(monkeypatch):
+    monkeypatch.setenv(RUN_OPTIONS_ENV, json.dumps(RUN_OPTIONS))
+
+
 def _one_error_line(err: str, shard: Path) -> str:
+    """One line naming the shard, with the command that rebuilds it alone with the run's config (issue 22 fault 3;
+    tests/test_advice.py runs such a command)."""
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     assert lines[0].startswith("error: ") and str(shard) in lines[0]
-    assert "delete it and re-run snakemake" in lines[0] and "noise_shard" in lines[0]
+    command = (f"`snakemake -s wf/Snakefile --configfile my.yaml --cores 1 --allowed-rules noise_shard "
+               f"--forcerun noise_shard -- {shard}`")
+    assert f"rebuild it alone (rule 'noise_shard'; nothing else is run) with {command}" in lines[0], lines[0]
+    assert "delete it" not in lines[0]
     return lines[0]
 
 
@@ -130,7 +144,9 @@ def test_shape_dtype_and_length_are_checked(tmp_path):
     with pytest.raises(CxrError, match="its header implies"):
         verify_shard(path, meta, "resize_shard")
     path.unlink()
-    with pytest.raises(CxrError, match="is missing: build it with the Snakemake rule 'resize_shard'"):
+    with pytest.raises(CxrError, match=re.escape(
+            "is missing: build it alone (rule 'resize_shard'; nothing else is run) with `snakemake -s wf/Snakefile "
+            f"--configfile my.yaml --cores 1 --allowed-rules resize_shard -- {path}`")):
         verify_shard(path, meta, "resize_shard")
 
 

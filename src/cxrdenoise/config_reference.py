@@ -32,11 +32,18 @@ Every key has a default, and the defaults are the study's protocol: Snakemake fi
 leaves out when it starts, so [`config.yaml`](../config.yaml) (the Snakefile's config file) sets nothing, and
 a run only states what it changes. To change keys:
 
-- `snakemake --cores 8 --configfile my.yaml all`: a YAML file with just the keys to change, merged key by key
+- `snakemake all --cores 8 --configfile my.yaml`: a YAML file with just the keys to change, merged key by key
   into the defaults (a nested key left out keeps its default). Several files merge in order, later ones win:
-  the demo is `--configfile config/demo.yaml`.
-- `snakemake --cores 8 --config seed=7 all`: top-level scalar keys on the command line (Snakemake reads nested
+  the demo is `snakemake all --cores 2 --configfile config/demo.yaml`.
+- `snakemake all --cores 8 --config seed=7`: top-level scalar keys on the command line (Snakemake reads nested
   values given there as strings, which the schema rejects; put nested keys in a `--configfile`).
+
+Name the target (`all`, or a file) before `--configfile` and `--config`, or after `--`
+(`snakemake --cores 8 --configfile my.yaml -- all`): both options take several values, so a target written
+after them (`--configfile my.yaml all`) is read as a second config file and Snakemake stops with
+`FileNotFoundError: ... 'all'`. A `--configfile` is read relative to the directory snakemake is started in,
+before any of the workflow's code runs: a file that is not there stops Snakemake with its own traceback, whose
+last line names it (`FileNotFoundError: [Errno 2] No such file or directory: 'my.yaml'`).
 
 A wrong key or value stops the run at start-up with one line naming the key. The complete configuration of
 the last run, defaults filled in, is written to `results/config.resolved.yaml`; its hash is recorded in every

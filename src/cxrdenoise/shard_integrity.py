@@ -6,13 +6,16 @@ and shape against the manifest, the file's length, the values (float16 bit patte
 out-of-range values are named), and the sha256 recorded when the shard was written. The whole check costs what
 sha256 costs, 0.4-1 GB/s on a shared 2-core CPU with SHA instructions, 2-5 s for the study's 15,000 images
 (benchmarks/bench_shard_verify.py; keyed blake2b takes 1.9x as long), so no weaker hash is used. Each process
-verifies a file once (DataLoader workers inherit that), and a failure is one line naming the shard and the fix.
+verifies a file once (DataLoader workers inherit that), and a failure is one line naming the shard and the fix: the
+snakemake command that rebuilds that shard alone, with the run's own config files (fix_hint).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import shlex
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -28,8 +31,82 @@ FLOAT16_NEG_ZERO = 0x8000
 _verified: set[tuple] = set()
 
 
-def fix_hint(path: Path, rule: str) -> str:
-    return f"delete it and re-run snakemake, which rebuilds it (rule '{rule}') and everything made from it"
+# The running snakemake's own -s/-d/--configfile/--config/--profile options, as a JSON list: set by the workflow's
+# main process (workflow/rules/common.smk) and inherited by its jobs (local, and SLURM's with --export=ALL), so a
+# job's fix command names the run's config files, not the study defaults (12 NIH downloads).
+RUN_OPTIONS_ENV = "CXRDENOISE_SNAKEMAKE_OPTIONS"
+# Written at the start of every run that executes jobs (Snakefile onstart): the fallback config of a fix command
+RESOLVED_CONFIG = "results/config.resolved.yaml"
+
+
+def run_options(environ: Mapping[str, str] | None = None) -> list[str] | None:
+    """The snakemake options that select this run's workflow, directory and config: the running snakemake's
+    (RUN_OPTIONS_ENV), else `--configfile results/config.resolved.yaml` when it exists (relative to the working
+    directory, the run's, where jobs run), else None (not known: the job was not started by snakemake)."""
+    environ = os.environ if environ is None else environ
+    try:
+        options = json.loads(environ.get(RUN_OPTIONS_ENV) or "null")
+    except ValueError:
+        options = None
+    if isinstance(options, list) and all(isinstance(o, str) for o in options):
+        return options
+    if Path(RESOLVED_CONFIG).is_file():
+        return ["--configfile", RESOLVED_CONFIG]
+    return None
+
+
+def made_from(path: str | os.PathLike, rule: str) -> list[Path]:
+    """The files jobs make from `path` by reading it directly (not through a manifest): for a clean shard (rule
+    resize_shard), its noisy shard at every sigma that has been built, {data}/noisy/sigma*/<same name> (where the
+    shard or the sigma's manifest is on disk: a noise job that found the clean shard corrupt has removed its own).
+
+    They are rebuilt with it: a rebuilt clean shard is newer than them, and Snakemake compares the modification
+    times of files over 1 MB (it checksums smaller ones), so the next run would re-make them and then, their
+    jobs being planned, every manifest, training and evaluation after them. Rebuilt in the same command they
+    are newer again, come back with the same bytes, and their small sidecars match the checksums Snakemake
+    recorded for the manifests: nothing after them re-runs."""
+    if rule != "resize_shard":
+        return []
+    path = Path(path)
+    sigmas = sorted(d for d in (path.parent.parent / "noisy").glob("sigma*")
+                    if (d / "manifest.json").is_file() or (d / path.name).is_file())
+    return [d / path.name for d in sigmas]
+
+
+def rebuild_args(path: str | os.PathLike, rule: str, force: bool = True) -> list[str]:
+    """The snakemake arguments, after the run's options, that (re)build `path` and nothing else (but what
+    made_from names): one job at a time (--cores 1), only these rules (--allowed-rules: every other file is
+    taken as it is on disk, so nothing upstream is re-run or downloaded; a missing input stops the command
+    instead), forced when the file exists but is corrupt (--forcerun), the files as the only targets (after `--`,
+    so no option takes them as values)."""
+    derived = made_from(path, rule)
+    rules = [rule, "noise_shard"] if derived else [rule]
+    return ["--cores", "1", "--allowed-rules", *rules, *(["--forcerun", rule] if force else []), "--", str(path),
+            *map(str, derived)]
+
+
+def rebuild_command(path: str | os.PathLike, rule: str, force: bool = True,
+                    environ: Mapping[str, str] | None = None) -> str | None:
+    """The shell command that rebuilds exactly `path` (rule `rule`) with the run's own workflow, directory and
+    config files, runnable as printed from where the run was started; None when the run's options are unknown."""
+    options = run_options(environ)
+    if options is None:
+        return None
+    return shlex.join(["snakemake", *options, *rebuild_args(path, rule, force)])
+
+
+def fix_hint(path: str | os.PathLike, rule: str, force: bool = True) -> str:
+    """What to do, with the command that does it (in backticks): the file (and what made_from names) is rebuilt
+    alone with the run's own options, then the user's command goes on."""
+    verb = "rebuild" if force else "build"
+    derived = made_from(path, rule)
+    what = f"{verb} it and the {len(derived)} noisy shard(s) made from it" if derived else f"{verb} it alone"
+    rules = f"rules '{rule}', 'noise_shard'" if derived else f"rule '{rule}'"
+    command = rebuild_command(path, rule, force)
+    if command is None:  # not run by snakemake (e.g. `cxrdenoise train` by hand): the arguments to add
+        return (f"{what} ({rules}) by adding `{shlex.join(rebuild_args(path, rule, force))}` to the "
+                f"-s/-d/--configfile options of the run's snakemake command, then re-run that command")
+    return f"{what} ({rules}; nothing else is run) with `{command}`, then re-run your snakemake command"
 
 
 def _fail(path: Path, what: str, rule: str) -> CxrError:
@@ -84,8 +161,7 @@ def verify_shard(path: str | os.PathLike, entry: Mapping[str, Any], rule: str) -
     try:
         stat = path.stat()
     except OSError:
-        raise CxrError(f"{path} is missing: build it with the Snakemake rule '{rule}' "
-                       f"(e.g. snakemake --cores 2 {path})") from None
+        raise CxrError(f"{path} is missing: {fix_hint(path, rule, force=False)}") from None
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino, entry.get("sha256"))
     if key in _verified:
         return

@@ -130,8 +130,9 @@ def is_snakemake_argv(argv: Sequence[str] | None) -> bool:
     return first.name.startswith("snakemake") or (first.name == "__main__.py" and first.parent.name == "snakemake")
 
 
-def location_options(argv: Sequence[str]) -> list[str]:
-    """-s/--snakefile, -d/--directory, --configfile(s) and --config of a snakemake command line, as given."""
+def location_options(argv: Sequence[str], options: Mapping[str, Any] = _LOCATION_OPTIONS) -> list[str]:
+    """-s/--snakefile, -d/--directory, --configfile(s) and --config of a snakemake command line, as given
+    (`options`: which options to keep, with their value counts)."""
     out: list[str] = []
     args = list(argv[1:])
     i = 0
@@ -140,10 +141,10 @@ def location_options(argv: Sequence[str]) -> list[str]:
         if token == "--":
             break
         name, eq, inline = token.partition("=") if token.startswith("--") else (token, "", "")
-        if name not in _LOCATION_OPTIONS:
+        if name not in options:
             i += 1
             continue
-        count = _LOCATION_OPTIONS[name]
+        count = options[name]
         values = [inline] if eq else []
         i += 1
         if count == 1 and not eq and i < len(args):
@@ -155,6 +156,18 @@ def location_options(argv: Sequence[str]) -> list[str]:
         if values or count == "*":
             out += [name, *values]
     return out
+
+
+# ... and, for a command that runs jobs the way the run did (the fix commands of cxrdenoise.shard_integrity), the
+# profiles, which may set the executor, config files and directory too
+_RUN_OPTIONS = {**_LOCATION_OPTIONS, "--profile": 1, "--workflow-profile": 1}
+
+
+def run_options(argv: Sequence[str]) -> list[str]:
+    """The options of a snakemake command line that say which workflow, directory, config and profile it ran with
+    (-s, -d, --configfile, --config, --profile, --workflow-profile), as typed: repeated in a command printed for
+    the user, they make it run the same workflow on the same results from where the run was started."""
+    return location_options(argv, _RUN_OPTIONS)
 
 
 def report_command(report: str = REPORT, configfiles: str = "", argv: Sequence[str] | None = None) -> str:

@@ -119,20 +119,20 @@ def optional_arg(flag, value):
 # Input lists and report() wrappers for the tables and figures (report.smk).
 
 
-def run_reps(model, setup, reps=None):
-    """Replicate labels of (model, setup): `reps` when given, else 1 .. train.replicates_by_model / replicates."""
-    return reps or [str(k) for k in range(1, replicates_for(config, model, setup) + 1)]
+def run_reps(model, setup, sigma, reps=None):
+    """Replicate labels of (model, setup, sigma): `reps` when given, else 1 .. train.replicates_by_model / replicates."""
+    return reps or [str(k) for k in range(1, replicates_for(config, model, setup, sigma) + 1)]
 
 
 def train_records(models, sigmas, setups, reps=None):
     """record.json of every replicate (all of run_reps unless `reps` is given) of each (model, sigma, setup)."""
     return [f"results/train/{m}/sigma{s}/{u}/rep{k}/record.json"
-            for s in sigmas for m in models for u in model_setups(config, m, setups) for k in run_reps(m, u, reps)]
+            for s in sigmas for m in models for u in model_setups(config, m, setups) for k in run_reps(m, u, s, reps)]
 
 
 def eval_files(models, sigmas, setups, name="summary.json", reps=None):
     return [f"results/eval/{m}/sigma{s}/{u}/rep{k}/{name}"
-            for s in sigmas for m in models for u in model_setups(config, m, setups) for k in run_reps(m, u, reps)]
+            for s in sigmas for m in models for u in model_setups(config, m, setups) for k in run_reps(m, u, s, reps)]
 
 
 def noisy_eval_files(sigmas, name="summary.json"):
@@ -226,3 +226,29 @@ def report_figure(name, caption, labels=None):
                    labels=labels or {"figure": name}),
         pdf=f"results/figures/{name}.pdf",
     )
+
+
+# The run's own invocation, for the commands errors print (cxrdenoise.shard_integrity.fix_hint): its -s, -d,
+# --configfile, --config and --profile as typed (absolute paths when snakemake was not started from a command
+# line), exported so that local jobs and SLURM jobs (sbatch --export=ALL) name the run's config files, never
+# the study defaults. Set by the main process only: a job's snakemake keeps the value it inherited.
+import json
+
+from cxrdenoise.shard_integrity import RUN_OPTIONS_ENV
+from cxrdenoise.summary import is_snakemake_argv, run_options
+
+if workflow.is_main_process:
+    if is_snakemake_argv(sys.argv):
+        _run_options = run_options(sys.argv)
+    else:
+        _run_options = ["-s", os.path.abspath(workflow.main_snakefile), "-d", os.getcwd()]
+        _run_options += ["--configfile", *map(os.path.abspath, map(str, workflow.overwrite_configfiles))] \
+            if workflow.overwrite_configfiles else []
+    os.environ[RUN_OPTIONS_ENV] = json.dumps(_run_options)
+
+# Job logs as they were before this run (path -> mtime, size, inode), so the failure report (Snakefile onerror)
+# quotes only logs this run wrote, and says "no log for this run" for a job that failed before writing its log
+# (e.g. an sbatch submission that failed) instead of quoting an earlier run's line.
+from cxrdenoise.failures import log_snapshot
+
+LOGS_BEFORE_RUN = log_snapshot("results/logs") if workflow.is_main_process else {}

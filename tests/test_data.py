@@ -270,8 +270,7 @@ def test_dataset_in_worker_processes(tiny_data_dir):
 
 
 def test_dataset_missing_noise_level_names_the_rule(tiny_data_dir):
-    with pytest.raises(CxrError, match=r"sigma0.3/manifest.json is missing: build it with the Snakemake rule "
-                                       r"'noisy_manifest'"):
+    with pytest.raises(CxrError, match=r"sigma0.3/manifest.json is missing: build it alone \(rule 'noisy_manifest'"):
         PairDataset(tiny_data_dir, "train", 0.3)
 
 

@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 from .config import sigma_label
 from .errors import CxrError
-from .shard_integrity import verify_shard
+from .shard_integrity import fix_hint, verify_shard
 from .shards import decode
 from .split import SPLITS
 
@@ -31,8 +31,7 @@ def noisy_manifest_path(data_dir: str | Path, sigma: float | str) -> Path:
 def read_manifest(path: Path, rule: str) -> dict:
     """Load a manifest, or fail naming the Snakemake rule that makes it."""
     if not path.exists():
-        raise CxrError(f"{path} is missing: build it with the Snakemake rule '{rule}' "
-                       f"(e.g. snakemake --cores 2 {path})")
+        raise CxrError(f"{path} is missing: {fix_hint(path, rule, force=False)}")
     return json.loads(path.read_text())
 
 

@@ -38,8 +38,9 @@ def check_data(data_dir: str | Path, sigma: str) -> str:
         for shard in manifest.get("shards", []):
             shard_path = path.parent / shard["file"]
             if not shard_path.exists():
-                raise CxrError(f"{shard_path} is missing: build it with the Snakemake rule '{shard_rule}' "
-                               f"(e.g. snakemake --cores 2 {shard_path})")
+                from ..shard_integrity import fix_hint
+
+                raise CxrError(f"{shard_path} is missing: {fix_hint(shard_path, shard_rule, force=False)}")
         digest.update(path.read_bytes())
     return digest.hexdigest()
 

@@ -69,8 +69,8 @@ def _flags(records: Sequence, summaries: Sequence, noisy: Sequence) -> dict[tupl
     if not summaries or not noisy:
         return {}
     baseline = {r.sigma: r for r in collect_runs(summaries=noisy).values()}
-    return {key: bool(not_denoised(run, baseline)) for key, run in collect_runs(records, summaries).items()
-            if run.summary is not None}
+    return {key: bool(not_denoised(run, baseline))
+            for key, run in collect_runs(records, summaries, noisy=baseline).items() if run.summary is not None}
 
 
 def figure4(records: Sequence, out_prefix: str | Path, data_source: str | None = None,
@@ -422,7 +422,8 @@ def psnr_vs_sigma(classical: Sequence, out_prefix: str | Path, summaries: Sequen
             continue
         line(done, f"{label} (classical)", **CLASSICAL_STYLE)
     flags = _flags(records, summaries, noisy)
-    models = [r for r in collect_runs(records, summaries).values() if r.summary is not None]
+    baseline = {r.sigma: r for r in collect_runs(summaries=noisy).values()}
+    models = [r for r in collect_runs(records, summaries, noisy=baseline).values() if r.summary is not None]
     for model in model_order(models):
         runs = [r for r in models if r.model == model]
         bad = [r.sigma for r in runs if flags.get((r.model, r.sigma, r.setup))]

@@ -282,10 +282,10 @@ def build_table6(summaries: Sequence, records: Sequence = (), data_source: str |
                       "noise": lit["noise"], "PSNR dB": fmt(lit["psnr"], 2), "SSIM": fmt(lit["ssim"], 4),
                       "PSNR 95 % CI (patients)": "", "SSIM (win 3)": "", "s/image": "", "paper PSNR": "",
                       "Δ PSNR": "", "paper SSIM": "", "Δ SSIM (w3)": "", "device": QUOTED_DEVICE})
-    all_runs = collect_runs(records, summaries, per_image).values()
-    given = [r for r in all_runs if r.summary is not None]
     noisy_runs = collect_runs(summaries=noisy, per_image=per_image).values()
     baseline_given = {r.sigma: r for r in noisy_runs if r.summary is not None}
+    all_runs = collect_runs(records, summaries, per_image, noisy=baseline_given).values()  # failed replicates out
+    given = [r for r in all_runs if r.summary is not None]
     classical_runs = list(collect_runs(summaries=classical, per_image=classical_per_image).values())
     scored, noisy_scored, classical_scored, info = same_images(given, baseline_given, classical_runs)
     shown_sigmas = {r.sigma for r in given} | {r.sigma for r in classical_runs}

@@ -119,17 +119,15 @@ def replicates_for(config: Mapping[str, Any], model: str, setup: str, sigma: Any
     """Training runs of (model, setup) at `sigma`: train.replicates_by_model[model][setup] where given (a count, or
     {sigma: count} for some sigmas), else train.replicates. The claims need several runs only for the comparisons
     they make (the demo: U-Net and U-Net++ under gpu1, and under ddp2_amp at 0.1), so the rest stay at one run."""
-    from ..config import sigma_label
-
     train = config["train"]
     default = train.get("replicates", 1)
     n = (train.get("replicates_by_model") or {}).get(model, {}).get(setup, default)
     key = f"train.replicates_by_model.{model}.{setup}"
     if isinstance(n, Mapping):
-        by_sigma = {sigma_label(s): v for s, v in n.items()}
         if sigma is None:  # the largest count over the sigmas (a check of every value)
-            return max([default, *(_count(v, key) for v in by_sigma.values())])
-        return _count(by_sigma.get(sigma_label(sigma), default), key)
+            return max([default, *(_count(v, key) for v in n.values())])
+        at = [v for s, v in n.items() if float(s) == float(sigma)]  # 0.1, "0.1" and "0.10" are one sigma
+        return _count(at[0] if at else default, key)
     return _count(n, key)
 
 

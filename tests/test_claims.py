@@ -201,7 +201,7 @@ def test_failed_replicate_is_excluded_and_counted(tmp_path):
     row = _verdict(table, "U-Net better than U-Net++ at σ=0.1 on PSNR")
     assert row["runs_a"] == 2 and row["runs_b"] == 3 and row["verdict"] == HOLDS
     assert row["ours_value"] == pytest.approx(1.0, abs=0.2)  # the failed run is not averaged in
-    assert "U-Net gpu1 σ=0.1: rep2" in " ".join(table.caption)
+    assert "unet gpu1 σ=0.1: rep2" in " ".join(table.caption) and "1 training run(s) did not denoise" in " ".join(table.caption)
 
 
 def test_minor_drop_is_judged_on_every_metric(cpu_claims, tmp_path):

@@ -43,6 +43,7 @@ from ..render import Footnotes, Table, fmt_p, write_table
 from . import patients
 from .cells import data_caption
 from .protocol import Protocol
+from .replicates import excluded_caption
 from .rows import finish_table
 from .runs import Run, collect_runs, is_cpu, model_name, read_json, train_times
 from .scores import DECIMALS, lpips_state, metric
@@ -99,15 +100,14 @@ class Claim:
 class Evidence:
     """The runs, their replicates' per-image frames and the estimates the claims need, each computed once.
 
-    A replicate whose own mean PSNR did not beat the noisy input is excluded here, so no verdict or mean below
-    rests on it; `excluded` lists them for the caption."""
+    The runs come from `collect_runs(noisy=...)`, which leaves out a replicate whose own mean PSNR did not beat
+    the noisy input (`Run.excluded`), so no verdict or mean below rests on it."""
 
     def __init__(self, runs: dict, noisy: dict, settings: ClaimSettings | None = None) -> None:
         self.runs, self.noisy = runs, noisy
         self.settings = settings or ClaimSettings()
         self._frames: dict[tuple, list] = {}
         self._estimates: dict[tuple, dict] = {}
-        self.excluded: dict[str, list[int]] = {}
 
     def run(self, model: str, sigma: str, setup: str) -> Run | None:
         run = self.runs.get((model, sigma, setup))
@@ -116,8 +116,6 @@ class Evidence:
     def kept(self, run: Run) -> list[Run]:
         """The replicates of `run` that denoised (`collect_runs(noisy=...)` left the others out); none when no
         replicate did (all are then still in the row, which is flagged)."""
-        if run.excluded:
-            self.excluded[f"{model_name(run.model)} {run.setup} σ={run.sigma}"] = list(run.excluded)
         bad = set(replicates_not_denoised(run, self.noisy)) if run.setup not in ("", None) else set()
         return [r for r in run.replicates or [run] if (r.rep or 1) not in bad]
 
@@ -530,7 +528,6 @@ def _table(rows: list[Claim], ev: Evidence, family: Sequence[Hypothesis], signif
     used = [r for r in ev.runs.values() if r.summary is not None] + list(ev.noisy.values())
     counts = {v: sum(verdict_kind(r.verdict) == v for r in rows) for v in VERDICTS}
     s = ev.settings
-    excluded = "; ".join(f"{k}: " + ", ".join(f"rep{r}" for r in v) for k, v in ev.excluded.items())
     caption = [
         f"Every claim of {PAPER_CITATION}, judged only by this pipeline's measurements. Verdicts: "
         + ", ".join(f"{counts[v]} {v}" for v in VERDICTS) + ".",
@@ -552,7 +549,7 @@ def _table(rows: list[Claim], ev: Evidence, family: Sequence[Hypothesis], signif
         "Speed claims: time-to-quality (train + validation seconds until the validation loss first reached the "
         "1-GPU run's best, same model and replicate), runs that never reached it counted as censored bounds; "
         "fixed-epoch seconds beside it; never decided on a CPU timing.",
-        "Replicates that did not denoise, excluded from every verdict: " + (excluded or "none") + ".",
+        excluded_caption(list(ev.runs.values())) or "No training run was excluded for not denoising.",
         "SSIM is compared as SSIM (win 3), the window the study's code used. The study's figures are its own "
         "numbers, shown for reference; they decide no verdict.",
     ]

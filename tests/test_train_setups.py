@@ -40,7 +40,7 @@ def test_settings_from_the_configs():
     demo_config = load_config(REPO / "config.yaml", REPO / "config" / "demo.yaml")
     demo = TrainSettings.from_config(demo_config, "unet", "0.1", "gpu1")
     # the demo's lr is its own (README: how the demo deviates), the study's stays 1e-3
-    assert (demo.device, demo.epochs, demo.batch_per_gpu, demo.workers, demo.lr) == ("cpu", 24, 2, 0, 5e-3)
+    assert (demo.device, demo.epochs, demo.batch_per_gpu, demo.workers, demo.lr) == ("cpu", 8, 2, 0, 5e-3)
     assert (demo.replicate, demo.init_seed) == (1, demo_config["seed"])
 
 

@@ -507,7 +507,7 @@ def _replicate_mean(frames: Sequence) -> Any:
 
 def _family_text(family: Sequence[Hypothesis], rows: Sequence[Claim]) -> str:
     ids = [str(i) for i, r in enumerate(rows, start=1) if r.hypothesis is not None and math.isfinite(r.hypothesis.p)]
-    return (f"The claims' Holm family: {len(family)} hypotheses, one per decided quality, minor-drop and federated "
+    return (f"The claims' Holm family: {len(family)} hypotheses, one per testable quality, minor-drop and federated "
             f"row (rows {', '.join(ids) or 'none'}).")
 
 

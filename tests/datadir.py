@@ -13,11 +13,12 @@ NIH_SAMPLE = SHARED / "data" / "nih-sample"
 
 def build_data_dir(root: Path, *, n_images: int = 24, size: int = 32, sigmas=(0.1, 0.2), per_shard: int = 10,
                    seed: int = 3, dtype: str = "float16", patients: int = 14, source_dir: Path | None = None,
-                   metadata: Path | None = None, phantom_size: int = 64) -> Path:
+                   metadata: Path | None = None, phantom_size: int = 64, max_follow_ups: int = 3) -> Path:
     """Run every data stage in-process into `root/results/data`; returns that folder."""
     root = Path(root)
     if source_dir is None:
-        generate_phantoms(root / "raw", patients=patients, max_follow_ups=3, size=phantom_size, seed=seed, progress=False)
+        generate_phantoms(root / "raw", patients=patients, max_follow_ups=max_follow_ups, size=phantom_size, seed=seed,
+                          progress=False)
         source_dir, metadata = root / "raw" / "images", root / "raw" / "Data_Entry_synthetic.csv"
     data = root / "results" / "data"
     stages.inventory_stage([str(source_dir)], data / "inventory.csv", metadata)

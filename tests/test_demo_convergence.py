@@ -34,7 +34,8 @@ def demo_data(demo, tmp_path_factory):
     synth = demo["data"]["synthetic"]
     return build_data_dir(tmp_path_factory.mktemp("demo"), n_images=demo["sample"]["n_images"],
                           size=demo["resize"]["size"], sigmas=(0.1,), per_shard=demo["shards"]["images_per_shard"],
-                          seed=demo["seed"], patients=synth["patients"], phantom_size=synth["size"])
+                          seed=demo["seed"], patients=synth["patients"], phantom_size=synth["size"],
+                          max_follow_ups=synth["max_follow_ups"])
 
 
 @pytest.fixture(scope="module")

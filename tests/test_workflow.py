@@ -58,7 +58,8 @@ def test_demo_data_half_runs_and_is_reproducible(tmp_path):
         result = snakemake(workdir, *args, *targets)
         assert result.returncode == 0, result.stderr[-3000:]
         manifest = json.loads((workdir / "results/data/noisy/sigma0.3/manifest.json").read_text())
-        assert manifest["n_images"] == 48
+        demo_images = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())["sample"]["n_images"]
+        assert manifest["n_images"] == demo_images
         digests.append([s["sha256"] for s in manifest["shards"]])
         assert (workdir / "results/logs/split.log").read_text().startswith("split (images / patients)")
     assert digests[0] == digests[1]

@@ -12,23 +12,13 @@ import yaml
 
 from cxrdenoise.phantoms import generate_phantoms
 from snakemake_run import REPO, snakemake
+from test_relocation import TINY as RELOCATION_TINY
 
 ODD = "my data ü"  # a space and a non-ASCII letter
 
 # the toy `all` DAG of test_relocation (data, training, evaluation, tables, figures, privacy), raw_dir set per test
-TINY = {
-    "seed": 3,
-    "data": {"source": "synthetic", "synthetic": {"patients": 8, "max_follow_ups": 2, "size": 32}},
-    "sample": {"n_images": 12}, "resize": {"size": 32}, "shards": {"images_per_shard": 12},
-    "noise": {"sigmas": [0.1]},
-    "models": {"unet": {"base_channels": 4}},
-    "train": {"models": ["unet"], "setups": ["gpu1"], "device": "cpu", "epochs": 1, "batch_per_gpu": 2,
-              "workers": 0, "preload": True, "timing_exclusive": False},
-    "evaluate": {"lpips": False, "batch_size": 4, "figure_images": 1},
-    "privacy": {"negatives_per_query": 2, "bootstrap": 50,
-                "learned": {"epochs": 1, "batch_size": 4, "channels": 4, "embedding": 8}},
-    "federated": {"enabled": False},
-}
+TINY = {key: value for key, value in RELOCATION_TINY.items() if key != "data"} | {
+    "data": {key: value for key, value in RELOCATION_TINY["data"].items() if key != "raw_dir"}}
 
 
 def shell_commands() -> list[tuple[str, str]]:

@@ -36,7 +36,8 @@ EPOCHS = 8  # gpu1 epochs take ~0.5 s here: room to interrupt a job after 1..EPO
 OVERRIDES = {
     "noise": {"sigmas": [0.1]},
     "train": {"models": ["unet"], "setups": ["gpu1", "ddp2_amp"], "epochs": EPOCHS, "batch_per_gpu": 2,
-              "request_gpus_on_cpu": True},
+              "request_gpus_on_cpu": True,
+              "replicates_by_model": {"unet": {"gpu1": 1, "ddp2_amp": 1}}},  # one run each (the demo has three)
     "evaluate": {"lpips": False},
     "federated": {"enabled": False},  # on in the demo; its Flower processes are tested in test_federated_run.py
 }

@@ -466,7 +466,7 @@ def _significance_claim(ev: Evidence) -> Claim:
             flagged = flagged or ev.not_denoised(a) or ev.not_denoised(b)
             if not flagged:
                 tests.append((sigma, m, ev.estimate(a, b, m), stats.paired_test(
-                    _replicate_mean(ev.frames(a)), _replicate_mean(ev.frames(b)), m)["t_pvalue"]))
+                    patients.mean_frame(ev.frames(a)), patients.mean_frame(ev.frames(b)), m)["t_pvalue"]))
     if flagged:
         row.verdict, row.reason = INCONCLUSIVE, flagged
         return row
@@ -499,10 +499,6 @@ def _significance_claim(ev: Evidence) -> Claim:
         row.verdict = INCONCLUSIVE
         row.reason = f"every tested p < {SIGNIFICANCE:g}, but not tested: {', '.join(skipped)}"
     return row
-
-
-def _replicate_mean(frames: Sequence) -> Any:
-    return frames[0] if len(frames) == 1 else stats.replicate_mean_frame(list(frames))
 
 
 def _family_text(family: Sequence[Hypothesis], rows: Sequence[Claim]) -> str:

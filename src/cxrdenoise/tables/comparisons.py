@@ -72,8 +72,7 @@ def build_comparisons(records: Sequence, summaries: Sequence, per_image: Sequenc
             if m == "lpips" and not lpips_state(run)[0]:
                 continue
             seed_m = stats.bootstrap_seed(seed, "mean", run.model, run.sigma, run.setup, m)
-            frames = ev.frames(run)
-            frame = frames[0] if len(frames) == 1 else stats.replicate_mean_frame(frames)
+            frame = patients.mean_frame(ev.frames(run))
             r = stats.patient_mean_ci(frame, m, resamples, seed_m)
             lo, hi = r["ci95_patient_bootstrap"] or (math.nan, math.nan)
             flag = ev.not_denoised(run)

@@ -19,9 +19,6 @@ from .runs import Run, read_per_image
 BOOTSTRAP_NOTE = ("95 % CI (patients) = {method}, {b:,} resamples of the test patients (each with all its "
                   "images), seed derived from config seed {seed}; mean ± is the image-level t-interval, which "
                   "treats images as independent.")
-PAIRED_NOTE = ("Paired differences are ours − ours on the same test images (by image id) at the same σ; their "
-               "95 % CI is the patient-cluster bootstrap; p-values come from a {tests}, Holm-adjusted within this "
-               "table (Holm's step-down, over all {m} tests of each kind).")
 
 
 def run_frame(run: Run, table: str = "table") -> pd.DataFrame:
@@ -56,6 +53,11 @@ def replicate_frames(run: Run, table: str = "table") -> list[pd.DataFrame]:
     return [read_per_image(r.per_image_path) for r in reps]
 
 
+def mean_frame(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """The image-by-image mean of replicate frames (`stats.replicate_mean_frame`); the frame itself for one run."""
+    return frames[0] if len(frames) == 1 else stats.replicate_mean_frame(list(frames))
+
+
 def count_patients(frame: pd.DataFrame) -> int:
     return int(frame["patient_id"].astype(str).nunique())
 
@@ -73,20 +75,6 @@ def mean_intervals(frame: pd.DataFrame, run: Run, metrics: Sequence[str], resamp
         ci = stats.cluster_bootstrap_ci(frame[m], frame["patient_id"].astype(str), resamples, seed)["ci"]
         out[f"{m}_ci95_patient_lo"], out[f"{m}_ci95_patient_hi"] = ci if ci else (math.nan, math.nan)
     return out
-
-
-def compare(fa: pd.DataFrame, fb: pd.DataFrame, a: Run, b: Run, metric: str, resamples: int,
-            config_seed: int) -> dict[str, Any]:
-    """`stats.paired_patient_test` of a − b with a seed derived from the two runs and the metric."""
-    seed = stats.bootstrap_seed(config_seed, "paired", a.model, a.sigma, a.setup, b.model, b.sigma, b.setup, metric)
-    return stats.paired_patient_test(fa, fb, metric, a.label, b.label, resamples, seed)
-
-
-def add_holm(results: list[dict[str, Any]]) -> None:
-    """Holm-adjust `p_t` and `p_wilcoxon` over all results given (one table's family), in place."""
-    for key in ("p_t", "p_wilcoxon"):
-        for res, adj in zip(results, stats.holm([r.get(key) for r in results])):
-            res[f"{key}_holm"] = adj
 
 
 ESTIMAND_NOTE = ("Paired differences are ours − ours on the same test images (by image id) at the same σ. The "
@@ -108,6 +96,3 @@ def fmt_ci(ci: Sequence[float] | None, dp: int) -> str:
 def bootstrap_note(resamples: int, config_seed: int) -> str:
     return BOOTSTRAP_NOTE.format(method=stats.BOOTSTRAP_METHOD, b=int(resamples), seed=config_seed)
 
-
-def paired_note(m: int) -> str:
-    return PAIRED_NOTE.format(tests=stats.PAIRED_PATIENT_METHOD, m=m)

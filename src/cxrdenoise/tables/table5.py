@@ -41,7 +41,7 @@ def paired_savings(run: Run, base: Run | None, skip: Sequence[int] = ()) -> dict
     that did not denoise), the fixed-epoch time savings and the time-to-quality against gpu1 rep k's best
     validation loss. Returns per-pair lists and their means/SD/half-widths."""
     out: dict = {"pairs": [], "ts_val": [], "ts_train": [], "ttq_s": [], "ttq_epoch": [], "ttq_steps": [],
-                 "ttq_saving": [], "not_reached": [], "ttq_bounds": []}
+                 "not_reached": [], "ttq_bounds": []}
     if base is None:
         return out
     base_reps = {r.rep or 1: r for r in (base.replicates or [base])}
@@ -58,14 +58,12 @@ def paired_savings(run: Run, base: Run | None, skip: Sequence[int] = ()) -> dict
         target = best_val_loss(ref)
         out["ttq_bounds"].append(ttq_saving_bounds(rep, ref, target))  # a censored run bounds it, never dropped
         ours = time_to_quality(rep.record.get("epochs") or [], target)
-        theirs = time_to_quality(ref.record.get("epochs") or [], target)
         if ours is None:
             out["not_reached"].append(k)
             continue
         out["ttq_s"].append(ours["seconds"])
         out["ttq_epoch"].append(ours["epoch"])
         out["ttq_steps"].append(ours["steps"])
-        out["ttq_saving"].append(time_saving(ours["seconds"], theirs["seconds"]) if theirs else math.nan)
     return out
 
 

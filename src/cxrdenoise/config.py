@@ -9,12 +9,12 @@ from __future__ import annotations
 import copy
 import math
 from pathlib import Path
-from typing import Any, Mapping
-
-import jsonschema
-import yaml
+from typing import TYPE_CHECKING, Any, Mapping
 
 from .errors import CxrError
+
+if TYPE_CHECKING:  # jsonschema and yaml are imported where used: every job imports sigma_label, few validate
+    import jsonschema
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -58,6 +58,9 @@ def validate_config(
     and keywords are checked against the registry (`check_models`; it imports torch, so Snakemake skips it in
     the jobs it re-parses the workflow for). Everything is checked before any job runs.
     """
+    import jsonschema
+    import yaml
+
     with open(schema_path) as fh:
         schema = yaml.safe_load(fh)
     validator_cls = _filling_defaults(jsonschema.validators.validator_for(schema))
@@ -75,6 +78,8 @@ def _filling_defaults(validator_cls):
     """`validator_cls` that sets each missing property to a copy of its schema default before checking it: the
     jsonschema FAQ recipe Snakemake's `validate(..., set_default=True)` uses, so both fill the same keys (a
     nested object is created only where its parent schema gives `default: {}`)."""
+    import jsonschema
+
     check_properties = validator_cls.VALIDATORS["properties"]
 
     def properties(validator, props, instance, schema):
@@ -240,6 +245,8 @@ RESOLVED_HEADER = """\
 
 def write_resolved_config(config: Mapping[str, Any], path: str | Path, config_hash: str) -> bool:
     """Write the resolved config and its hash atomically; untouched (False) when the file already says it."""
+    import yaml
+
     from .atomic import write_text  # late import keeps this module light for Snakemake's parse
 
     text = RESOLVED_HEADER.format(config_hash=config_hash) + yaml.safe_dump(

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
-import pandas as pd
 from tqdm import tqdm
 
 from .atomic import atomic_path, write_json
@@ -21,6 +20,9 @@ from .hashing import file_sha256
 from .imaging import load_grey, resize_grey
 from .seeding import rng_for
 from .shard_integrity import verify_shard
+
+if TYPE_CHECKING:  # frames come from the caller: the noise and manifest jobs, and training (data.py), need no pandas
+    import pandas as pd
 
 STORAGE_SCALE = {"float16": 1.0, "uint8": 255.0}
 

@@ -9,11 +9,15 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 
 from .errors import CxrError
 from .seeding import rng_for
+
+if TYPE_CHECKING:  # frames come from the caller; data.py imports SPLITS into every training job without pandas
+    import pandas as pd
 
 SPLITS = ("train", "val", "test")
 

@@ -25,7 +25,6 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
 from .errors import CxrError
 
@@ -35,6 +34,23 @@ CI_NOTE = (
     "ci95_t = mean +/- t(0.975, n-1)*sd/sqrt(n) (reported); ci95_normal = mean +/- 1.96*sd/sqrt(n) "
     "(the study's normal approximation); sd with ddof=1; non-finite values excluded and counted"
 )
+
+
+def _sps():
+    """scipy.stats, imported on first use: importing it costs every job that imports this module ~0.4 s of
+    start-up (evaluate, classical, the report's jobs), and only the tests and intervals below need it."""
+    from scipy import stats
+
+    return stats
+
+
+def t_ppf(q: float, df: float) -> float:
+    """Student's t quantile exactly as scipy.stats.t.ppf(q, df) gives it for 0 < q < 1 and df > 0 (its
+    special.stdtrit(df, q), times scale 1 plus loc 0), without importing scipy.stats: evaluate jobs and the
+    figures need only this quantile."""
+    from scipy.special import stdtrit
+
+    return float(stdtrit(df, q))
 
 
 def _finite_or_none(x: float) -> float | None:
@@ -60,7 +76,7 @@ def mean_ci(values: Iterable[float]) -> dict[str, Any]:
         return out
     sd = float(finite.std(ddof=1))
     se = sd / math.sqrt(n)
-    half_t = float(sps.t.ppf(0.975, n - 1)) * se
+    half_t = t_ppf(0.975, n - 1) * se
     half_z = Z_STUDY * se
     out.update(
         sd=sd,
@@ -123,8 +139,8 @@ def paired_test(
     if np.all(diff == 0):  # identical columns: no evidence of a difference (scipy would return NaN or raise)
         result.update(t_statistic=0.0, t_pvalue=1.0, wilcoxon_statistic=0.0, wilcoxon_pvalue=1.0)
         return result
-    t = sps.ttest_rel(xa, xb)
-    w = sps.wilcoxon(xa, xb)
+    t = _sps().ttest_rel(xa, xb)
+    w = _sps().wilcoxon(xa, xb)
     result.update(
         t_statistic=_finite_or_none(t.statistic), t_pvalue=float(t.pvalue),
         wilcoxon_statistic=float(w.statistic), wilcoxon_pvalue=float(w.pvalue),
@@ -267,8 +283,8 @@ def paired_patient_test(a: pd.DataFrame, b: pd.DataFrame, metric: str, label_a: 
     if np.all(patient_diff == 0):  # no evidence of a difference (scipy would return NaN or raise)
         out.update(p_t=1.0, p_wilcoxon=1.0)
         return out
-    out["p_t"] = _finite_or_none(float(sps.ttest_1samp(patient_diff, 0.0).pvalue))
-    out["p_wilcoxon"] = float(sps.wilcoxon(patient_diff).pvalue)
+    out["p_t"] = _finite_or_none(float(_sps().ttest_1samp(patient_diff, 0.0).pvalue))
+    out["p_wilcoxon"] = float(_sps().wilcoxon(patient_diff).pvalue)
     return out
 
 
@@ -383,9 +399,9 @@ def patient_level_estimate(frames_a: Sequence[pd.DataFrame], frames_b: Sequence[
     se = math.sqrt(var)
     out.update(se=se, df=float(df))
     out["ci"] = list(shifted_interval(out, level))
-    out["p"] = float(2.0 * sps.t.sf(abs(out["estimate"]) / se, df))
+    out["p"] = float(2.0 * _sps().t.sf(abs(out["estimate"]) / se, df))
     if frames_b and not np.all(per_patient == 0):
-        out["p_wilcoxon"] = float(sps.wilcoxon(per_patient).pvalue)
+        out["p_wilcoxon"] = float(_sps().wilcoxon(per_patient).pvalue)
     return out
 
 
@@ -394,7 +410,7 @@ def shifted_interval(est: dict[str, Any], level: float) -> tuple[float, float]:
     verdicts at the adjusted one)."""
     if est.get("se") is None:
         return math.nan, math.nan
-    half = float(sps.t.ppf(0.5 + level / 2.0, est["df"])) * est["se"] if est["se"] > 0 else 0.0
+    half = float(_sps().t.ppf(0.5 + level / 2.0, est["df"])) * est["se"] if est["se"] > 0 else 0.0
     return est["estimate"] - half, est["estimate"] + half
 
 
@@ -404,7 +420,7 @@ def p_above(est: dict[str, Any], theta: float) -> float:
         return math.nan
     if est["se"] == 0:
         return 0.0 if est["estimate"] > theta else 1.0
-    return float(sps.t.sf((est["estimate"] - theta) / est["se"], est["df"]))
+    return float(_sps().t.sf((est["estimate"] - theta) / est["se"], est["df"]))
 
 
 def p_below(est: dict[str, Any], theta: float) -> float:
@@ -413,7 +429,7 @@ def p_below(est: dict[str, Any], theta: float) -> float:
         return math.nan
     if est["se"] == 0:
         return 0.0 if est["estimate"] < theta else 1.0
-    return float(sps.t.cdf((est["estimate"] - theta) / est["se"], est["df"]))
+    return float(_sps().t.cdf((est["estimate"] - theta) / est["se"], est["df"]))
 
 
 def replicate_mean_frame(frames: Sequence[pd.DataFrame], metrics: Sequence[str] = ("psnr", "ssim", "ssim_w3",

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from ..atomic import write_json, write_text
 from ..errors import CxrError, cli_entry
-from ..inventory import build_inventory
 from ..provenance import provenance
-from ..sampling import sample_images
 from ..shards import noise_shard, resize_shard, write_manifest
 from ..split import read_test_list, split_sample, split_summary, target_counts
+
+if TYPE_CHECKING:  # pandas is imported where a CSV is read: the noise and manifest jobs read none
+    import pandas as pd
 
 
 def write_csv(df: pd.DataFrame, path: str | Path) -> None:
@@ -25,6 +25,8 @@ def write_csv(df: pd.DataFrame, path: str | Path) -> None:
 
 
 def read_csv(path: str | Path) -> pd.DataFrame:
+    import pandas as pd
+
     try:
         return pd.read_csv(path, dtype={"image_id": str, "view_position": str}, keep_default_na=False)
     except OSError as err:
@@ -33,6 +35,8 @@ def read_csv(path: str | Path) -> pd.DataFrame:
 
 def inventory_stage(roots: list[str], out_csv: str, metadata_csv: str | None = None) -> pd.DataFrame:
     """List every readable image under the roots with its patient, follow-up and view (inventory.csv)."""
+    from ..inventory import build_inventory  # pandas: imported by the stages that read or write a CSV
+
     inv = build_inventory(roots, metadata_csv)
     write_csv(inv, out_csv)
     print(f"inventory: {len(inv)} images of {inv['patient_id'].nunique()} patients")
@@ -41,6 +45,8 @@ def inventory_stage(roots: list[str], out_csv: str, metadata_csv: str | None = N
 
 def sample_stage(inventory_csv: str, n_images: int, seed: int, out_csv: str) -> pd.DataFrame:
     """Draw the configured number of images with the config seed (sample.csv)."""
+    from ..sampling import sample_images
+
     sample = sample_images(read_csv(inventory_csv), n_images, seed)
     write_csv(sample, out_csv)
     print(f"sample: {len(sample)} images of {sample['patient_id'].nunique()} patients (seed {seed})")
@@ -56,7 +62,8 @@ def split_stage(sample_csv: str, train: float, val: float, seed: int, out_csv: s
     targets = None if test_ids is not None else target_counts(len(sample), train, val)
     summary = split_summary(split, targets)
     summary.update({"mode": "official" if test_ids is not None else "patient",
-                    "fractions": {"train": train, "val": val}, "seed": seed, "provenance": provenance()})
+                    "fractions": {"train": train, "val": val}, "seed": seed,
+                    "provenance": provenance(device="cpu")})  # a CPU stage: labelled so, without importing torch
     write_csv(split, out_csv)
     write_json(out_json, summary)
     counts, patients = summary["counts"], summary["patients"]
@@ -81,7 +88,7 @@ def noise_stage(clean_npy: str, sigma: float, mean: float, seed: int, out_npy: s
 
 def manifest_stage(sidecars: list[str], out_json: str, config_hash: str | None = None) -> dict:
     """Gather the shard sidecars (with their sha256) into the manifest that every reading job verifies."""
-    manifest = write_manifest(sidecars, out_json, provenance=provenance(config_hash=config_hash))
+    manifest = write_manifest(sidecars, out_json, provenance=provenance(config_hash=config_hash, device="cpu"))
     print(f"manifest: {manifest['n_images']} images in {len(manifest['shards'])} shards -> {out_json}")
     return manifest
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -19,9 +19,11 @@ import pandas as pd
 from ..atomic import atomic_path, write_json
 from ..denoised import did_not_denoise
 from ..provenance import provenance
-from .images import QuerySets
 from .metrics import match_ranks, pair_auc, resampled_top_k, two_way_bootstrap
 from .pairs import Pairing
+
+if TYPE_CHECKING:  # images imports torch; the privacy table and figure read CHANCE_NOTE without it
+    from .images import QuerySets
 
 QUERY_KINDS = ("clean", "obfuscated", "denoised")
 CHANCE_NOTE = ("chance: AUC 0.5; top-k about k / (gallery images - 1) for a patient with one other image "

@@ -20,6 +20,7 @@ from typing import Sequence
 import pandas as pd
 
 from ..errors import CxrError
+from ..stats import t_ppf
 from .runs import Run, read_per_image
 
 AGGREGATED_METRICS = ("psnr", "ssim", "ssim_w3", "lpips")
@@ -34,10 +35,8 @@ def t_interval(values: Sequence[float]) -> tuple[float, float, float]:
     mean = statistics.fmean(vals)
     if len(vals) < 2:
         return mean, math.nan, math.nan
-    from scipy import stats
-
     sd = statistics.stdev(vals)
-    return mean, sd, float(stats.t.ppf(0.975, len(vals) - 1)) * sd / math.sqrt(len(vals))
+    return mean, sd, t_ppf(0.975, len(vals) - 1) * sd / math.sqrt(len(vals))
 
 
 def combine(reps: list[Run]) -> Run:

@@ -193,3 +193,58 @@ def test_figure_images_come_from_distinct_patients():
     assert figure_image_ids(ids, patients, 3) == ["a1", "b1", "c1"]  # one per patient, not a1 a2 a3
     assert figure_image_ids(ids, patients, 4) == ["a1", "a2", "b1", "c1"]  # a second image only past the patients
     assert figure_image_ids(ids, patients, 0) == []
+
+
+def _evaluate_cli(*args: str) -> int:
+    from cxrdenoise.commands.evaluate import main
+
+    return main([*args, "--sigma", "0.1", "--device", "cpu", "--no-lpips", "--batch-size", "4",
+                 "--figure-images", "1", "--workers", "0", "--no-progress"])
+
+
+def test_one_process_scores_every_replicate_as_separate_runs_would(tmp_path, tiny_data_dir):
+    """rule evaluate_{n}reps: the replicates of a run in one process write what one process each writes."""
+    ckpts = [save_checkpoint(tmp_path / f"rep{k}" / "best.pt", depth=2 + k, channels=4) for k in (1, 2)]
+    outs = [tmp_path / "together" / f"rep{k}" for k in (1, 2)]
+    assert _evaluate_cli("--checkpoint", *map(str, ckpts), "--out-dir", *map(str, outs), "--setup", "gpu1",
+                         "--data-dir", str(tiny_data_dir)) == 0
+    for ckpt, out in zip(ckpts, outs):
+        alone = tmp_path / "alone" / ckpt.parent.name
+        assert _evaluate_cli("--checkpoint", str(ckpt), "--out-dir", str(alone), "--setup", "gpu1",
+                             "--data-dir", str(tiny_data_dir)) == 0
+        a, b = pd.read_csv(out / "per_image.csv"), pd.read_csv(alone / "per_image.csv")
+        scores = ["image_id", "psnr", "ssim", "ssim_w3"]
+        assert a[scores].equals(b[scores])  # to the bit
+        assert strict_json(out / "summary.json")["checkpoint"] == str(ckpt)
+    assert not pd.read_csv(outs[0] / "per_image.csv")[["psnr"]].equals(pd.read_csv(outs[1] / "per_image.csv")[["psnr"]])
+
+
+def test_a_failed_replicate_names_itself_and_the_others_are_scored(tmp_path, tiny_data_dir, capsys):
+    good = save_checkpoint(tmp_path / "rep1" / "best.pt")
+    bad = save_checkpoint(tmp_path / "rep2" / "best.pt", sigma=0.2)  # trained at another sigma
+    outs = [tmp_path / "eval" / "rep1", tmp_path / "eval" / "rep2"]
+    rc = _evaluate_cli("--checkpoint", str(good), str(bad), "--out-dir", *map(str, outs), "--setup", "gpu1",
+                       "--data-dir", str(tiny_data_dir))
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert f"FAILED: {bad} -> {outs[1]}" in err and "trained at sigma 0.2" in err
+    assert f"evaluation failed for 1 of 2 checkpoints: {bad}" in err
+    assert (outs[0] / "summary.json").exists() and not (outs[1] / "summary.json").exists()
+
+
+def test_out_dirs_must_pair_with_checkpoints(tmp_path, tiny_data_dir):
+    with pytest.raises(SystemExit):
+        _evaluate_cli("--checkpoint", "a.pt", "b.pt", "--out-dir", str(tmp_path), "--setup", "gpu1",
+                      "--data-dir", str(tiny_data_dir))
+
+
+def test_importing_evaluation_loads_no_pandas_scipy_or_skimage():
+    """pandas, scipy.stats/ndimage and scikit-image are imported when an evaluation runs, not at import: the
+    commands import this module to start, and the workflow runs dozens of them."""
+    import subprocess
+    import sys
+
+    code = ("import sys, cxrdenoise.evaluate, cxrdenoise.commands.evaluate, cxrdenoise.denoise; "
+            "print(sorted(m for m in ('scipy.ndimage', 'skimage', 'pandas') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -313,7 +313,9 @@ def test_demo_trains_fastddpm_under_gpu1_only(tmp_path):
     jobs = planned_jobs(result.stdout)
     # U-Net, U-Net++: 3 sigmas x (3 runs at gpu1, 1 at dp2) + ddp2_amp 3 runs at 0.1 and 1 at 0.2, 0.3
     # (train.replicates_by_model); + DnCNN and Fast-DDPM at gpu1
-    assert jobs["train"] == 2 * (3 * (3 + 1) + 3 + 1 + 1) + 3 + 3 and jobs["evaluate"] == jobs["train"]
+    assert jobs["train"] == 2 * (3 * (3 + 1) + 3 + 1 + 1) + 3 + 3
+    # one evaluate job per trained run scores all its replicates: 8 runs of 3, the other 22 runs of 1
+    assert jobs["evaluate_3reps"] == 2 * (3 + 1) and jobs["evaluate"] + 3 * jobs["evaluate_3reps"] == jobs["train"]
     trained = set(re.findall(r"wildcards: model=(\w+), sigma=([\d.]+), setup=(\w+)", result.stdout))
     assert {(s, u) for m, s, u in trained if m == "fastddpm"} == {(s, "gpu1") for s in ("0.1", "0.2", "0.3")}
     def inputs(rule):

@@ -136,3 +136,41 @@ def test_cached_file_is_loaded_into_backbone(tmp_path, monkeypatch, no_lpips_env
     saved = torch.load(path, weights_only=True)
     assert torch.equal(getattr(scorer.net.net.slice5, "10").weight, saved["features.10.weight"])
     assert torch.equal(getattr(scorer.net.net.slice1, "0").bias, saved["features.0.bias"])
+
+
+@pytest.mark.parametrize("shape", [(5, 64, 64), (3, 37, 53), (2, 7, 9)])
+def test_stack_metrics_equal_image_metrics_to_the_bit(shape):
+    """Evaluation on the CPU scores a batch at once: the numbers must be scikit-image's exactly (==, not approx),
+    out-of-range outputs and an exact reproduction (PSNR inf) included."""
+    from cxrdenoise.metrics import stack_metrics
+
+    rng = np.random.default_rng(sum(shape))
+    output = (rng.random(shape, dtype=np.float32) * 1.3 - 0.15).astype(np.float32)
+    target = np.clip(output + rng.normal(0, 0.1, shape), 0, 1).astype(np.float32)
+    output[0] = target[0]
+    got = stack_metrics(output, target)
+    for j in range(shape[0]):
+        ref = image_metrics(output[j], target[j])
+        assert {k: got[k][j] for k in ref} == ref
+    assert got["psnr"][0] == math.inf
+
+
+def test_stack_metrics_refuses_mismatched_or_too_small_stacks():
+    from cxrdenoise.metrics import stack_metrics
+
+    with pytest.raises(ValueError, match="one shape"):
+        stack_metrics(np.zeros((2, 16, 16)), np.zeros((2, 16, 17)))
+    with pytest.raises(ValueError, match="smaller than"):
+        stack_metrics(np.zeros((1, 5, 16)), np.zeros((1, 5, 16)))
+
+
+def test_metrics_module_imports_no_scipy_or_skimage():
+    """LPIPS and the device path import cxrdenoise.metrics; scipy.ndimage and scikit-image cost a job start-up
+    ~0.3 s and are imported only when a host metric is computed."""
+    import subprocess
+    import sys
+
+    code = ("import sys, cxrdenoise.metrics, cxrdenoise.lpips_weights, cxrdenoise.device_metrics; "
+            "print(sorted(m for m in ('scipy.ndimage', 'skimage', 'pandas') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

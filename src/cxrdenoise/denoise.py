@@ -14,6 +14,7 @@ import os
 import stat
 import sys
 import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
@@ -30,6 +31,7 @@ from .errors import CxrError, DiskSpaceError
 from .imaging import load_grey, load_unit_grey
 
 CHECKPOINT_KEYS = ("model", "model_kwargs", "state_dict", "sigma")
+KEEP_DECODED_BYTES = 512 * 2**20  # inputs decoded by the up-front check are kept (not decoded twice) up to this much
 LEGACY_BLOCK_MODELS = ("unet", "unetpp")  # a checkpoint of these without model_kwargs["block"] is double_bn
 MIN_MULTIPLE = 16
 
@@ -160,13 +162,16 @@ def denoise_batch(model: nn.Module, noisy: torch.Tensor, multiple: int, device: 
 # --- images on disk -------------------------------------------------------------------------------------------
 
 
-def read_images(files: list[Path]) -> dict[Path, tuple[int, int]]:
+def read_images(files: list[Path], keep: dict[Path, np.ndarray] | None = None,
+                keep_bytes: int = KEEP_DECODED_BYTES) -> dict[Path, tuple[int, int]]:
     """Decode every input completely (a truncated file fails here, not halfway through the outputs); (H, W) each.
 
     A NaN or infinite pixel anywhere refuses the file: the network would turn it into a plausible-looking grey
-    (NaN compares false with everything, so a range check alone lets it through).
+    (NaN compares false with everything, so a range check alone lets it through). Decoded images go into `keep`
+    (path -> load_grey's array) while they fit `keep_bytes`, so the denoising pass need not decode them again.
     """
     sizes = {}
+    kept = 0
     for path in files:
         try:
             arr = load_grey(path)[0]
@@ -179,7 +184,18 @@ def read_images(files: list[Path]) -> dict[Path, tuple[int, int]]:
         if bad.any():
             raise CxrError(_non_finite_message(path, int(np.isnan(arr).sum()), int(bad.sum()), arr.size))
         sizes[path] = arr.shape
+        if keep is not None and kept + arr.nbytes <= keep_bytes:
+            keep[path] = arr
+            kept += arr.nbytes
     return sizes
+
+
+def _unit_grey(path: Path, decoded: dict[Path, np.ndarray]) -> np.ndarray:
+    """:func:`load_unit_grey` of `path`, from the array the check decoded when it was kept."""
+    arr = decoded.pop(path, None)
+    if arr is None:
+        return load_unit_grey(path)
+    return np.clip(arr / np.float32(255.0), 0.0, 1.0)  # load_unit_grey's own arithmetic
 
 
 def _non_finite(path: Path) -> tuple[int, int, int] | None:
@@ -318,7 +334,8 @@ def denoise_folder(
     check_output_folder(output_dir)
     plan = plan_outputs(files, output_dir)
     check_conflicts(plan, overwrite)
-    sizes = read_images(files)
+    decoded: dict[Path, np.ndarray] = {}
+    sizes = read_images(files, decoded)
     denoiser = load_denoiser(checkpoint, device)
     print(
         f"{checkpoint}: {denoiser.meta['model']} trained at sigma {denoiser.meta['sigma']}, "
@@ -326,6 +343,23 @@ def denoise_folder(
         file=sys.stderr,
     )
     written = 0
+    # PNG encoding (Pillow releases the GIL) runs on one writer thread while the next batch is denoised; one
+    # batch of writes at most is in flight, so memory stays one batch, and a failed write stops the run at the
+    # next batch with the count of files written exact
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="png-writer")
+    pending: list[Future] = []
+
+    def drain() -> None:  # wait for the writes in flight; their error, if any, is raised here
+        for future in pending:
+            future.result()
+        pending.clear()
+
+    def write_all(items: list[tuple[Path, np.ndarray]]) -> None:
+        nonlocal written  # only the writer thread counts; the main thread reads it after drain()
+        for dest, image in items:
+            write_png(dest, image, bits)
+            written += 1
+
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
         by_size = sorted(files, key=lambda p: (sizes[p], p.name))
@@ -334,17 +368,19 @@ def denoise_folder(
                 group = list(group)
                 for start in range(0, len(group), batch_size):
                     chunk = group[start : start + batch_size]
-                    noisy = torch.from_numpy(np.stack([load_unit_grey(p) for p in chunk]))[:, None]
+                    noisy = torch.from_numpy(np.stack([_unit_grey(p, decoded) for p in chunk]))[:, None]
                     clean = denoiser(noisy).cpu().numpy()[:, 0]
-                    for src, image in zip(chunk, clean):
-                        write_png(plan[src], image, bits)
-                        written += 1
+                    drain()
+                    pending.append(writer.submit(write_all, [(plan[src], image) for src, image in zip(chunk, clean)]))
                     bar.update(len(chunk))
+            drain()
     except DiskSpaceError as err:  # full disk, quota, size limit: one line with the space needed, and how far
         raise CxrError(f"{err}; {written} of {len(files)} image(s) written to {output_dir}") from None
     except OSError as err:  # e.g. the disk filled up: checked as far as can be, but say how far it got
         where = getattr(err, "filename", None) or output_dir
         raise CxrError(f"{where}: cannot write ({_reason(err)}); {written} of {len(files)} image(s) written") from None
+    finally:
+        writer.shutdown(wait=True)
     return [plan[p] for p in files]
 
 

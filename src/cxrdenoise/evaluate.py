@@ -13,12 +13,19 @@ Outputs in one folder (docs/results-layout.md, "Evaluation"), each written atomi
 
 PSNR, SSIM and SSIM (win 3): on a CUDA evaluation device, batched in torch on that device
 (:mod:`cxrdenoise.device_metrics`, equal to the scikit-image reference of :mod:`cxrdenoise.metrics` within 1e-5,
-tested on real radiographs), so the GPU does not wait on the host; on the CPU image by image with scikit-image,
-which is faster there (``benchmarks/bench_metrics.py``). ``metrics_on_device`` overrides the choice.
+tested on real radiographs), so the GPU does not wait on the host; on the CPU with scikit-image's numbers to the
+bit, a batch at a time (:func:`cxrdenoise.metrics.stack_metrics`), which is faster there
+(``benchmarks/bench_metrics.py``). ``metrics_on_device`` overrides the choice. Only the figure images' arrays are
+copied back to the host on CUDA.
 
-Inference time per image is measured honestly: the first batch is run once untimed (CUDA context, cuDNN
-autotuning), then each batch's host-to-device copy, padding, forward pass and clamp are timed with
-``torch.cuda.synchronize()`` before and after (on CUDA), and the batch time is divided by its size.
+Inference time per image is measured honestly: a warm-up pass runs untimed first (on CUDA the whole first batch:
+CUDA context and cuDNN autotuning per shape; on the CPU its first image, which takes the first call's allocator
+and oneDNN set-up at a fraction of a batch's cost), then each batch's host-to-device copy, padding, forward pass
+and clamp are timed with ``torch.cuda.synchronize()`` before and after (on CUDA), and the batch time is divided
+by its size.
+
+pandas and scipy (through :mod:`cxrdenoise.stats` and the CPU metrics) are imported when an evaluation runs, not
+with this module.
 """
 
 from __future__ import annotations
@@ -28,8 +35,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+import zipfile
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -40,9 +49,11 @@ from .denoise import Denoiser, load_denoiser, resolve_device
 from .device_metrics import batch_image_metrics
 from .errors import CxrError
 from .lpips_weights import LpipsScorer, load_lpips
-from .metrics import image_metrics
+from .metrics import stack_metrics
 from .provenance import device_info, provenance
-from .stats import CI_METHOD, CI_NOTE, summarise
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PER_IMAGE_COLUMNS = ["image_id", "patient_id", "psnr", "ssim", "ssim_w3", "lpips", "inference_ms"]
 PSNR_INF_NOTE = "images with PSNR = inf (output identical to clean) are excluded from the PSNR mean and CI and counted"
@@ -53,6 +64,10 @@ SSIM_NOTE = (
 TIMING_NOTE = (
     "ms per image = (host-to-device copy + padding + forward + clamp) per batch / batch size; "
     "CUDA synchronised before and after; first batch run once untimed as warm-up"
+)
+TIMING_NOTE_CPU = (
+    "ms per image = (padding + forward + clamp) per batch / batch size, on the CPU; "
+    "the first batch's first image run once untimed as warm-up"
 )
 
 
@@ -141,13 +156,21 @@ def run_evaluation(
     progress: bool = True,
     metrics_on_device: bool | None = None,
     warmup: bool = True,
-    timing_note: str = TIMING_NOTE,
+    timing_note: str | None = None,
+    scorer: LpipsScorer | None = None,
 ) -> dict[str, Any]:
     """Score every image of `dataset`, write the three output files into `out_dir`, return the summary.
 
     `metrics_on_device`: None = batched torch metrics on CUDA, scikit-image on the CPU; True / False force one.
     `warmup`: run the first batch once untimed (a net's CUDA context and autotuning; a classical filter has none,
-    cxrdenoise.baselines); `timing_note` says how `inference_ms` was measured."""
+    cxrdenoise.baselines); `timing_note` says how `inference_ms` was measured (default: TIMING_NOTE on CUDA,
+    TIMING_NOTE_CPU on the CPU). `scorer`: an LPIPS scorer already loaded (one process scoring several runs)."""
+    import pandas as pd
+
+    from .stats import CI_METHOD, CI_NOTE, summarise
+
+    if timing_note is None:
+        timing_note = TIMING_NOTE if device.type == "cuda" else TIMING_NOTE_CPU
     if metrics_on_device is None:
         metrics_on_device = device.type == "cuda"
     out_dir = Path(out_dir)
@@ -155,7 +178,7 @@ def run_evaluation(
     patient_ids = list(dataset.patient_ids)
     if len(image_ids) != len(dataset) or len(patient_ids) != len(dataset):
         raise CxrError(f"dataset has {len(dataset)} images but {len(image_ids)} ids / {len(patient_ids)} patient ids")
-    scorer = load_lpips(lpips_enabled, lpips_backbone, device)
+    scorer = scorer if scorer is not None else load_lpips(lpips_enabled, lpips_backbone, device)
     figure_ids = figure_image_ids(image_ids, patient_ids, figure_images)
 
     rows, examples = _score(dataset, denoiser, scorer, image_ids, figure_ids, device, batch_size, num_workers,
@@ -235,29 +258,32 @@ def _score(
             if denoiser is None:
                 output, ms = noisy.to(device), math.nan
             else:
-                if not warmed:
-                    denoiser(noisy)
+                if not warmed:  # CUDA: the whole batch (autotuning is per shape); CPU: one image is enough
+                    denoiser(noisy if device.type == "cuda" else noisy[:1])
                     warmed = True
                 output, ms = _timed(denoiser, noisy, device)
-            lpips_values = scorer.score(output, clean)
-            batched = ({k: v.tolist() for k, v in batch_image_metrics(output, clean.to(device)).items()}
-                       if metrics_on_device else None)
-            output_np = output.float().clamp(0, 1).cpu().numpy()[:, 0]
+            n = output.shape[0]
+            lpips_values = np.asarray(scorer.score(output, clean), dtype=np.float64).tolist()
             clean_np, noisy_np = clean.numpy()[:, 0], noisy.numpy()[:, 0]
-            for j in range(len(output_np)):
-                if batched is not None:
-                    row = {k: v[j] for k, v in batched.items()}
-                else:
-                    row = image_metrics(output_np[j], clean_np[j])
+            shown = [j for j in range(n) if position + j < len(image_ids) and image_ids[position + j] in wanted]
+            if metrics_on_device:
+                metric_values = {k: v.tolist() for k, v in batch_image_metrics(output, clean.to(device)).items()}
+                # only the figure images come back to the host
+                output_np = {j: output[j, 0].float().clamp(0, 1).cpu().numpy() for j in shown}
+            else:
+                host = output.float().clamp(0, 1).cpu().numpy()[:, 0]
+                metric_values = stack_metrics(host, clean_np)
+                output_np = {j: host[j] for j in shown}
+            for j in range(n):
+                row = {k: v[j] for k, v in metric_values.items()}
                 row["lpips"] = float(lpips_values[j])
                 row["inference_ms"] = ms
                 rows.append(row)
-                image_id = image_ids[position]
-                if image_id in wanted:
-                    examples[image_id] = {"noisy": noisy_np[j].copy(), "denoised": output_np[j].copy(),
-                                          "clean": clean_np[j].copy()}
+                if j in output_np:
+                    examples[image_ids[position]] = {"noisy": noisy_np[j].copy(), "denoised": output_np[j].copy(),
+                                                     "clean": clean_np[j].copy()}
                 position += 1
-            bar.update(len(output_np))
+            bar.update(n)
     if position != len(image_ids):
         raise CxrError(f"dataset yielded {position} images but lists {len(image_ids)} ids")
     return rows, examples
@@ -274,7 +300,7 @@ def _timed(denoiser: Callable[[torch.Tensor], torch.Tensor], noisy: torch.Tensor
     return output, (time.perf_counter() - start) * 1000.0 / noisy.shape[0]
 
 
-def write_per_image(frame: pd.DataFrame, path: Path) -> None:
+def write_per_image(frame: "pd.DataFrame", path: Path) -> None:
     """CSV with full float precision; ``inf`` for infinite PSNR, ``NaN`` for missing values."""
     with atomic_path(path, suffix=".csv") as tmp:
         frame.to_csv(tmp, index=False, na_rep="NaN", float_format="%.10g")
@@ -290,8 +316,12 @@ def write_examples(examples: Mapping[str, Mapping[str, np.ndarray]], ids: Sequen
         stack = [examples[i][key] for i in ids]
         arrays[key] = np.stack(stack).astype(np.float32) if stack else np.zeros((0, 0, 0), np.float32)
     with atomic_path(path, suffix=".npz") as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
+        # what np.savez_compressed writes (read back by np.load alike), at zlib level 1: a few times faster than
+        # its default level on float images, whose noisy bits barely compress at any level
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+            for key, value in arrays.items():
+                with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
 
 
 def json_safe(obj: Any) -> Any:

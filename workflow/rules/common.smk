@@ -135,6 +135,16 @@ def eval_files(models, sigmas, setups, name="summary.json", reps=None):
             for s in sigmas for m in models for u in model_setups(config, m, setups) for k in run_reps(m, u, s, reps)]
 
 
+def eval_runs_by_count():
+    """{replicate count: [(model, sigma, setup), ...]} of every trained run: evaluate.smk has one rule per count."""
+    runs = {}
+    for s in SIGMAS:
+        for m in config["train"]["models"]:
+            for u in model_setups(config, m, config["train"]["setups"]):
+                runs.setdefault(len(run_reps(m, u, s)), []).append((m, s, u))
+    return runs
+
+
 def noisy_eval_files(sigmas, name="summary.json"):
     return [f"results/eval/noisy/sigma{s}/{name}" for s in sigmas]
 

@@ -64,20 +64,39 @@ def _check_record(record: dict, device: torch.device) -> dict:
             "images_per_s": record["totals"]["images_per_s"], "device_name": record["device_name"]}
 
 
+SHORT = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
+
+
+def precision_name(setup: str, requested: str, ran: str) -> str:
+    """A run's name from the precision it ran in, and the one asked for when they differ: the plan falls back
+    (float16 autocast needs CUDA, so on the CPU it runs bfloat16; a GPU without bfloat16 runs float16), and a
+    name taken from the request alone would then say what did not run."""
+    name = f"{setup}_{SHORT[ran]}"
+    return name if ran == requested else f"{name}_fallback_from_{SHORT[requested]}"
+
+
 def check_gpu1_precisions(device: torch.device, out: Path, size: int = 64) -> dict:
-    """gpu1 (float32), gpu1_fast with float16 + GradScaler, and gpu1_fast with bfloat16 (no scaler)."""
+    """gpu1 (float32), gpu1_fast asking for float16 + GradScaler, and gpu1_fast asking for bfloat16 (no scaler);
+    each result is named after the precision that ran (:func:`precision_name`), with the one requested."""
     cuda = device.type == "cuda"
     facts = {}
-    for name, setup, fast in (("gpu1_fp32", "gpu1", {}),
-                              ("gpu1_fast_fp16", "gpu1_fast", {"amp_dtype": "float16", "compile": False}),
-                              ("gpu1_fast_bf16", "gpu1_fast", {"amp_dtype": "bfloat16", "compile": False})):
+    for requested, setup, fast in (("float32", "gpu1", {}),
+                                   ("float16", "gpu1_fast", {"amp_dtype": "float16", "compile": False}),
+                                   ("bfloat16", "gpu1_fast", {"amp_dtype": "bfloat16", "compile": False})):
+        tag = f"{setup}_asked_{SHORT[requested]}"
         record = run_training(_settings(setup, device, fast=fast), Pairs(16, size), Pairs(8, size, seed=1),
-                              out / name, single_process(device.type))
-        facts[name] = _check_record(record, device)
+                              out / tag, single_process(device.type))
         used = record["fast_paths"]["used"]
-        if name == "gpu1_fp32":
+        ran = used["amp_dtype"] if setup == "gpu1_fast" else "float32"
+        name = precision_name(setup, requested, ran)
+        assert name not in facts, f"two runs named {name}"
+        facts[name] = {**_check_record(record, device), "requested": requested, "ran": ran,
+                       "fallback_reason": record["fast_paths"].get("reasons", {}).get("amp_dtype")}
+        assert (ran == "float32") == (record["precision"] == "float32")
+        assert ran == "float32" or record["precision"].startswith(f"autocast {ran}"), (name, record["precision"])
+        if requested == "float32":
             assert record["precision"] == "float32" and not record["grad_scaler"]
-        elif name == "gpu1_fast_fp16":
+        elif requested == "float16":
             if cuda:  # float16 autocast needs a GradScaler; on the CPU the plan falls back to bfloat16, saying so
                 assert used["amp_dtype"] == "float16" and record["grad_scaler"] is True
                 assert record["precision"] == "autocast float16 + GradScaler" and "amp_scale" in record["epochs"][-1]
@@ -155,6 +174,91 @@ def check_device_metrics(device: torch.device, n: int = 14, size: int = 256) -> 
                 worst = max(worst, diff)
                 assert diff <= 1e-5, f"{key} of image {ids[j]} at sigma {sigma}: {got[key][j]} vs {ref[key]}"
     return {"images": source, "size": size, "max_abs_difference": worst}
+
+
+def _evaluate_on(device: torch.device, checkpoint: Path, data: Pairs, out: Path) -> dict:
+    """Score a best.pt with the evaluation stage's own code on `device` (device metrics on CUDA, scikit-image's
+    numbers on the CPU): the PSNR it reaches, and the metrics backend used."""
+    from cxrdenoise.denoise import load_denoiser
+    from cxrdenoise.evaluate import run_evaluation
+
+    data.image_ids = [f"img{k}" for k in range(len(data))]
+    data.patient_ids = [f"p{k}" for k in range(len(data))]
+    denoiser = load_denoiser(checkpoint, device)
+    summary = run_evaluation(data, denoiser, out, {"model": denoiser.meta["model"], "sigma": 0.1}, device=device,
+                             batch_size=4, figure_images=1, lpips_enabled=False, progress=False)
+    psnr = summary["metrics"]["psnr"]["mean"]
+    assert psnr is not None and math.isfinite(psnr)
+    assert summary["inference"]["device"] == device.type
+    return {"psnr_mean": psnr, "metrics_backend": summary["metrics_backend"],
+            "ms_per_image": summary["inference"]["ms_per_image_mean"]}
+
+
+def check_models(device: torch.device, out: Path, size: int = 64) -> dict:
+    """DnCNN and Fast-DDPM (the demo's small sizes; x0-prediction) train under gpu1 and gpu1_fast on `device`,
+    and their best.pt is scored by the evaluation code there (Fast-DDPM's sampling steps included)."""
+    facts = {}
+    for model, kwargs in (("dncnn", {"depth": 5, "channels": 16}),
+                          ("fastddpm", {"base_channels": 8, "prediction": "x0"})):
+        for setup in ("gpu1", "gpu1_fast"):
+            name = f"{model}_{setup}"
+            record = run_training(_settings(setup, device, model=model, model_kwargs=kwargs, epochs=1,
+                                            fast={"compile": False} if setup == "gpu1_fast" else {}),
+                                  Pairs(16, size), Pairs(8, size, seed=1), out / name, single_process(device.type))
+            facts[name] = _check_record(record, device)
+            facts[name].update(_evaluate_on(device, out / name / "best.pt", Pairs(8, size, seed=2), out / name / "eval"))
+    return facts
+
+
+def check_classical(data_dir: Path, out: Path, max_images: int = 4) -> dict:
+    """The classical baselines that need no optional package (Gaussian, TV, NLM, wavelet when PyWavelets is
+    there) on the phantom test images through the classical stage's own code: on the CPU wherever the check
+    runs (they have no GPU path), scored like the nets."""
+    from cxrdenoise.baselines import evaluate_classical_shard
+    from cxrdenoise.classical import missing_package
+
+    facts = {}
+    for method in ("gaussian", "tv", "nlm", "wavelet", "bm3d"):
+        summary = evaluate_classical_shard(method, "0.1", 0, out / method, data_dir=data_dir, max_images=max_images,
+                                           seed=7, lpips_enabled=False, progress=False)
+        if missing_package(method):
+            facts[method] = {"status": "skipped", "reason": missing_package(method)}
+            continue
+        psnr = summary["metrics"]["psnr"]["mean"]
+        assert summary["n_images"] > 0 and psnr is not None and math.isfinite(psnr), (method, summary.get("status"))
+        facts[method] = {"psnr_mean": psnr, "n_images": summary["n_images"],
+                         "ms_per_image": summary["inference"]["ms_per_image_mean"]}
+    return facts
+
+
+def check_federated_one_device(device: torch.device, data_dir: Path, out: Path) -> dict:
+    """Federated learning's site and server code on one device, in one process (no Flower, which the GPU machines
+    may lack): two sites train one local epoch each from the same global weights, FedAvg merges them, and one
+    site trains alone for the same budget; every loss finite, the merged weights a weighted mean."""
+    from cxrdenoise.federated.alone import train_alone
+    from cxrdenoise.federated.fedavg import fedavg
+    from cxrdenoise.federated.runner import prepare_sites
+    from cxrdenoise.federated.site import local_train
+    from cxrdenoise.federated.weights import build, to_arrays
+
+    spec = {"run_dir": str(out), "data_dir": str(data_dir), "sigma": 0.1, "model": "dncnn",
+            "model_kwargs": {"depth": 3, "channels": 8}, "sites": [1, 1], "partition": {"mode": "random",
+            "column": None}, "rounds": 1, "local_epochs": 1, "lr": 3e-3, "batch_size": 4, "strategy": "fedavg",
+            "mu": 0.0, "dp": {"enabled": False}, "seed": 5, "device": device.type, "config_hash": "gpu_check",
+            "insecure": False}
+    out.mkdir(parents=True, exist_ok=True)
+    prepare_sites(spec)
+    start = to_arrays(build(spec, seeded=True))
+    results = [local_train(spec, site, start, 1) for site in (0, 1)]
+    merged = fedavg([(arrays, metrics["num-examples"]) for arrays, metrics in results])
+    n = [metrics["num-examples"] for _, metrics in results]
+    expected = (results[0][0][0] * n[0] + results[1][0][0] * n[1]) / sum(n)
+    assert np.allclose(merged[0], expected, rtol=1e-5, atol=1e-6)
+    assert all(math.isfinite(m["train_loss"]) and m["steps"] > 0 for _, m in results)
+    alone = train_alone(spec, 0, out / "alone")
+    assert alone["device"] == device.type and math.isfinite(alone["val_loss"])
+    return {"sites_examples": n, "site_train_loss": [m["train_loss"] for _, m in results],
+            "alone_val_loss": alone["val_loss"], "alone_wall_s": alone["wall_s"]}
 
 
 CHECKS = {

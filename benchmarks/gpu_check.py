@@ -7,13 +7,17 @@ to one folder for benchmarks/results/.
 Steps (each with its status, seconds and reason when skipped, in summary.json):
   1. environment: python, torch, CUDA, device, and which optional packages are importable;
   2. the CUDA checks (benchmarks/cuda_checks.py, the functions tests/test_cuda.py runs under pytest): gpu1 in
-     float32, float16 + GradScaler and bfloat16; a world-size-1 nccl DDP run of ddp2_amp and ddp2_fast; device
-     metrics equal to scikit-image within 1e-5; CUDA peak-memory and timing records. They run as plain functions,
-     so the check needs no pytest (the GPU machines may not have it);
+     float32, float16 + GradScaler and bfloat16, each result named after the precision that ran (a fallback, as
+     float16 -> bfloat16 on the CPU, is named as one: gpu1_fast_bf16_fallback_from_fp16); a world-size-1 nccl DDP
+     run of ddp2_amp and ddp2_fast; device metrics equal to scikit-image within 1e-5; DnCNN and Fast-DDPM trained
+     (gpu1, gpu1_fast) and scored by the evaluation code on the device; CUDA peak-memory and timing records. They
+     run as plain functions, so the check needs no pytest (the GPU machines may not have it);
   3. phantom data at 256x256 built with the pipeline's own stages (shards, manifests);
   4. a 2-epoch gpu1 vs gpu1_fast run of the study's U-Net (base 64, study block) on those phantoms, through
      the pipeline's own worker (records as a training job writes them);
-  5. the training-step benchmark (benchmarks/bench_train_step.py) for U-Net and U-Net++ at 256x256, base 64,
+  5. on those phantoms: the classical baselines through the classical stage (CPU code, on the GPU machine's
+     packages), and federated learning's site and FedAvg code on the one device, in one process (no Flower);
+  6. the training-step benchmark (benchmarks/bench_train_step.py) for U-Net and U-Net++ at 256x256, base 64,
      batch 16: FLOP counts, eager float32 vs each fast path vs all (torch.compile only in "all"), the Trainer vs a
      bare loop (U-Net), checkpoints, the loaders on the phantom shards vs the study's float32 tensors.
 The GPU machines have no network, Snakemake, lpips, maybe no pytest, tensorboard, tqdm or PyYAML: missing tqdm
@@ -156,7 +160,8 @@ def main(argv=None) -> int:
     p.add_argument("--dry-run", action="store_true", help="the same code paths on the CPU at tiny sizes")
     p.add_argument("--budget-s", type=float, default=450.0, help="skip the steps left after this many seconds")
     p.add_argument("--skip", default="",
-                   help="comma-separated steps to skip: cuda_checks,phantom_data,train_step,two_epochs")
+                   help="comma-separated steps to skip: cuda_checks,phantom_data,two_epochs,classical,federated,"
+                        "train_step")
     a = p.parse_args(argv)
     t_start = time.perf_counter()
     a.out.mkdir(parents=True, exist_ok=True)
@@ -209,6 +214,11 @@ def main(argv=None) -> int:
             raise RuntimeError("no phantom data (its step failed or was skipped)")
         return two_epochs(device, a.out / "two_epochs", a.dry_run, data["folder"], data["size"], data["n"])
 
+    def needs_data() -> Path:
+        if "folder" not in data:
+            raise RuntimeError("no phantom data (its step failed or was skipped)")
+        return data["folder"]
+
     def train_step():
         import bench_train_step
 
@@ -221,8 +231,14 @@ def main(argv=None) -> int:
             device, a.out / "cuda_checks", size=32 if a.dry_run else 64)),
         ("cuda_checks.device_metrics", lambda: cuda_checks.check_device_metrics(
             device, n=3 if a.dry_run else 14, size=64 if a.dry_run else 256)),
+        ("cuda_checks.models", lambda: cuda_checks.check_models(
+            device, a.out / "cuda_checks" / "models", size=32 if a.dry_run else 64)),
         ("phantom_data", build_data),
         ("two_epochs", epochs_run),
+        ("classical", lambda: cuda_checks.check_classical(needs_data(), a.out / "classical",
+                                                         max_images=2 if a.dry_run else 8)),
+        ("federated.one_device", lambda: cuda_checks.check_federated_one_device(
+            device, needs_data(), a.out / "federated")),
         ("train_step", train_step),
     ]
     failed = False

@@ -29,3 +29,9 @@ def test_ddp_world_size_1_over_nccl(tmp_path):
 
 def test_device_metrics_on_cuda_equal_scikit_image():
     assert cuda_checks.check_device_metrics(CUDA)["max_abs_difference"] <= 1e-5
+
+
+def test_dncnn_and_fastddpm_train_and_score_on_cuda(tmp_path):
+    facts = cuda_checks.check_models(CUDA, tmp_path)
+    assert set(facts) == {f"{m}_{s}" for m in ("dncnn", "fastddpm") for s in ("gpu1", "gpu1_fast")}
+    assert all(f["metrics_backend"].startswith("torch, batched") for f in facts.values())

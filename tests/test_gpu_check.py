@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow  # about 25 s on an idle core, more on a shared one
 
 STEPS = ["cuda_checks.gpu1_precisions", "cuda_checks.ddp_world_size_1", "cuda_checks.device_metrics",
-         "phantom_data", "two_epochs", "train_step"]
+         "cuda_checks.models", "phantom_data", "two_epochs", "classical", "federated.one_device", "train_step"]
 
 
 def run_check(out: Path, *args: str, block: str = "") -> dict:
@@ -37,6 +37,18 @@ def test_dry_run_runs_every_step_and_writes_one_folder(tmp_path):
     assert set(two["setups"]) == {"gpu1", "gpu1_fast"} and all(len(s["epochs"]) == 2 for s in two["setups"].values())
     assert two["setups"]["gpu1_fast"]["fast_paths"]["used"]["device_data"] is True
     assert (tmp_path / "two_epochs" / "gpu1_fast" / "record.json").exists()
+    # each precision run is named after what ran: on the CPU float16 autocast falls back to bfloat16
+    precisions = summary["steps"]["cuda_checks.gpu1_precisions"]["facts"]
+    assert set(precisions) == {"gpu1_fp32", "gpu1_fast_bf16_fallback_from_fp16", "gpu1_fast_bf16"}
+    assert all(f["precision"] == ("float32" if f["ran"] == "float32" else f"autocast {f['ran']}")
+               for f in precisions.values())
+    models = summary["steps"]["cuda_checks.models"]["facts"]
+    assert set(models) == {f"{m}_{s}" for m in ("dncnn", "fastddpm") for s in ("gpu1", "gpu1_fast")}
+    assert all(f["metrics_backend"].startswith("scikit-image") for f in models.values())
+    classical = summary["steps"]["classical"]["facts"]
+    assert {"gaussian", "tv", "nlm"} <= {m for m, f in classical.items() if "psnr_mean" in f}
+    federated = summary["steps"]["federated.one_device"]["facts"]
+    assert len(federated["sites_examples"]) == 2 and federated["alone_val_loss"] > 0
 
 
 def test_dry_run_without_tqdm_yaml_and_tensorboard(tmp_path):
@@ -45,3 +57,16 @@ def test_dry_run_without_tqdm_yaml_and_tensorboard(tmp_path):
     assert summary["steps"]["two_epochs"]["status"] == "ok"
     record = json.loads((tmp_path / "two_epochs" / "gpu1" / "record.json").read_text())
     assert record["tensorboard"].startswith("not written: tensorboard is not importable")
+
+
+def test_precision_names_say_what_ran():
+    """The name of a precision run comes from the precision that ran; a fallback says what was asked."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from cuda_checks import precision_name
+
+    assert precision_name("gpu1_fast", "float16", "float16") == "gpu1_fast_fp16"
+    assert precision_name("gpu1_fast", "float16", "bfloat16") == "gpu1_fast_bf16_fallback_from_fp16"
+    assert precision_name("gpu1_fast", "bfloat16", "float16") == "gpu1_fast_fp16_fallback_from_bf16"
+    assert precision_name("gpu1", "float32", "float32") == "gpu1_fp32"

@@ -10,7 +10,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from cxrdenoise.train.distributed import single_process
 from cxrdenoise.train.engine import Trainer
-from cxrdenoise.train.val_views import PsnrSum, fixed_indices
+from cxrdenoise.train.val_views import PsnrSum, ValViews, fixed_indices
 from test_train_helpers import TinyPairs, settings, tiny_factory
 
 
@@ -90,3 +90,23 @@ def test_val_psnr_is_the_whole_split_mean_of_per_image_psnr():
     exact.add(clean, clean, torch.ones(6, dtype=torch.bool))
     assert float(exact.total) == pytest.approx(6 * 100.0)  # an exact copy counts 100 dB, not inf
     assert np.all(np.diff(fixed_indices(1000)) > 0) and len(fixed_indices(1000)) == 8 and fixed_indices(0) == []
+
+
+def test_views_take_rank0s_subset_from_the_validation_pass():
+    """Under DDP rank 0 validates global indices 0, W, 2W, ...: the subset is drawn from those, and its outputs
+    are the validation pass's own (no forward pass of the views' own)."""
+    val = [(torch.full((1, 4, 4), float(i)), torch.full((1, 4, 4), float(i))) for i in range(11)]
+    views = ValViews(val, world_size=2)
+    assert views.positions == [0, 1, 2, 3, 4, 5] and views.indices == [0, 2, 4, 6, 8, 10]
+    assert float(views.clean[3, 0, 0, 0]) == 6.0  # the host copy holds global index 6
+    views.start()
+    with pytest.raises(RuntimeError, match="no validation outputs"):
+        views.outputs()
+    batch1, batch2 = torch.rand(4, 1, 4, 4) * 2 - 0.5, torch.rand(2, 1, 4, 4)  # rank 0's positions 0-3 and 4-5
+    views.catch(0, batch1)
+    views.catch(4, batch2)
+    assert np.array_equal(views.outputs(), torch.cat([batch1, batch2]).clamp(0, 1).numpy()[:, 0])
+    views.start()
+    views.catch(0, batch1)
+    with pytest.raises(RuntimeError, match="caught 4 of the 6"):
+        views.outputs()

@@ -69,7 +69,9 @@ def test_study_setups_keep_the_study_loop(tmp_path):
     record = train(tmp_path, setup="gpu1")
     assert record["fast_paths"]["enabled"] is False and record["fast_paths"]["used"]["device_data"] is False
     assert record["data_path"] == "DataLoader" and record["precision"] == "float32" and record["optimizer"] == "Adam"
-    assert "state_dict" in torch.load(tmp_path / "last.pt", weights_only=False)["best"]  # as before
+    last = torch.load(tmp_path / "last.pt", weights_only=False)  # the study's set-ups: the same checkpoint layout
+    assert "state_dict" not in last["best"] and [p.name for p in tmp_path.glob(BEST_PATTERN)] == [last["best_file"]]
+    assert record["checkpoints"]["background"] is True and "algorithm" in record["checkpoints"]["note"]
     plan = fastpath.plan_for(get_setup("ddp2_amp"), {"amp_dtype": "float32"}, torch.device("cuda"))
     assert (plan.enabled, plan.amp_dtype, plan.grad_scaler) == (False, torch.float16, True)  # train.fast ignored
 

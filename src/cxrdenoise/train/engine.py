@@ -45,9 +45,11 @@ def _default_factory(name: str, **kwargs) -> torch.nn.Module:
 
 
 def l1_loss(output: torch.Tensor | list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
-    """L1 in float32; deep supervision's list of outputs counts each head equally."""
-    outputs = output if isinstance(output, (list, tuple)) else [output]
-    return sum(F.l1_loss(o.float(), target.float()) for o in outputs) / len(outputs)
+    """L1 in float32; deep supervision's list of outputs counts each head equally. One output: the loss itself,
+    without the `0 + loss` and `/ 1` that summing a one-element list adds (two autograd ops per step, exact)."""
+    if not isinstance(output, (list, tuple)):
+        return F.l1_loss(output.float(), target.float())
+    return sum(F.l1_loss(o.float(), target.float()) for o in output) / len(output)
 
 
 class Trainer:
@@ -105,7 +107,9 @@ class Trainer:
             loader_args = dict(seed=settings.order_seed, workers=settings.workers, pin=self.pin)
             self.train_loader = make_loader(train_ds, ctx, self.batch, shuffle=True, **loader_args)
             self.val_loader = make_loader(val_ds, ctx, self.batch, shuffle=False, **loader_args)
-        self.ckpt = state.CheckpointWriter(out_dir, self.plan.checkpoint_async) if self.plan.enabled else None
+        # every set-up: a CPU snapshot written in the background (fast: unless train.fast.checkpoint_async is off)
+        self.ckpt = state.CheckpointWriter(out_dir, self.plan.checkpoint_async)
+        self.views: ValViews | None = None  # rank 0's TensorBoard views, from run()
         self.fingerprint = settings.fingerprint(data_digest, block=self.model_kwargs.get("block"))
         # of the whole resolved config: given, or what common.smk exported to every Snakemake job
         self.config_hash = config_hash or os.environ.get(CONFIG_HASH_ENV)
@@ -147,7 +151,9 @@ class Trainer:
         if self.scaler is not None and resume.get("scaler"):
             self.scaler.load_state_dict(resume["scaler"])
         self.epochs = resume["epochs"]
-        self.best = state.restore_best(self.out, resume)  # [fast-path hook] a fast last.pt names its best file
+        self.best = state.restore_best(self.out, resume)  # last.pt names its best file (older ones hold best)
+        if resume.get("best_file"):
+            self.ckpt.best_written = self.best["epoch"]  # on disk already: not written again
         self.resumed_after = resume["resumed_after"] + [start]
         self.sampler_epochs = resume["sampler_epochs"]
         self.rank_counts = resume["rank_counts"]
@@ -266,6 +272,9 @@ class Trainer:
         total = torch.zeros((), dtype=torch.float64, device=ctx.device)
         count, position = 0, 0
         psnr = PsnrSum(ctx.device)  # whole-split val PSNR for TensorBoard (val_views)
+        views = self.views  # rank 0: the TensorBoard subset's outputs are caught from this pass
+        if views is not None:
+            views.start()
         ctx.barrier()
         t0 = now(self.devices)
         for idx, noisy, clean in self.val_loader:
@@ -282,6 +291,8 @@ class Trainer:
             else:
                 total += per_image[mask.to(ctx.device)].double().sum()
             psnr.add(out, clean, mask)
+            if views is not None:
+                views.catch(position, out)
             count += int(mask.sum())  # a CPU tensor: no device sync
             position += len(idx)
         t1 = now(self.devices)
@@ -301,7 +312,8 @@ class Trainer:
         self.tb = state.TensorBoard(self.out / "tensorboard" if self.ctx.is_main else None,
                               purge_step=self.global_step + 1 if start else None)
         self.record = state.static_record(self, topology, peak_kind(self.devices)) if self.ctx.is_main else {}
-        self.views = ValViews(self.val_ds) if self.ctx.is_main else None  # TensorBoard: val PSNR/SSIM, images
+        if self.ctx.is_main:  # TensorBoard: val PSNR/SSIM, images
+            self.views = ValViews(self.val_ds, self.ctx.world_size)
         if self.views is not None:
             hparams, text = self.views.hparam_text(self.record)
             self.tb.hparams(hparams, ("val/psnr", "val/ssim_subset", "epoch/val_loss"))
@@ -320,19 +332,18 @@ class Trainer:
             ) from None
         finally:
             self.tb.close()
-            if self.ckpt is not None:  # [fast-path hook] an interrupted run still finishes its checkpoint write
-                self.ckpt.join()
-        if self.ckpt is not None:  # [fast-path hook] the last background write is on disk before finishing
-            self.ckpt.wait()
+            self.ckpt.join()  # an interrupted run still finishes its checkpoint write
+        self.ckpt.wait()  # the last background write is on disk, or its error raised here
         if self.ctx.is_main:
-            state.save(self.best, self.out / "best.pt")  # again: after a resume Snakemake had deleted it
-            if self.ckpt is not None:
-                self.record["fast_paths"]["checkpoint_writes"] = self.ckpt.summary()
+            self.ckpt.save_best(self.best, self.out / "best.pt")  # again: after a resume Snakemake had deleted it
+            writes = self.ckpt.summary()
+            self.record["checkpoints"] = {**writes, "note": state.STUDY_ALGORITHM_NOTE}
+            if self.plan.enabled:
+                self.record["fast_paths"]["checkpoint_writes"] = writes
             state.write_records(self, status="finished")
             if not self.settings.keep_last:
                 (self.out / "last.pt").unlink(missing_ok=True)
-                if self.ckpt is not None:
-                    self.ckpt.remove_resume_files()
+                self.ckpt.remove_resume_files()
         self.ctx.barrier()
         return self.record if self.ctx.is_main else None
 
@@ -346,20 +357,15 @@ class Trainer:
             row["amp_scale"] = self.scaler.get_scale()
         improved = self.best is None or val_loss < self.best["val_loss"]
         if self.views is not None:
-            row.update(self.views.log_epoch(self.tb, self.global_step, getattr(self, "val_psnr", None), self.bare,
-                                            self.ctx.device, improved))
+            row.update(self.views.log_epoch(self.tb, self.global_step, getattr(self, "val_psnr", None), improved))
         if improved:
             self.best = state.best_payload(self, epoch, val_loss)
         self.epochs.append(row)
         t0 = time.perf_counter()
-        if self.ctx.is_main and self.ckpt is not None:  # [fast-path hook] no best copy in last.pt, every N, async
-            if self.plan.checkpoint_due(epoch, self.settings.epochs):
-                self.ckpt.save_last(state.last_state(self, epoch), self.best)
-        elif self.ctx.is_main:
-            if improved:
-                state.save(self.best, self.out / "best.pt")
-            state.save(state.last_state(self, epoch), self.out / "last.pt")
-        row["checkpoint_s"] = time.perf_counter() - t0  # the fast path's: the snapshot only, when async
+        # [fast-path hook] every N epochs on the fast path; the study's set-ups every epoch
+        if self.ctx.is_main and self.plan.checkpoint_due(epoch, self.settings.epochs):
+            self.ckpt.save_last(state.last_state(self, epoch), self.best)
+        row["checkpoint_s"] = time.perf_counter() - t0  # what the epoch pays: the snapshot (and a write's wait)
         if self.ctx.is_main:
             state.write_records(self, status="running")
             for key in ("train_loss", "val_loss", "images_per_s", "train_s", "val_s", "peak_mem_mb"):

@@ -1,8 +1,9 @@
 """Which fast paths a training job uses, decided once from its set-up, the `train.fast` config and the device.
 
 The study's set-ups (gpu1, dp2, ddp2, ddp2_amp) get `FastPlan.study`: exactly the loop the study's timings were
-measured with (float16 + GradScaler for AMP on CUDA, a DataLoader, a `loss.item()` per step, every-epoch
-checkpoints with a copy of best inside last.pt). The fast set-ups (gpu1_fast, ddp2_fast) get `FastPlan.fast`:
+measured with (float16 + GradScaler for AMP on CUDA, a DataLoader, a `loss.item()` per step, a checkpoint after
+every epoch; like every set-up, written from a CPU snapshot in the background, which changes no number). The fast
+set-ups (gpu1_fast, ddp2_fast) get `FastPlan.fast`:
 every switch of `train.fast`, each checked against what this torch and device can do; a switch that cannot be
 honoured is turned off with its reason, and `FastPlan.record()` puts requested value, value used and reason of
 every switch into record.json, so a timing always says which paths produced it.
@@ -22,46 +23,9 @@ import torch
 
 from ..errors import CxrError
 
-# train.fast defaults. Measured where possible (benchmarks/bench_train_step.py, benchmarks/README.md); the CUDA
-# defaults follow the documented behaviour of the kernels until a GPU run replaces them with measurements.
-FAST_DEFAULTS: dict[str, Any] = {
-    "channels_last": True,  # NHWC convolutions: the layout cuDNN's tensor-core kernels use natively
-    "amp_dtype": "auto",  # auto: bfloat16 where the device supports it (no GradScaler), else float16 + GradScaler
-    "compile": "auto",  # auto: CUDA only (on the CPU: 4-5 min of compiling, then no faster; benchmarks/README.md)
-    "compile_mode": "default",  # torch.compile mode: default | reduce-overhead | max-autotune | ...
-    "cudnn_benchmark": True,  # autotune convolutions for the fixed image size
-    "device_data": True,  # split preloaded to the device, batches indexed there (no DataLoader)
-    "fused_adam": True,  # Adam's fused kernel where this torch has one for the device
-    "sync_free": True,  # no host sync per step: loss summed on the device, read (and NaN-checked) once per epoch
-    "checkpoint_every": 1,  # write last.pt every N epochs (and after the last epoch)
-    "checkpoint_async": True,  # write checkpoints in a background thread from a CPU snapshot
-}
+from .fastopts import COMPILE_MODES, FAST_DEFAULTS, FAST_MATH_KEYS, fast_options  # noqa: F401 (re-exported)
+
 AMP_DTYPES = {"auto": None, "bfloat16": torch.bfloat16, "float16": torch.float16, "float32": None}
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-# keys that change what is computed: a last.pt written under other values is not resumed
-FAST_MATH_KEYS = ("channels_last", "amp_dtype", "compile", "compile_mode", "device_data")
-
-
-def fast_options(given: Mapping[str, Any] | None) -> dict[str, Any]:
-    """`train.fast` with defaults filled in; an unknown key or bad value stops with one line naming it."""
-    given = dict(given or {})
-    unknown = sorted(set(given) - set(FAST_DEFAULTS))
-    if unknown:
-        raise CxrError(f"train.fast.{unknown[0]} is not a fast-path switch; choose from {', '.join(FAST_DEFAULTS)}")
-    opts = {**FAST_DEFAULTS, **given}
-    if opts["amp_dtype"] not in AMP_DTYPES:
-        raise CxrError(f"train.fast.amp_dtype must be one of {', '.join(AMP_DTYPES)}, not {opts['amp_dtype']!r}")
-    if opts["compile"] not in ("auto", True, False):
-        raise CxrError(f"train.fast.compile must be auto, true or false, not {opts['compile']!r}")
-    if opts["compile_mode"] not in COMPILE_MODES:
-        raise CxrError(f"train.fast.compile_mode must be one of {', '.join(COMPILE_MODES)}, "
-                       f"not {opts['compile_mode']!r}")
-    if not isinstance(opts["checkpoint_every"], int) or opts["checkpoint_every"] < 1:
-        raise CxrError(f"train.fast.checkpoint_every must be an integer >= 1, not {opts['checkpoint_every']!r}")
-    for key in ("channels_last", "cudnn_benchmark", "device_data", "fused_adam", "sync_free", "checkpoint_async"):
-        if not isinstance(opts[key], bool):
-            raise CxrError(f"train.fast.{key} must be true or false, not {opts[key]!r}")
-    return opts
 
 
 def bf16_supported(device: torch.device) -> bool:
@@ -132,7 +96,8 @@ class FastPlan:
         """The study's loop: float16 + GradScaler under AMP on CUDA (bfloat16 on the CPU), nothing else."""
         cuda = device.type == "cuda"
         dtype = (torch.float16 if cuda else torch.bfloat16) if amp else None
-        return cls(enabled=False, amp_dtype=dtype, grad_scaler=amp and cuda, cudnn_benchmark=cuda)
+        return cls(enabled=False, amp_dtype=dtype, grad_scaler=amp and cuda, cudnn_benchmark=cuda,
+                   checkpoint_async=True)  # where and when files are written, not what is trained
 
     @classmethod
     def fast(cls, options: Mapping[str, Any], device: torch.device, check_compile: Callable = compile_unavailable

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import CxrError
+from .datacheck import check_data  # no torch: a DDP launcher only starts torchrun
 from .gpus import candidate_ids, claim_gpus
 from .multinode import expand_hosts, job_nodelist, rdzv_port, shell_line, srun_torchrun_command
 from .settings import TrainSettings
 from .setups import get_setup, gpus_to_claim
-from .worker import check_data
 
 
 def torchrun_command(nproc: int, job_file: str | Path) -> list[str]:

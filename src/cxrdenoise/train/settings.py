@@ -74,7 +74,7 @@ class TrainSettings:
             )
         if not float(self.grad_clip) >= 0:
             raise CxrError(f"train.grad_clip must be >= 0 (0 = off), not {self.grad_clip!r}")
-        from .fastpath import fast_options
+        from .fastopts import fast_options
 
         fast_options(self.fast)  # an unknown switch or bad value stops here, naming it
 
@@ -161,7 +161,7 @@ class TrainSettings:
         payload = {k: getattr(self, k) for k in _MATH_KEYS}
         payload.update(processes_per_node=self.per_node())  # more ranks: a larger global batch
         if get_setup(self.setup).fast:  # the fast set-ups' math switches (amp dtype, layout, compile, data path)
-            from .fastpath import FAST_MATH_KEYS, fast_options
+            from .fastopts import FAST_MATH_KEYS, fast_options
 
             payload["fast"] = {k: fast_options(self.fast)[k] for k in FAST_MATH_KEYS}
         if block is not None:

@@ -1,19 +1,21 @@
 """Everything a training run writes: best.pt, last.pt, record.json, epochs.csv and TensorBoard (rank 0 only).
 
 * `best.pt` holds only what evaluation needs to rebuild the network (name, kwargs, unwrapped weights) and loads
-  with `torch.load(..., weights_only=True)`. `last.pt` holds everything an interrupted job needs to continue as
-  if it had never stopped: weights, optimiser, GradScaler, the python/numpy/torch(/cuda) RNG states, the epoch
-  records so far and the best checkpoint so far (Snakemake deletes a failed job's outputs, best.pt included, so
-  the resume state must carry it). It is written after every epoch and only trusted when its settings
-  fingerprint matches the current job's.
-* The fast set-ups' `CheckpointWriter`: last.pt without a copy of best, written from a CPU snapshot, optionally
-  in a background thread, so an epoch pays for the device->host copy only (well under 1 % of an epoch). The
-  study's loop writes best.pt and last.pt (weights + Adam state + a copy of best: 4x the weights) every epoch,
-  synchronously on rank 0 — at base 64 about 2 s per epoch. The fast path writes the best weights to
-  `resume_best_e{E}.pt` (E: the best epoch) only when they changed since the last write, and last.pt names that
-  file; both are written atomically, best first, so a last.pt on disk always names a complete best file.
-  Snakemake deletes a failed job's declared outputs (best.pt), not these, so a resumed run still restores the
-  best weights; best.pt is written once when training ends.
+  with `torch.load(..., weights_only=True)`; it is written once, when training ends. `last.pt` holds everything
+  an interrupted job needs to continue as if it had never stopped: weights, optimiser, GradScaler, the
+  python/numpy/torch(/cuda) RNG states, the epoch records so far, and the best epoch's numbers with the name of
+  the file holding its weights (`resume_best_e{E}.pt`, E: the best epoch; Snakemake deletes a failed job's
+  declared outputs, best.pt included, not these, so a resumed run still restores the best weights). Nothing is
+  stored twice: last.pt is the weights plus Adam's two moments (3x the weights), where it used to also carry a
+  copy of best (4x). It is only trusted when its settings fingerprint matches the current job's.
+* Every set-up writes through one `CheckpointWriter`: the epoch pays for a CPU snapshot of the state (the
+  device->host copy), and a background thread writes it, atomically, the best file first (only when the best
+  epoch changed since the last write), so a last.pt on disk always names a complete best file. The next write and
+  the end of the job wait for it, and a failed write raises there, in the training thread. This changes where
+  and when files are written, not what is trained: the study's algorithm (Adam + L1, whole-split validation every
+  epoch, best by validation loss, a resume point after every epoch) is unchanged, and record.json says so
+  (`checkpoints`). The fast set-ups may write every N epochs (train.fast.checkpoint_every) or synchronously
+  (train.fast.checkpoint_async: false).
 * record.json and epochs.csv are rewritten atomically after every epoch, so a long job shows its progress and a
   killed job leaves consistent files; the CSV columns are fixed by docs/results-layout.md. The record is built
   here from the Trainer's state (`static_record`, `write_records`), so the loop in engine.py stays the loop.
@@ -119,9 +121,14 @@ def load_last(path: str | Path, fingerprint: str, epochs: int) -> tuple[dict | N
     return state, f"resuming from {path} after epoch {state['epoch']}"
 
 
-# ----------------------------------------------------------------------- fast set-ups: the checkpoint writer
+# ------------------------------------------------------------------------------------ the checkpoint writer
 
 BEST_PATTERN = "resume_best_e*.pt"
+STUDY_ALGORITHM_NOTE = (
+    "checkpoints are written from a CPU snapshot in a background thread, last.pt without a copy of best; the "
+    "study's algorithm (Adam + L1, whole-split validation every epoch, best by validation loss, a resume point "
+    "after every epoch) is unchanged"
+)
 
 
 def cpu_snapshot(obj: Any) -> Any:
@@ -142,7 +149,10 @@ def best_file_name(epoch: int) -> str:
 
 
 class CheckpointWriter:
-    """Writes (payload, path) lists in order, in a background thread when `background`; one write at a time."""
+    """Writes (payload, path) lists in order, in a background thread when `background`; one write at a time.
+
+    A write's error is kept and raised by the next `wait()` (before the next write, and when the job ends), in the
+    training thread, so a full disk stops the job instead of leaving it without a resume point unnoticed."""
 
     def __init__(self, out_dir: str | Path, background: bool):
         self.out, self.background = Path(out_dir), background
@@ -171,9 +181,7 @@ class CheckpointWriter:
 
     def wait(self) -> None:
         """Block until the previous write is on disk; raise its error, if any, in the caller's thread."""
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        self.join()
         if self._error is not None:
             err, self._error = self._error, None
             if isinstance(err, CxrError):  # a full disk: its one line already names the file and the fix
@@ -201,6 +209,22 @@ class CheckpointWriter:
             self._write(jobs, keep)
             self.wait()
 
+    def save_best(self, best: dict, path: Path) -> None:
+        """best.pt when training ends: a hard link to the best file already on disk when it holds this best epoch
+        (no second serialisation of the weights), else written. Waits for the write in flight first."""
+        self.wait()
+        src = self.out / best_file_name(best["epoch"])
+        if self.best_written == best["epoch"] and src.exists():
+            tmp = path.with_name(f".{path.name}.link")
+            try:
+                tmp.unlink(missing_ok=True)
+                os.link(src, tmp)
+                os.replace(tmp, path)  # atomic, like every other write here
+                return
+            except OSError:  # a file system without hard links: write it
+                tmp.unlink(missing_ok=True)
+        save(best, path)
+
     def summary(self) -> dict:
         return {"writes": len(self.write_s), "write_s_total": sum(self.write_s),
                 "write_s_max": max(self.write_s, default=0.0), "background": self.background}
@@ -212,7 +236,8 @@ class CheckpointWriter:
 
 
 def restore_best(out_dir: str | Path, state: dict) -> dict | None:
-    """The best payload a fast last.pt names (its weights from the resume_best file), checked against it."""
+    """The best payload last.pt names (its weights from the resume_best file), checked against it; a last.pt of
+    the older layout carries best inside itself."""
     name = state.get("best_file")
     if not name:
         return state.get("best")
@@ -347,12 +372,13 @@ def best_payload(tr: Trainer, epoch: int, val_loss: float) -> dict:
 
 
 def last_state(tr: Trainer, epoch: int) -> dict:
-    """last.pt: everything a resumed run needs to continue as if it had never stopped."""
+    """last.pt: everything a resumed run needs to continue as if it had never stopped (tensors are the live ones:
+    snapshot before the next step, as CheckpointWriter.save_last does)."""
     return {
         "format": LAST_FORMAT,
         "fingerprint": tr.fingerprint,
         "epoch": epoch,
-        "model": cpu_state_dict(tr.bare),
+        "model": tr.bare.state_dict(),  # live tensors: CheckpointWriter.save_last copies them to the CPU once
         "optimizer": tr.optimizer.state_dict(),
         "scaler": tr.scaler.state_dict() if tr.scaler is not None else None,
         "rng": rng_state(tr.ctx.device),

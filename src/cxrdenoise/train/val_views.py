@@ -6,8 +6,10 @@ strips), not the loop (engine.py) nor the files a run writes (state.py), which o
 * ``val/psnr``: mean per-image PSNR over the WHOLE validation split, from per-image MSE computed on the device
   inside the validation pass (outputs clamped to [0, 1]; MSE floored at 1e-10, so an exact copy counts 100 dB).
 * ``val/ssim_subset``: mean SSIM (scikit-image, 7x7, as in evaluation) on a FIXED subset of at most
-  ``SSIM_IMAGES`` val images, evenly spaced by index, computed on the host: cheap, comparable between epochs, not
-  the split's SSIM (the subset's indices are written in the hyper-parameter text).
+  ``SSIM_IMAGES`` val images, evenly spaced over the images rank 0 validates (under DDP rank r validates the
+  global indices r, r+W, ...), computed on the host from the outputs of the validation pass itself (its batches
+  and precision), so the views cost no forward pass of their own: comparable between epochs, not the split's
+  SSIM (the subset's indices are written in the hyper-parameter text).
 * ``val_images/<index>``: noisy | denoised | clean of the first ``SHOWN_IMAGES`` of that subset, at every epoch
   whose validation loss improved (the checkpoint kept as best.pt).
 * ``hparams``: the training settings, as TensorBoard hyper-parameters and as a text table.
@@ -48,35 +50,47 @@ class PsnrSum:
 
 
 class ValViews:
-    """The fixed val subset (held on the host) and what is logged from it each epoch."""
+    """The fixed val subset (held on the host), its outputs caught from the validation pass, and what is logged
+    from them each epoch (rank 0 only)."""
 
-    def __init__(self, val_ds: Any, n_ssim: int = SSIM_IMAGES, n_shown: int = SHOWN_IMAGES):
-        self.indices = fixed_indices(len(val_ds), n_ssim)
+    def __init__(self, val_ds: Any, world_size: int = 1, n_ssim: int = SSIM_IMAGES, n_shown: int = SHOWN_IMAGES):
+        # positions in rank 0's (unshuffled, DistributedSampler) order: position p is global index p * world_size
+        self.positions = fixed_indices(-(-len(val_ds) // world_size), n_ssim)
+        self.indices = [p * world_size for p in self.positions]
         pairs = [val_ds[i] for i in self.indices]
         self.noisy = torch.stack([p[0] for p in pairs]).float()
         self.clean = torch.stack([p[1] for p in pairs]).float()
         self.n_shown = min(n_shown, len(self.indices))
+        self._caught: list[torch.Tensor] = []
 
-    @torch.no_grad()
-    def outputs(self, model: torch.nn.Module, device: torch.device) -> np.ndarray:
-        """The model's clamped outputs for the subset, (k, H, W) on the host; the model must be in eval mode."""
-        out = model(self.noisy.to(device))
-        if isinstance(out, (list, tuple)):
-            out = out[-1]
-        return out.float().clamp(0.0, 1.0).cpu().numpy()[:, 0]
+    def start(self) -> None:
+        """Forget the last validation pass's outputs (called as one begins)."""
+        self._caught = []
+
+    def catch(self, first_position: int, output: torch.Tensor) -> None:
+        """Keep (on the device) this batch's outputs of subset images; the batch holds rank 0's positions
+        first_position .. first_position + len(output) - 1."""
+        local = [p - first_position for p in self.positions if first_position <= p < first_position + len(output)]
+        if local:
+            self._caught.append(output[local].detach())
+
+    def outputs(self) -> np.ndarray:
+        """The subset's clamped outputs from the last validation pass, (k, H, W) on the host."""
+        if not self._caught:
+            raise RuntimeError("no validation outputs caught for the TensorBoard subset (validate() not run?)")
+        out = torch.cat(self._caught).float().clamp(0.0, 1.0).cpu().numpy()[:, 0]
+        if len(out) != len(self.indices):
+            raise RuntimeError(f"caught {len(out)} of the {len(self.indices)} subset outputs in validation")
+        return out
 
     def ssim(self, outputs: np.ndarray) -> float:
         from ..metrics import ssim
 
         return float(np.mean([ssim(o, c) for o, c in zip(outputs, self.clean.numpy()[:, 0])]))
 
-    def log_epoch(self, tb: Any, step: int, psnr: float | None, model: torch.nn.Module, device: torch.device,
-                  improved: bool) -> dict[str, float]:
+    def log_epoch(self, tb: Any, step: int, psnr: float | None, improved: bool) -> dict[str, float]:
         """Write val/psnr, val/ssim_subset and (when improved) the images; returns the two numbers."""
-        was_training = model.training
-        model.eval()
-        outputs = self.outputs(model, device)
-        model.train(was_training)
+        outputs = self.outputs()
         numbers = {"val_ssim_subset": self.ssim(outputs)}
         if psnr is not None and math.isfinite(psnr):
             numbers["val_psnr"] = psnr

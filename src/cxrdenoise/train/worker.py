@@ -7,7 +7,6 @@ one-line message to the job's error folder, so the launcher can repeat it instea
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -17,32 +16,11 @@ from typing import Any
 import torch
 
 from ..errors import CxrError
+from .datacheck import check_data
 from .distributed import init_distributed, single_process, teardown
 from .engine import run_training
 from .settings import TrainSettings
 from .setups import get_setup
-
-
-def check_data(data_dir: str | Path, sigma: str) -> str:
-    """Fail naming the rule that makes a missing manifest or shard, before any process group or DataLoader
-    worker exists (a shard missing mid-epoch would surface as a worker traceback); return a digest of both
-    manifests, so a last.pt written on other data is not resumed."""
-    from ..data import clean_manifest_path, noisy_manifest_path, read_manifest
-
-    digest = hashlib.sha256()
-    for path, manifest_rule, shard_rule in (
-        (clean_manifest_path(data_dir), "clean_manifest", "resize_shard"),
-        (noisy_manifest_path(data_dir, sigma), "noisy_manifest", "noise_shard"),
-    ):
-        manifest = read_manifest(path, manifest_rule)
-        for shard in manifest.get("shards", []):
-            shard_path = path.parent / shard["file"]
-            if not shard_path.exists():
-                from ..shard_integrity import fix_hint
-
-                raise CxrError(f"{shard_path} is missing: {fix_hint(shard_path, shard_rule, force=False)}")
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
 
 
 def load_splits(data_dir: str | Path, sigma: str, preload: bool):

@@ -217,8 +217,8 @@ def bench_checkpoint(a, data: Path, work: Path) -> dict:
         pays = [r["checkpoint_s"] for r in rows[1:]]
         last = tr.out / "last.pt"
         weights = sum(v.numel() * v.element_size() for v in tr.bare.state_dict().values())
-        old = dict(state.last_state(tr, a.epochs))
-        old["best"] = tr.best  # the old layout: a full copy of best (its weights) inside last.pt
+        old = dict(tr.resume_point(a.epochs))
+        old["best"] = tr.progress.best  # the old layout: a full copy of best (its weights) inside last.pt
         old_path = work / f"old_last_{setup}.pt"
         torch.save(state.cpu_snapshot(old), old_path)
         ck = record.get("checkpoints") or {}

@@ -277,13 +277,13 @@ def bench_checkpoint(a, device: torch.device, model_name: str) -> dict:
             loss = l1_loss(tr.model(torch.rand(2, 1, 32, 32, device=device)), torch.rand(2, 1, 32, 32, device=device))
             loss.backward()
             tr.optimizer.step()  # Adam's moment buffers exist, as after any epoch
-            tr.best = state.best_payload(tr, 1, 0.1)
+            tr.progress.best = state.best_payload(tr.facts, tr.bare, 1, 0.1)
             times, background = [], []
             for rep in range(a.rounds):
                 sync(device)
                 t0 = time.perf_counter()
                 tr.ckpt.best_written = None  # write the best file too, as an improving epoch does
-                tr.ckpt.save_last(state.last_state(tr, 1), tr.best)
+                tr.ckpt.save_last(tr.resume_point(1), tr.progress.best)
                 times.append(time.perf_counter() - t0)
                 tr.ckpt.wait()
                 background.append(tr.ckpt.write_s[-1])

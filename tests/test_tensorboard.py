@@ -33,8 +33,8 @@ def test_val_psnr_ssim_images_and_hparams(tmp_path, monkeypatch):
     def validate(self):
         _loss, n, seconds = real_validate(self)
         loss = next(fake)
-        if self.best is None or loss < self.best["val_loss"]:
-            improved_epochs.append(len(self.epochs) + 1)
+        if self.progress.best is None or loss < self.progress.best["val_loss"]:
+            improved_epochs.append(len(self.progress.epochs) + 1)
         return loss, n, seconds
 
     monkeypatch.setattr(Trainer, "validate", validate)

@@ -78,7 +78,7 @@ def test_best_checkpoint_is_the_argmin_of_the_validation_losses(tmp_path, monkey
 
     def validate(self):
         _loss, n, seconds = real_validate(self)
-        weights[len(self.epochs) + 1] = {k: v.clone() for k, v in self.bare.state_dict().items()}
+        weights[len(self.progress.epochs) + 1] = {k: v.clone() for k, v in self.bare.state_dict().items()}
         return next(fake_val), n, seconds
 
     monkeypatch.setattr(Trainer, "validate", validate)

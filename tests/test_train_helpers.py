@@ -137,7 +137,7 @@ def buffer_probe_rank(rank: int, world: int, port: int, out_dir: str, setup: str
             result = super().validate()
             used = {k: v.detach().clone() for k, v in self.bare.named_buffers()}
             torch.save({"before": before, "used": used},
-                       f"{self.out}/buffers_rank{self.ctx.rank}_epoch{len(self.epochs) + 1}.pt")
+                       f"{self.out}/buffers_rank{self.ctx.rank}_epoch{len(self.progress.epochs) + 1}.pt")
             return result
 
     ctx = _bn_rank_env(rank, world, port)

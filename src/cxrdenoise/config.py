@@ -12,16 +12,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from .errors import CxrError
+from .naming import sigma_label  # used below, and re-exported: the workflow and older callers import it here
 
-if TYPE_CHECKING:  # jsonschema and yaml are imported where used: every job imports sigma_label, few validate
+if TYPE_CHECKING:  # jsonschema and yaml are imported where used: every job imports this module, few validate
     import jsonschema
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
-
-
-def sigma_label(sigma: float | str) -> str:
-    """The noise level as it appears in paths (`sigma0.1`): shortest exact decimal form."""
-    return f"{float(sigma):g}"
 
 
 def _key_path(error: jsonschema.ValidationError) -> str:
@@ -51,8 +47,8 @@ def validate_config(
     config: dict[str, Any], schema_path: str | Path = SCHEMA_PATH, check_models: bool = True
 ) -> dict[str, Any]:
     """Validate `config` in place, filling in every key it leaves out with the schema's default (as
-    `snakemake.utils.validate` does, so the config Snakemake validates after this is already complete); raise
-    CxrError naming the first bad key.
+    `snakemake.utils.validate` does; the workflow validates only here, once, in common.smk); raise CxrError naming
+    the first bad key.
 
     Beyond the schema: every number must be finite (JSON schema lets NaN pass every bound), and model names
     and keywords are checked against the registry (`check_models`; it imports torch, so Snakemake skips it in

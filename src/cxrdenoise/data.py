@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .config import sigma_label
 from .errors import CxrError
+from .naming import sigma_label
 from .shard_integrity import fix_hint, verify_shard
 from .shards import decode
 from .split import SPLITS

@@ -14,10 +14,10 @@ import numpy as np
 from tqdm import tqdm
 
 from .atomic import atomic_path, write_json
-from .config import sigma_label
 from .errors import CxrError
 from .hashing import file_sha256
 from .imaging import load_grey, resize_grey
+from .naming import sigma_label
 from .seeding import rng_for
 from .shard_integrity import verify_shard
 

@@ -6,7 +6,8 @@ Modules, one job each (one epoch reads in `engine` and `distributed`):
 frozen settings, the resume fingerprint), `gpus` (claiming GPU ids), `launch` (claim, then run in-process or
 under torchrun), `multinode` (srun + torchrun on several SLURM nodes), `worker` (one process), `distributed`
 (everything that differs per rank: process group, DP/DDP wrapping, loaders, padding masks), `engine` (the loop
-and its clocks), `state` (everything a run writes: best.pt/last.pt, record.json, epochs.csv, TensorBoard),
+and its clocks), `state` (everything a run writes: best.pt/last.pt, record.json, epochs.csv, TensorBoard, from
+the run's facts and progress that `engine` hands it; `state` never imports `engine`),
 `fastpath` (which fast paths a job uses), `val_views` (what TensorBoard shows beyond the losses).
 """
 

@@ -1,5 +1,6 @@
 """The training loop shared by all set-ups: Adam + L1, whole-split validation every epoch, best by validation
-loss, and its clocks; what each epoch writes is built in state.py.
+loss, and its clocks; what each epoch writes is built in state.py, from the run's facts (`state.RunFacts`) and
+progress (`state.Progress`), which the Trainer hands it: state.py never sees the Trainer.
 
 Set-up differences are confined to three places: how the model is wrapped (`distributed.wrap_model`), how many
 processes share the loaders (`distributed.make_loader` with the DistContext), and whether forward/backward run
@@ -68,7 +69,7 @@ class Trainer:
         model_factory: ModelFactory | None = None,
         on_epoch_end: EpochHook | None = None,
     ):
-        self.t_start = time.perf_counter()
+        started = time.perf_counter()
         self.settings, self.ctx, self.out = settings, ctx, Path(out_dir)
         self.setup = get_setup(settings.setup)
         self.on_epoch_end = on_epoch_end
@@ -84,10 +85,9 @@ class Trainer:
 
         seed_everything(settings.init_seed)  # replicates differ here and in the batch order (order_seed)
         net = (model_factory or _default_factory)(settings.model, **settings.model_kwargs)
-        self.n_parameters = count_parameters(net, trainable_only=True)
+        n_parameters = count_parameters(net, trainable_only=True)
         # build_model records the complete kwargs (defaults filled in): evaluation rebuilds exactly this net
-        self.model_kwargs = dict(getattr(net, "model_kwargs", settings.model_kwargs))
-        self.noise_mean = float(getattr(train_ds, "noise_mean", settings.noise_mean))  # the shards' own value
+        model_kwargs = dict(getattr(net, "model_kwargs", settings.model_kwargs))
         net = self.plan.prepare(net)  # [fast-path hook] channels_last weights
         self.model, self.parallel_info = wrap_model(net, self.setup, ctx, sync_bn=settings.sync_bn)
         self.bare = unwrap(self.model)
@@ -110,16 +110,16 @@ class Trainer:
         # every set-up: a CPU snapshot written in the background (fast: unless train.fast.checkpoint_async is off)
         self.ckpt = state.CheckpointWriter(out_dir, self.plan.checkpoint_async)
         self.views: ValViews | None = None  # rank 0's TensorBoard views, from run()
-        self.fingerprint = settings.fingerprint(data_digest, block=self.model_kwargs.get("block"))
-        # of the whole resolved config: given, or what common.smk exported to every Snakemake job
-        self.config_hash = config_hash or os.environ.get(CONFIG_HASH_ENV)
-
-        self.epochs: list[dict] = []
-        self.best: dict | None = None  # the best.pt payload so far
-        self.resumed_after: list[int] = []
-        self.sampler_epochs: list[dict] = []
-        self.rank_counts: dict[str, list[int]] = {}
-        self.global_step = 0
+        self.facts = state.RunFacts(
+            settings=settings, setup=self.setup, ctx=ctx, out=self.out, started=started,
+            model_kwargs=model_kwargs, n_parameters=n_parameters,
+            noise_mean=float(getattr(train_ds, "noise_mean", settings.noise_mean)),  # the shards' own value
+            # of the whole resolved config: given, or what common.smk exported to every Snakemake job
+            config_hash=config_hash or os.environ.get(CONFIG_HASH_ENV),
+            fingerprint=settings.fingerprint(data_digest, block=model_kwargs.get("block")),
+            batch=self.batch, train_images=len(train_ds), val_images=len(val_ds),
+        )
+        self.progress = state.Progress()
 
     # ----------------------------------------------------------------------------------------------- helpers
     def log(self, msg: str) -> None:
@@ -138,7 +138,7 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------------ resume
     def _resume(self) -> int:
-        resume, why = state.load_last(self.out / "last.pt", self.fingerprint, self.settings.epochs)
+        resume, why = state.load_last(self.out / "last.pt", self.facts.fingerprint, self.settings.epochs)
         start = resume["epoch"] if resume is not None else 0
         starts = self.ctx.all_gather_object(start)
         if len(set(starts)) != 1:
@@ -150,20 +150,16 @@ class Trainer:
         self.optimizer.load_state_dict(resume["optimizer"])
         if self.scaler is not None and resume.get("scaler"):
             self.scaler.load_state_dict(resume["scaler"])
-        self.epochs = resume["epochs"]
-        self.best = state.restore_best(self.out, resume)  # last.pt names its best file (older ones hold best)
+        # last.pt names its best file (older ones hold best)
+        self.progress = state.Progress.resumed(resume, state.restore_best(self.out, resume))
         if resume.get("best_file"):
-            self.ckpt.best_written = self.best["epoch"]  # on disk already: not written again
-        self.resumed_after = resume["resumed_after"] + [start]
-        self.sampler_epochs = resume["sampler_epochs"]
-        self.rank_counts = resume["rank_counts"]
-        self.global_step = resume["global_step"]
+            self.ckpt.best_written = self.progress.best["epoch"]  # on disk already: not written again
         state.set_rng_state(resume["rng"], self.ctx.device)
         return start
 
     # ------------------------------------------------------------------------------------------------- train
     def train_epoch(self, epoch: int) -> dict:
-        ctx, model, opt, scaler = self.ctx, self.model, self.optimizer, self.scaler
+        ctx, model, opt, scaler, progress = self.ctx, self.model, self.optimizer, self.scaler, self.progress
         self.train_loader.sampler.set_epoch(epoch)
         model.train()
         steps = 0
@@ -198,12 +194,12 @@ class Trainer:
             steps += 1
             if not acc.sync_free:
                 seen.extend(idx.tolist())
-            self.global_step += 1
-            if self.global_step % self.settings.log_every == 0:
+            progress.global_step += 1
+            if progress.global_step % self.settings.log_every == 0:
                 if value is None:
-                    acc.pending_scalars.append((self.global_step, loss.detach()))
+                    acc.pending_scalars.append((progress.global_step, loss.detach()))
                 else:
-                    self.tb.scalar("train/loss_step", value, self.global_step)
+                    self.tb.scalar("train/loss_step", value, progress.global_step)
             bar.update(1)
             if value is not None:
                 bar.set_postfix(loss=f"{value:.4f}", refresh=False)
@@ -245,8 +241,8 @@ class Trainer:
         n = len(self.train_ds)
         union = set().union(*map(set, per_rank))
         total = sum(len(r) for r in per_rank)
-        self.rank_counts.setdefault("train", [len(r) for r in per_rank])
-        self.sampler_epochs.append(
+        self.progress.rank_counts.setdefault("train", [len(r) for r in per_rank])
+        self.progress.sampler_epochs.append(
             {
                 "epoch": epoch,
                 "covers_train_split": union == set(range(n)),
@@ -299,8 +295,9 @@ class Trainer:
         total_sum, count_sum = ctx.all_reduce([total.item(), count])
         (val_s,) = ctx.all_reduce([t1 - t0], op="max")
         self.val_psnr = ctx.all_reduce([psnr.total.item()])[0] / max(count_sum, 1)
-        if "val" not in self.rank_counts:  # same on every rank, so every rank takes this branch together
-            self.rank_counts["val"] = [int(c) for c in ctx.all_gather_object(count)]
+        counts = self.progress.rank_counts
+        if "val" not in counts:  # same on every rank, so every rank takes this branch together
+            counts["val"] = [int(c) for c in ctx.all_gather_object(count)]
         if int(count_sum) != n_items:
             raise CxrError(f"validation saw {int(count_sum)} of {n_items} images (sampler padding bug)")
         return total_sum / count_sum, int(count_sum), val_s
@@ -310,14 +307,14 @@ class Trainer:
         topology = gather_topology(self.ctx, self.devices)
         start = self._resume()
         self.tb = state.TensorBoard(self.out / "tensorboard" if self.ctx.is_main else None,
-                              purge_step=self.global_step + 1 if start else None)
-        self.record = state.static_record(self, topology, peak_kind(self.devices)) if self.ctx.is_main else {}
+                              purge_step=self.progress.global_step + 1 if start else None)
+        self.record = self._static_record(topology) if self.ctx.is_main else {}
         if self.ctx.is_main:  # TensorBoard: val PSNR/SSIM, images
             self.views = ValViews(self.val_ds, self.ctx.world_size)
         if self.views is not None:
             hparams, text = self.views.hparam_text(self.record)
             self.tb.hparams(hparams, ("val/psnr", "val/ssim_subset", "epoch/val_loss"))
-            self.tb.text("hparams", text, self.global_step)
+            self.tb.text("hparams", text, self.progress.global_step)
         if self.ctx.is_main:
             self.record["tensorboard"] = self.tb.status  # "written", or why not (no tensorboard package)
         try:
@@ -327,7 +324,7 @@ class Trainer:
             raise CxrError(
                 f"CUDA out of memory with {self.batch} images per process (global batch "
                 f"{self.settings.global_batch()}) for "
-                f"{self._where(len(self.epochs) + 1)}; "
+                f"{self._where(len(self.progress.epochs) + 1)}; "
                 "lower train.batch_per_gpu or free the GPU"
             ) from None
         finally:
@@ -335,17 +332,29 @@ class Trainer:
             self.ckpt.join()  # an interrupted run still finishes its checkpoint write
         self.ckpt.wait()  # the last background write is on disk, or its error raised here
         if self.ctx.is_main:
-            self.ckpt.save_best(self.best, self.out / "best.pt")  # again: after a resume Snakemake had deleted it
+            # again: after a resume Snakemake had deleted it
+            self.ckpt.save_best(self.progress.best, self.out / "best.pt")
             writes = self.ckpt.summary()
             self.record["checkpoints"] = {**writes, "note": state.STUDY_ALGORITHM_NOTE}
             if self.plan.enabled:
                 self.record["fast_paths"]["checkpoint_writes"] = writes
-            state.write_records(self, status="finished")
+            state.write_records(self.record, self.facts, self.progress, status="finished")
             if not self.settings.keep_last:
                 (self.out / "last.pt").unlink(missing_ok=True)
                 self.ckpt.remove_resume_files()
         self.ctx.barrier()
         return self.record if self.ctx.is_main else None
+
+    def _static_record(self, topology: dict) -> dict:
+        """record.json's fixed part, from the parts as they are when training starts."""
+        return state.static_record(self.facts, self.plan, self.bare, self.parallel_info, pin=self.pin,
+                                   amp_dtype=self.amp_dtype, grad_scaler=self.scaler is not None,
+                                   topology=topology, peak_mem_kind=peak_kind(self.devices))
+
+    def resume_point(self, epoch: int) -> dict:
+        """last.pt's payload after `epoch`, from the live weights, optimiser and scaler (snapshot it before the
+        next step, as CheckpointWriter.save_last does)."""
+        return state.last_state(self.facts, self.progress, epoch, self.bare, self.optimizer, self.scaler)
 
     def _one_epoch(self, epoch: int) -> None:
         reset_peak(self.devices)
@@ -355,21 +364,22 @@ class Trainer:
         row.update(val_loss=val_loss, val_s=val_s, val_images=val_images, peak_mem_mb=peak)
         if self.scaler is not None:
             row["amp_scale"] = self.scaler.get_scale()
-        improved = self.best is None or val_loss < self.best["val_loss"]
+        progress = self.progress
+        improved = progress.best is None or val_loss < progress.best["val_loss"]
         if self.views is not None:
-            row.update(self.views.log_epoch(self.tb, self.global_step, getattr(self, "val_psnr", None), improved))
+            row.update(self.views.log_epoch(self.tb, progress.global_step, getattr(self, "val_psnr", None), improved))
         if improved:
-            self.best = state.best_payload(self, epoch, val_loss)
-        self.epochs.append(row)
+            progress.best = state.best_payload(self.facts, self.bare, epoch, val_loss)
+        progress.epochs.append(row)
         t0 = time.perf_counter()
         # [fast-path hook] every N epochs on the fast path; the study's set-ups every epoch
         if self.ctx.is_main and self.plan.checkpoint_due(epoch, self.settings.epochs):
-            self.ckpt.save_last(state.last_state(self, epoch), self.best)
+            self.ckpt.save_last(self.resume_point(epoch), progress.best)
         row["checkpoint_s"] = time.perf_counter() - t0  # what the epoch pays: the snapshot (and a write's wait)
         if self.ctx.is_main:
-            state.write_records(self, status="running")
+            state.write_records(self.record, self.facts, progress, status="running")
             for key in ("train_loss", "val_loss", "images_per_s", "train_s", "val_s", "peak_mem_mb"):
-                self.tb.scalar(f"epoch/{key}", row[key], self.global_step)  # one x-axis, so purge_step works
+                self.tb.scalar(f"epoch/{key}", row[key], progress.global_step)  # one x-axis, so purge_step works
         self.log(
             f"epoch {epoch}/{self.settings.epochs}: train_loss {row['train_loss']:.5f} val_loss {val_loss:.5f} "
             f"train {row['train_s']:.1f}s val {val_s:.1f}s {row['images_per_s']:.1f} img/s "

@@ -18,7 +18,10 @@
   (train.fast.checkpoint_async: false).
 * record.json and epochs.csv are rewritten atomically after every epoch, so a long job shows its progress and a
   killed job leaves consistent files; the CSV columns are fixed by docs/results-layout.md. The record is built
-  here from the Trainer's state (`static_record`, `write_records`), so the loop in engine.py stays the loop.
+  here (`static_record`, `write_records`), so the loop in engine.py stays the loop.
+* What is written comes in as two small dataclasses the Trainer builds: `RunFacts` (who the run is, fixed when
+  its parts are built) and `Progress` (what grows each epoch), plus the live parts a checkpoint saves. This
+  module never sees the Trainer, so engine.py imports it and nothing here imports engine.py.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import random
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -40,13 +44,54 @@ import torch
 from ..atomic import atomic_path, write_json, write_text
 from ..errors import CxrError
 from ..provenance import device_info, provenance
-from .distributed import padding_count
+from .distributed import DistContext, padding_count
 
-if TYPE_CHECKING:
-    from .engine import Trainer
+if TYPE_CHECKING:  # annotations only
+    from .fastpath import FastPlan
+    from .settings import TrainSettings
+    from .setups import Setup
 
 LAST_FORMAT = 1
 
+
+@dataclass(frozen=True)
+class RunFacts:
+    """Who a run is, fixed once the Trainer has built its parts: what best.pt, last.pt and record.json are
+    stamped with. Plain values (and the rank's DistContext), so writing them needs no Trainer."""
+
+    settings: TrainSettings
+    setup: Setup
+    ctx: DistContext
+    out: Path
+    started: float  # time.perf_counter() when the Trainer was built: record.json's wall_s_this_process
+    model_kwargs: dict[str, Any]  # complete (defaults filled in): evaluation rebuilds exactly this net
+    n_parameters: int
+    noise_mean: float  # the shards' own value
+    config_hash: str | None
+    fingerprint: str  # of the settings and data: a last.pt with another one is not resumed
+    batch: int  # per process
+    train_images: int
+    val_images: int
+
+
+@dataclass
+class Progress:
+    """The run so far: what grows each epoch, what record.json reports and what last.pt carries so a resumed
+    run continues as if it had never stopped."""
+
+    epochs: list[dict] = field(default_factory=list)
+    best: dict | None = None  # the best.pt payload so far
+    resumed_after: list[int] = field(default_factory=list)
+    sampler_epochs: list[dict] = field(default_factory=list)
+    rank_counts: dict[str, list[int]] = field(default_factory=dict)
+    global_step: int = 0
+
+    @classmethod
+    def resumed(cls, last: dict, best: dict | None) -> Progress:
+        """The progress a last.pt (from `load_last`) holds, with its best payload (from `restore_best`)."""
+        return cls(epochs=last["epochs"], best=best, resumed_after=last["resumed_after"] + [last["epoch"]],
+                   sampler_epochs=last["sampler_epochs"], rank_counts=last["rank_counts"],
+                   global_step=last["global_step"])
 
 
 def cpu_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -355,55 +400,59 @@ class TensorBoard:
 
 # ---------------------------------------------------------------------------------- what the record says
 
-def best_payload(tr: Trainer, epoch: int, val_loss: float) -> dict:
-    """best.pt: what evaluation needs to rebuild the network, and where it came from."""
+def best_payload(facts: RunFacts, net: torch.nn.Module, epoch: int, val_loss: float) -> dict:
+    """best.pt: what evaluation needs to rebuild the network (`net` unwrapped), and where it came from."""
+    s = facts.settings
     return {
-        "model": tr.settings.model,
-        "model_kwargs": tr.model_kwargs,
-        "state_dict": cpu_state_dict(tr.bare),
+        "model": s.model,
+        "model_kwargs": facts.model_kwargs,
+        "state_dict": cpu_state_dict(net),
         "epoch": epoch,
         "val_loss": val_loss,
-        "sigma": float(tr.settings.sigma),
-        "noise_mean": tr.noise_mean,
-        "config_hash": tr.config_hash,
-        "setup": tr.settings.setup,
-        "n_parameters": tr.n_parameters,
+        "sigma": float(s.sigma),
+        "noise_mean": facts.noise_mean,
+        "config_hash": facts.config_hash,
+        "setup": s.setup,
+        "n_parameters": facts.n_parameters,
     }
 
 
-def last_state(tr: Trainer, epoch: int) -> dict:
+def last_state(facts: RunFacts, progress: Progress, epoch: int, net: torch.nn.Module,
+               optimizer: torch.optim.Optimizer, scaler: Any | None) -> dict:
     """last.pt: everything a resumed run needs to continue as if it had never stopped (tensors are the live ones:
     snapshot before the next step, as CheckpointWriter.save_last does)."""
     return {
         "format": LAST_FORMAT,
-        "fingerprint": tr.fingerprint,
+        "fingerprint": facts.fingerprint,
         "epoch": epoch,
-        "model": tr.bare.state_dict(),  # live tensors: CheckpointWriter.save_last copies them to the CPU once
-        "optimizer": tr.optimizer.state_dict(),
-        "scaler": tr.scaler.state_dict() if tr.scaler is not None else None,
-        "rng": rng_state(tr.ctx.device),
-        "epochs": tr.epochs,
-        "best": tr.best,
-        "resumed_after": tr.resumed_after,
-        "sampler_epochs": tr.sampler_epochs,
-        "rank_counts": tr.rank_counts,
-        "global_step": tr.global_step,
+        "model": net.state_dict(),  # live tensors: CheckpointWriter.save_last copies them to the CPU once
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "rng": rng_state(facts.ctx.device),
+        "epochs": progress.epochs,
+        "best": progress.best,
+        "resumed_after": progress.resumed_after,
+        "sampler_epochs": progress.sampler_epochs,
+        "rank_counts": progress.rank_counts,
+        "global_step": progress.global_step,
     }
 
 
-def static_record(tr: Trainer, topology: dict, peak_mem_kind: str) -> dict:
-    """record.json's fields fixed before the first epoch: settings, set-up, devices, data, provenance."""
-    s, setup, ctx = tr.settings, tr.setup, tr.ctx
+def static_record(facts: RunFacts, plan: FastPlan, net: torch.nn.Module, parallel_info: dict, *, pin: bool,
+                  amp_dtype: torch.dtype | None, grad_scaler: bool, topology: dict, peak_mem_kind: str) -> dict:
+    """record.json's fields fixed before the first epoch: settings, set-up, devices, data, provenance. `net` is
+    the unwrapped model, `plan` the fast-path plan, `parallel_info` what wrap_model did."""
+    s, setup, ctx = facts.settings, facts.setup, facts.ctx
     cuda = ctx.device.type == "cuda"
     info = device_info(ctx.device)
-    precision = tr.plan.precision_label()
+    precision = plan.precision_label()
     return {
         "model": s.model,
-        "model_kwargs": tr.model_kwargs,
-        "block": tr.model_kwargs.get("block"),  # the U-Nets' conv block (study | double_bn); None for others
-        "n_parameters": tr.n_parameters,
+        "model_kwargs": facts.model_kwargs,
+        "block": facts.model_kwargs.get("block"),  # the U-Nets' conv block (study | double_bn); None for others
+        "n_parameters": facts.n_parameters,
         "sigma": float(s.sigma),
-        "noise_mean": tr.noise_mean,
+        "noise_mean": facts.noise_mean,
         "setup": s.setup,
         "setup_label": setup.label,
         "setup_spec": setup.to_dict(),
@@ -412,76 +461,77 @@ def static_record(tr: Trainer, topology: dict, peak_mem_kind: str) -> dict:
         "device_count": info["device_count"],
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),  # the job that ran this (last) attempt; None outside SLURM
-        "gpus_used": len(tr.devices) if cuda else 0,
-        "devices_used": tr.parallel_info["devices_used"],
+        "gpus_used": len(parallel_info["devices_used"]) if cuda else 0,
+        "devices_used": parallel_info["devices_used"],
         **topology,  # nodes, hosts, gpus_per_node, gpus_total: what took part, from every rank
         "nodes_requested": s.nodes if setup.ddp else 1,  # train.nodes (gpu1 and dp2 run on one node)
         "processes_per_node_requested": s.per_node(),
         "world_size": ctx.world_size,
         "backend": ctx.backend,
-        "data_parallel_effective": tr.parallel_info["data_parallel_effective"],
-        "note": tr.parallel_info["note"],
+        "data_parallel_effective": parallel_info["data_parallel_effective"],
+        "note": parallel_info["note"],
         "global_batch": s.global_batch(),
-        "batch_per_process": tr.batch,
+        "batch_per_process": facts.batch,
         "batch_per_gpu": s.batch_per_gpu,
         "lr": s.lr,
         "lr_scaled_with_batch": False,
-        "optimizer": "Adam (fused)" if tr.plan.fused_adam else "Adam",
-        "loss": getattr(tr.bare, "loss_name", "L1 (mean over deep-supervision heads when present)"),
-        "model_note": getattr(tr.bare, "record_note", None),
+        "optimizer": "Adam (fused)" if plan.fused_adam else "Adam",
+        "loss": getattr(net, "loss_name", "L1 (mean over deep-supervision heads when present)"),
+        "model_note": getattr(net, "record_note", None),
         "grad_clip": s.grad_clip or None,
         "precision": precision,
-        "amp": tr.amp_dtype is not None,
-        "amp_dtype": str(tr.amp_dtype).replace("torch.", "") if tr.amp_dtype else None,
-        "grad_scaler": tr.scaler is not None,
-        "validation": tr.plan.validation_label(),
+        "amp": amp_dtype is not None,
+        "amp_dtype": str(amp_dtype).replace("torch.", "") if amp_dtype else None,
+        "grad_scaler": grad_scaler,
+        "validation": plan.validation_label(),
         "sync_bn": s.sync_bn,  # train.sync_bn as configured
-        "batchnorm": batchnorm_label(setup.ddp, tr.parallel_info["sync_bn"], s.sync_bn),
+        "batchnorm": batchnorm_label(setup.ddp, parallel_info["sync_bn"], s.sync_bn),
         "epochs_planned": s.epochs,
         "seed": s.seed,
         "replicate": s.replicate,
         "init_seed": s.init_seed,  # initial weights; data, noise and split use `seed`
         "order_seed": s.order_seed,  # training batch order (DistributedSampler seed, + epoch)
         "workers": s.workers,
-        "pin_memory": tr.pin,
-        "cudnn_benchmark": tr.plan.cudnn_benchmark,
-        "data_path": ("split in device memory, batches indexed on the device" if tr.plan.device_data
+        "pin_memory": pin,
+        "cudnn_benchmark": plan.cudnn_benchmark,
+        "data_path": ("split in device memory, batches indexed on the device" if plan.device_data
                       else "DataLoader"),
-        "fast_paths": tr.plan.record(),  # every train.fast switch: requested, used, why not
+        "fast_paths": plan.record(),  # every train.fast switch: requested, used, why not
         "threads_per_process": torch.get_num_threads(),
-        "train_images": len(tr.train_ds),
-        "val_images": len(tr.val_ds),
-        "train_padding_per_epoch": padding_count(len(tr.train_ds), ctx.world_size),
+        "train_images": facts.train_images,
+        "val_images": facts.val_images,
+        "train_padding_per_epoch": padding_count(facts.train_images, ctx.world_size),
         "peak_mem_kind": peak_mem_kind,
         "torch_version": torch.__version__,
-        "provenance": provenance(config_hash=tr.config_hash, device=ctx.device),
+        "provenance": provenance(config_hash=facts.config_hash, device=ctx.device),
     }
 
 
-def write_records(tr: Trainer, status: str) -> None:
-    """record.json (the static part plus everything so far) and epochs.csv, both atomically."""
-    prov = tr.record["provenance"]
-    best = tr.best or {}
-    tr.record.update(
+def write_records(record: dict, facts: RunFacts, progress: Progress, status: str) -> None:
+    """record.json (`record`, the static part, updated in place with everything so far) and epochs.csv, both
+    atomically, in the run's folder."""
+    prov = record["provenance"]
+    best = progress.best or {}
+    record.update(
         status=status,
         git_commit=prov["git_commit"],
         config_hash=prov["config_hash"],
         best_epoch=best.get("epoch"),
         best_val_loss=best.get("val_loss"),
-        resumed_after_epochs=tr.resumed_after,
-        train_indices_per_rank=tr.rank_counts.get("train"),
-        val_indices_per_rank=tr.rank_counts.get("val"),
+        resumed_after_epochs=progress.resumed_after,
+        train_indices_per_rank=progress.rank_counts.get("train"),
+        val_indices_per_rank=progress.rank_counts.get("val"),
         sampler_check={
-            "epochs_checked": len(tr.sampler_epochs),
-            "covers_train_split": all(e["covers_train_split"] for e in tr.sampler_epochs),
-            "repeated_per_epoch": max((e["repeated"] for e in tr.sampler_epochs), default=0),
-            "expected_padding": padding_count(len(tr.train_ds), tr.ctx.world_size),
+            "epochs_checked": len(progress.sampler_epochs),
+            "covers_train_split": all(e["covers_train_split"] for e in progress.sampler_epochs),
+            "repeated_per_epoch": max((e["repeated"] for e in progress.sampler_epochs), default=0),
+            "expected_padding": padding_count(facts.train_images, facts.ctx.world_size),
         },
-        totals={**totals(tr.epochs), "wall_s_this_process": time.perf_counter() - tr.t_start},
-        epochs=tr.epochs,
+        totals={**totals(progress.epochs), "wall_s_this_process": time.perf_counter() - facts.started},
+        epochs=progress.epochs,
     )
-    write_json(tr.out / "record.json", tr.record)
-    write_epochs_csv(tr.out / "epochs.csv", tr.epochs)
+    write_json(facts.out / "record.json", record)
+    write_epochs_csv(facts.out / "epochs.csv", progress.epochs)
 
 
 def batchnorm_label(ddp: bool, sync_used: bool, sync_requested: bool) -> str:

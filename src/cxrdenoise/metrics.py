@@ -15,7 +15,8 @@ Why each choice (the study's published code differs on the first point):
 
 :func:`stack_metrics` gives the numbers of :func:`image_metrics` to the bit for a whole batch at once (evaluation
 on the CPU). scikit-image and scipy are imported when a metric is computed, not with this module: LPIPS, the
-device path and the CLI import it without needing them.
+device path and the CLI import it without needing them. What the tables know about each metric (label, unit,
+precision, direction) is in :mod:`cxrdenoise.metric_registry`, which does not import torch.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-METRIC_COLUMNS = ("psnr", "ssim", "ssim_w3", "lpips")
 SSIM_WINDOWS = {"ssim": 7, "ssim_w3": 3}
 K1, K2 = 0.01, 0.03  # scikit-image's structural_similarity defaults
 

@@ -2,7 +2,10 @@
 
 Each network class registers itself with ``@register("name")``; the pipeline builds one from the ``models``
 section of the configuration with ``build_model(name, **kwargs)``. Unknown names and unknown keyword arguments
-fail with a one-line :class:`CxrError` that lists what is valid.
+fail with a one-line :class:`CxrError` that lists what is valid. A model's display facts (label, colour,
+description) are its card in :mod:`.cards`, which needs no torch: ``register`` refuses a class without a card, and
+the registry imports the module each card names the first time a model is looked up, so importing this package
+costs no torch until a model is built.
 
 The keyword arguments must be JSON-serialisable: ``build_model`` records the name and the complete keyword set
 (defaults filled in) on the model as ``model_name`` and ``model_kwargs``, and a checkpoint that stores those two
@@ -11,6 +14,7 @@ rebuilds the same network with ``build_model(model_name, **model_kwargs)``.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 from typing import Any, Callable, Mapping, TypeVar
@@ -18,27 +22,53 @@ from typing import Any, Callable, Mapping, TypeVar
 from torch import nn
 
 from ..errors import CxrError
+from .cards import has_card, model_card, model_cards
 
 M = TypeVar("M", bound=type[nn.Module])
 
 _REGISTRY: dict[str, type[nn.Module]] = {}
+_loaded = False
 
 
 def register(name: str) -> Callable[[M], M]:
-    """Class decorator: make ``cls`` buildable as ``build_model(name, ...)``."""
+    """Class decorator: make ``cls`` buildable as ``build_model(name, ...)``; its card (.cards) must name the
+    module that defines it, so that the registry finds it without a list of its own."""
 
     def decorator(cls: M) -> M:
         if name in _REGISTRY and _REGISTRY[name] is not cls:
             raise CxrError(f"model name {name!r} is registered twice ({_REGISTRY[name].__name__}, {cls.__name__})")
+        if not has_card(name):
+            raise CxrError(f"model {name!r} ({cls.__name__}) has no card in cxrdenoise.models.cards (its label, "
+                           "colour and description)")
+        where = f"{__package__}.{model_card(name).module}"
+        if cls.__module__ != where:
+            raise CxrError(f"model {name!r}: its card names module {where}, but {cls.__name__} is defined in "
+                           f"{cls.__module__}")
         _REGISTRY[name] = cls
         return cls
 
     return decorator
 
 
+def _load_models() -> None:
+    """Import the module of every card (each registers its class), once, on the first look-up."""
+    global _loaded
+    if not _loaded:
+        for card in model_cards():
+            importlib.import_module(f"{__package__}.{card.module}")
+        _loaded = True
+
+
 def available_models() -> list[str]:
     """Registered model names, sorted."""
+    _load_models()
     return sorted(_REGISTRY)
+
+
+def model_classes() -> dict[str, type[nn.Module]]:
+    """Every registered class by its class name (``UNet``), for ``from cxrdenoise.models import UNet``."""
+    _load_models()
+    return {cls.__name__: cls for cls in _REGISTRY.values()}
 
 
 def model_class(name: str) -> type[nn.Module]:
@@ -91,6 +121,7 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 
 
 def _lookup(name: str) -> type[nn.Module]:
+    _load_models()
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):

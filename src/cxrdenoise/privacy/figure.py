@@ -17,11 +17,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..figures import save_figure  # noqa: E402
+from ..models.cards import model_card  # noqa: E402
 from ..tables.cells import DATA_LABELS  # noqa: E402
 from ..tables.privacy import read_privacy  # noqa: E402
 from ..tables.runs import model_name  # noqa: E402
 
-COLORS = {"obfuscated": "#ee6677", "unet": "#4477aa", "unetpp": "#228833", "dncnn": "#ccbb44"}
+OBFUSCATED_COLOR = "#ee6677"  # the obfuscated (noisy) queries; each denoiser is drawn in its card's colour
 
 
 def privacy_figure(metrics: Sequence[str | Path], summaries: Sequence[str | Path], out_prefix: str | Path,
@@ -45,16 +46,16 @@ def privacy_figure(metrics: Sequence[str | Path], summaries: Sequence[str | Path
         if attacker != "trivial" and not baseline.empty:
             ax.plot(baseline["x"], baseline["auc"], color="grey", ls=":", marker="s", ms=3,
                     label="trivial baseline, obfuscated")
-        groups = [("obfuscated", sig[sig["query"] == "obfuscated"], "obfuscated (noisy) query")]
+        groups = [("obfuscated", sig[sig["query"] == "obfuscated"], "obfuscated (noisy) query", OBFUSCATED_COLOR)]
         for model in dict.fromkeys(sig.loc[sig["query"] == "denoised", "model"]):
             groups.append((model, sig[(sig["query"] == "denoised") & (sig["model"] == model)],
-                           f"denoised by {model_name(model)}"))
-        for i, (key, g, label) in enumerate(groups):
+                           f"denoised by {model_name(model)}", model_card(model).color))
+        for i, (key, g, label, color) in enumerate(groups):
             g = g.assign(x=g["sigma"].astype(float)).sort_values("x")
             dx = (i - (len(groups) - 1) / 2) * 0.006
             yerr = np.vstack([g["auc"] - g["auc_lo"], g["auc_hi"] - g["auc"]])
             ax.errorbar(g["x"] + dx, g["auc"], yerr=np.nan_to_num(yerr), marker="o", ms=4, capsize=3,
-                        color=COLORS.get(key), label=label, ls="--" if key == "obfuscated" else "-")
+                        color=color, label=label, ls="--" if key == "obfuscated" else "-")
         ax.set_xlim(*span)
         ax.set_xticks(xs)
         ax.set_xlabel("noise σ")

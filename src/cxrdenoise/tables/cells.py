@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from ..errors import CxrError
+from ..metric_registry import METRICS
 from ..reference import PAPER_CITATION, PAPER_HARDWARE
 from ..render import Footnotes, fmt, fmt_pm
-from .runs import Run, is_cpu
-from .scores import DECIMALS, RANDOM_LPIPS_NOTE, diff_cell
+from .records import Run
+from .runs import is_cpu
+from .scores import RANDOM_LPIPS_NOTE, diff_cell
 
 CPU_TIMING = "CPU timing — not comparable to the paper's GPU times; no difference computed (n/c)."
 DP_ONE_PROCESS = "DataParallel ran as one CPU process (no second device), so dp2 is not a 2-GPU run here."
@@ -184,7 +186,7 @@ def device_cell(label: str, notes: list[str], foot: Footnotes) -> str:
 def lpips_cell(q: dict, ci: bool) -> str:
     if "lpips_cell" in q:
         return q["lpips_cell"]
-    return fmt_pm(q["lpips"], q["lpips_ci95"] if ci else None, DECIMALS["lpips"])
+    return fmt_pm(q["lpips"], q["lpips_ci95"] if ci else None, METRICS["lpips"].decimals)
 
 
 def metric_cells(q: dict) -> dict[str, str]:

@@ -38,6 +38,8 @@ from typing import Any, Mapping, Sequence
 
 from .. import stats
 from ..denoised import NOT_DENOISED
+from ..metric_registry import METRICS, STUDY_METRICS
+from ..models.cards import study_models
 from ..reference import PAPER_CITATION, paper_row
 from ..render import Footnotes, Table, fmt_p, write_table
 from . import patients
@@ -45,8 +47,9 @@ from .cells import data_caption
 from .protocol import Protocol
 from .replicates import excluded_caption
 from .rows import finish_table
-from .runs import Run, collect_runs, is_cpu, model_name, read_json, train_times
-from .scores import DECIMALS, lpips_state, metric
+from .records import Run, read_json
+from .runs import collect_runs, is_cpu, model_name, train_times
+from .scores import lpips_state, metric
 from .verdicts import (FAILS, HOLDS, INCONCLUSIVE, NOT_TESTABLE, ONE_RUN, VERDICTS, Hypothesis, decide,
                        holm_family, oriented, verdict_kind)
 from .work import best_val_loss, bounds_text, mean_bounds, noisy_psnr, replicates_not_denoised, ttq_saving_bounds
@@ -55,13 +58,7 @@ SIGNIFICANCE = 1e-13
 STUDY_TEST_IMAGES = 2551
 # a default full run's patient-level split of 15,000 images gives 2,550: "the study's size" within 2 %
 STUDY_SIZE_MIN = 2500
-LOWER_IS_BETTER = {"lpips"}
-METRIC_LABELS = {"psnr": "PSNR", "ssim_w3": "SSIM (win 3)", "lpips": "LPIPS"}
-METRIC_UNITS = {"psnr": " dB", "ssim_w3": "", "lpips": ""}
-PAPER_METRIC = {"psnr": "psnr", "ssim_w3": "ssim", "lpips": "lpips"}  # the study's SSIM used a 3x3 window
 SIGMAS = ("0.1", "0.2", "0.3")
-MODELS = ("unet", "unetpp")
-QUALITY_METRICS = ("psnr", "ssim_w3", "lpips")
 
 
 @dataclass(frozen=True)
@@ -80,7 +77,7 @@ class ClaimSettings:
 
     def margin_text(self, which: str) -> str:
         margins = getattr(self, which)
-        return ", ".join(f"{METRIC_LABELS[m]} {margins[m]:g}{METRIC_UNITS[m]}" for m in QUALITY_METRICS)
+        return ", ".join(f"{METRICS[m].label} {margins[m]:g}{METRICS[m].unit_suffix}" for m in STUDY_METRICS)
 
 
 @dataclass
@@ -168,10 +165,10 @@ def runs_text(est: dict[str, Any]) -> str:
 
 def _paper_diff(m: str, sigma: str, a: tuple[str, str], b: tuple[str, str]) -> tuple[float, str]:
     pa, pb = paper_row(sigma, *a) or {}, paper_row(sigma, *b) or {}
-    key = PAPER_METRIC[m]
-    va, vb = pa.get(key, math.nan), pb.get(key, math.nan)
-    dp = DECIMALS[m]
-    return va - vb, f"{va - vb:+.{dp}f}{METRIC_UNITS[m]} ({va:.{dp}f} vs {vb:.{dp}f})"
+    info = METRICS[m]
+    va, vb = pa.get(info.paper, math.nan), pb.get(info.paper, math.nan)
+    dp = info.decimals
+    return va - vb, f"{va - vb:+.{dp}f}{info.unit_suffix} ({va:.{dp}f} vs {vb:.{dp}f})"
 
 
 def _hypothesis(ev: Evidence, row: Claim, kind: str, a: Run, b: Run, metrics: Sequence[str]) -> None:
@@ -193,15 +190,16 @@ def _hypothesis(ev: Evidence, row: Claim, kind: str, a: Run, b: Run, metrics: Se
                       f"{ev.settings.min_patients} (claims.min_patients)")
         return
     margins = ev.settings.minor_drop if kind == "minor_drop" else ev.settings.negligible
-    row.hypothesis = Hypothesis(kind, {m: oriented(e, -1.0 if m in LOWER_IS_BETTER else 1.0) for m, e in ests.items()},
+    row.hypothesis = Hypothesis(kind, {m: oriented(e, METRICS[m].sign) for m, e in ests.items()},
                                 {m: float(margins[m]) for m in metrics},
                                 key=(kind, a.model, a.sigma, a.setup, b.model, b.sigma, b.setup, *metrics))
 
 
 def _ours_text(est: dict, m: str) -> str:
-    dp = DECIMALS[m]
+    info = METRICS[m]
+    dp = info.decimals
     ci = patients.fmt_ci(est["ci"], dp)
-    return (f"{METRIC_LABELS[m]} {est['estimate']:+.{dp}f}{METRIC_UNITS[m]} {ci} (95 %, {est['n_patients']} "
+    return (f"{info.label} {est['estimate']:+.{dp}f}{info.unit_suffix} {ci} (95 %, {est['n_patients']} "
             f"patients / {est['n_images']} images, {runs_text(est)})")
 
 
@@ -210,13 +208,13 @@ def _paired_claim(ev: Evidence, kind: str, claim: str, sigma: str, metrics: Sequ
     """A claim on the paired difference a − b (oriented per metric); its hypothesis is decided after Holm."""
     a_model, _, a_setup = a_key
     b_model, _, b_setup = b_key
-    names = ", ".join(METRIC_LABELS[m] for m in metrics)
+    names = ", ".join(METRICS[m].label for m in metrics)
     scope = (f"σ={sigma}, {names}, {model_name(a_model)} {a_setup} − {model_name(b_model)} {b_setup}, "
              "same test images")
     m0 = metrics[0]
     study_value, study_text = _paper_diff(m0, sigma, (a_model, a_setup), (b_model, b_setup))
     if len(metrics) > 1:
-        study_text = "; ".join(f"{METRIC_LABELS[m]} {_paper_diff(m, sigma, (a_model, a_setup), (b_model, b_setup))[1]}"
+        study_text = "; ".join(f"{METRICS[m].label} {_paper_diff(m, sigma, (a_model, a_setup), (b_model, b_setup))[1]}"
                                for m in metrics)
     row = Claim(claim, scope, study_text, numbers={"study_value": study_value, "metric": m0, "sigma": float(sigma)})
     missing = _missing(ev, [a_key, b_key])
@@ -367,7 +365,7 @@ def _federated_claims(ev: Evidence, runs: Sequence[Run]) -> list[Claim]:
                   ["psnr", "ssim_w3"]))
     for text, kind, other, metrics in pairs:
         label = other.setup if other is not None else "gpu1"
-        row = Claim(text, f"σ={fed.sigma}, {', '.join(METRIC_LABELS[m] for m in metrics)}, "
+        row = Claim(text, f"σ={fed.sigma}, {', '.join(METRICS[m].label for m in metrics)}, "
                     f"{model_name(fed.model)} federated − {label}, same test images",
                     FEDERATED_STUDY, numbers={"study_value": math.nan, "metric": metrics[0],
                                               "sigma": float(fed.sigma)})
@@ -396,18 +394,18 @@ def build_claims(records: Sequence, summaries: Sequence, per_image: Sequence, no
         return (a, sigma, "gpu1"), (b, sigma, "gpu1")
 
     quality: list[Claim] = []
-    for m in QUALITY_METRICS:
-        quality.append(_paired_claim(ev, "better", f"U-Net better than U-Net++ at σ=0.1 on {METRIC_LABELS[m]}",
+    for m in STUDY_METRICS:
+        quality.append(_paired_claim(ev, "better", f"U-Net better than U-Net++ at σ=0.1 on {METRICS[m].label}",
                                      "0.1", [m], *model_pair("0.1", "unet", "unetpp")))
     for sigma in ("0.2", "0.3"):
         for m in ("psnr", "ssim_w3"):
             quality.append(_paired_claim(ev, "better", f"U-Net++ better than U-Net at σ={sigma} on "
-                                         f"{METRIC_LABELS[m]}", sigma, [m], *model_pair(sigma, "unetpp", "unet")))
+                                         f"{METRICS[m].label}", sigma, [m], *model_pair(sigma, "unetpp", "unet")))
     quality.append(_paired_claim(ev, "comparable", "LPIPS comparable between U-Net and U-Net++ at σ=0.3", "0.3",
                                  ["lpips"], *model_pair("0.3", "unet", "unetpp")))
-    for model in MODELS:
+    for model in study_models():
         quality.append(_paired_claim(ev, "minor_drop", f"Only a minor accuracy drop under DDP+AMP ({model_name(model)})",
-                                     "0.1", list(QUALITY_METRICS), (model, "0.1", "ddp2_amp"), (model, "0.1", "gpu1")))
+                                     "0.1", list(STUDY_METRICS), (model, "0.1", "ddp2_amp"), (model, "0.1", "gpu1")))
     federated_rows = _federated_claims(ev, federated_runs(federated))
     family = _decide_rows([*quality, *federated_rows], ev.settings.alpha)
     rows: list[Claim] = list(quality)
@@ -415,7 +413,7 @@ def build_claims(records: Sequence, summaries: Sequence, per_image: Sequence, no
               ("DDP+AMP beats DataParallel by over 40 % (time)", "ddp2_amp", "dp2", ("over", 40.0, 0.0)),
               ("DataParallel saves 36–47 % of the 1-GPU training time", "dp2", "gpu1", ("range", 36.0, 47.0))]
     for text, setup, ref, test in timing:
-        for model in MODELS:
+        for model in study_models():
             rows.append(_timing_claim(ev, text, model, setup, ref, "0.1", test))
     significance = _significance_claim(ev)
     rows.append(significance)
@@ -458,10 +456,10 @@ def _significance_claim(ev: Evidence) -> Claim:
                 numbers={"study_value": SIGNIFICANCE, "metric": "p"})
     tests, skipped, flagged = [], [], None
     for sigma in SIGMAS:
-        for m in QUALITY_METRICS:
+        for m in STUDY_METRICS:
             a, b = ev.run("unet", sigma, "gpu1"), ev.run("unetpp", sigma, "gpu1")
             if a is None or b is None or (m == "lpips" and _lpips_na([a, b])):
-                skipped.append(f"{METRIC_LABELS[m]} σ={sigma}")
+                skipped.append(f"{METRICS[m].label} σ={sigma}")
                 continue
             flagged = flagged or ev.not_denoised(a) or ev.not_denoised(b)
             if not flagged:

@@ -17,17 +17,17 @@ from typing import Sequence
 from .. import stats
 from ..denoised import NOT_DENOISED
 from ..errors import CxrError
+from ..metric_registry import METRICS, STUDY_METRICS
 from ..render import Footnotes, Table, fmt_diff, fmt_p, fmt_pm, write_table
 from . import patients
 from .cells import SETUP_LEGEND, data_caption
-from .claims import METRIC_LABELS, ClaimSettings, Evidence, runs_text
+from .claims import ClaimSettings, Evidence, runs_text
 from .protocol import Protocol
 from .replicates import excluded_caption
 from .rows import finish_table
 from .runs import collect_runs, model_name, model_order, sigma_order
-from .scores import DECIMALS, lpips_state
+from .scores import lpips_state
 
-METRICS = ("psnr", "ssim_w3", "lpips")
 _FLAG_NOTE = (f"A run {NOT_DENOISED} (mean PSNR not above the noisy input's): its numbers are shown but decide "
               "no claim.")
 
@@ -56,8 +56,8 @@ def build_comparisons(records: Sequence, summaries: Sequence, per_image: Sequenc
                     pairs.append(("setups", run, base))
     done = []
     for kind, a, b in pairs:
-        for m in METRICS:
-            if m == "lpips" and not (lpips_state(a)[0] and lpips_state(b)[0]):
+        for m in STUDY_METRICS:
+            if METRICS[m].lpips and not (lpips_state(a)[0] and lpips_state(b)[0]):
                 continue
             flags = "; ".join(f for f in (ev.not_denoised(a), ev.not_denoised(b)) if f)
             done.append((kind, a, b, m, ev.estimate(a, b, m), flags))
@@ -68,8 +68,8 @@ def build_comparisons(records: Sequence, summaries: Sequence, per_image: Sequenc
     foot = Footnotes()
     rows, shown, means = [], [], []
     for run in sorted(present, key=lambda r: (float(r.sigma), models.index(r.model), setups.index(r.setup))):
-        for m in METRICS:
-            if m == "lpips" and not lpips_state(run)[0]:
+        for m in STUDY_METRICS:
+            if METRICS[m].lpips and not lpips_state(run)[0]:
                 continue
             seed_m = stats.bootstrap_seed(seed, "mean", run.model, run.sigma, run.setup, m)
             frame = patients.mean_frame(ev.frames(run))
@@ -81,10 +81,10 @@ def build_comparisons(records: Sequence, summaries: Sequence, per_image: Sequenc
                          "ci_t_halfwidth": r["ci95_t_halfwidth"], "ci_lo": lo, "ci_hi": hi,
                          "bootstrap_seed": seed_m, "flag": flag})
             means.append({"σ": run.sigma, "run": f"{model_name(run.model)} {run.setup}"
-                          + (foot.mark(_FLAG_NOTE) if flag else ""), "metric": METRIC_LABELS[m],
+                          + (foot.mark(_FLAG_NOTE) if flag else ""), "metric": METRICS[m].label,
                           "images": str(r["n"]), "patients": str(r["n_patients"]),
-                          "mean ± t": fmt_pm(r["mean"], r["ci95_t_halfwidth"], DECIMALS[m]),
-                          "95 % CI (patients)": patients.fmt_ci(r["ci95_patient_bootstrap"], DECIMALS[m])})
+                          "mean ± t": fmt_pm(r["mean"], r["ci95_t_halfwidth"], METRICS[m].decimals),
+                          "95 % CI (patients)": patients.fmt_ci(r["ci95_patient_bootstrap"], METRICS[m].decimals)})
     for kind, a, b, m, res, flags in done:
         lo, hi = res["ci"] or (math.nan, math.nan)
         mark = foot.mark(_FLAG_NOTE) if flags else ""
@@ -95,12 +95,12 @@ def build_comparisons(records: Sequence, summaries: Sequence, per_image: Sequenc
                      "p": res["p"], "p_holm": res["p_holm"], "image_weighted_diff": res["image_weighted"],
                      "p_wilcoxon_patients": res["p_wilcoxon"], "flag": flags or None})
         shown.append({"σ": a.sigma, "A − B": f"{model_name(a.model)} {a.setup} − {model_name(b.model)} {b.setup}"
-                      + mark, "metric": METRIC_LABELS[m], "images": str(res["n_images"]),
+                      + mark, "metric": METRICS[m].label, "images": str(res["n_images"]),
                       "patients": str(res["n_patients"]), "runs": runs_text(res),
-                      "A − B (patient level)": fmt_diff(res["estimate"], DECIMALS[m]),
-                      "95 % CI": patients.fmt_ci(res["ci"], DECIMALS[m]),
+                      "A − B (patient level)": fmt_diff(res["estimate"], METRICS[m].decimals),
+                      "95 % CI": patients.fmt_ci(res["ci"], METRICS[m].decimals),
                       "p": fmt_p(res["p"]), "p Holm": fmt_p(res["p_holm"]),
-                      "image-weighted": fmt_diff(res["image_weighted"], DECIMALS[m])})
+                      "image-weighted": fmt_diff(res["image_weighted"], METRICS[m].decimals)})
     caption = ["Every run's mean with its image-level t-interval and its patient-cluster bootstrap interval; then "
                "the paired differences between models (same σ and set-up) and between set-ups (each against the "
                "1 GPU run of the same model and σ), on the same test images.",

@@ -15,13 +15,14 @@ from pathlib import Path
 import pandas as pd
 
 from ..denoised import NOT_DENOISED, did_not_denoise
+from ..metric_registry import METRICS
 from ..render import Footnotes, Table, write_table
 from ..stats import bootstrap_seed, patient_mean_ci
 from .cells import data_caption
 from .rows import finish_table
 from .runs import model_name
 
-METRICS = (("psnr", "PSNR (dB)", 2), ("ssim", "SSIM", 4), ("lpips", "LPIPS", 4))
+SHOWN = ("psnr", "ssim", "lpips")  # the standard SSIM here: the study has no federated numbers to compare with
 
 
 def _read_eval(eval_dir: Path) -> tuple[dict, pd.DataFrame]:
@@ -40,7 +41,7 @@ def _cell(stat: dict, dp: int) -> str:
 def _scores(eval_dir: Path, seed: int, resamples: int) -> tuple[dict, dict]:
     summary, frame = _read_eval(eval_dir)
     stats = {}
-    for metric, _, _ in METRICS:
+    for metric in SHOWN:
         if metric in frame and frame[metric].notna().any():
             stats[metric] = patient_mean_ci(frame, metric, resamples, bootstrap_seed(seed, "federated", metric))
         else:
@@ -75,15 +76,16 @@ def build_federated(run_dir: str | Path, global_eval: str | Path, site_evals: li
             label += foot.mark(note)
         row = {"method": method, "kind": kind, "sites": sites, "train_images": images, "epochs": epochs,
                "communication_mb": comm, "time_s": time_s, "did_not_denoise": flag}
-        for metric, _, _ in METRICS:
+        for metric in SHOWN:
             s = stats[metric]
             lo, hi = s.get("ci95_patient_bootstrap") or (None, None)
             row.update({metric: s.get("mean"), f"{metric}_lo": lo, f"{metric}_hi": hi})
         rows.append(row)
         cell = {"method": label, "sites": sites, "train images": "" if images is None else str(images),
                 "epochs": epochs}
-        for metric, head, dp in METRICS:
-            cell[f"{head} [95 % CI]"] = _cell(stats[metric], dp)
+        for metric in SHOWN:
+            info = METRICS[metric]
+            cell[f"{info.heading} [95 % CI]"] = _cell(stats[metric], info.brief_decimals)
         cell["communication (MB)"] = "" if comm is None else ("0" if comm == 0 else f"{comm:.3g}")
         cell["time (s)"] = "" if time_s is None else f"{time_s:.1f}"
         shown.append(cell)

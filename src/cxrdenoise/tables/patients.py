@@ -14,7 +14,7 @@ import pandas as pd
 
 from .. import stats
 from ..errors import CxrError
-from .runs import Run, read_per_image
+from .records import Run, read_per_image
 
 BOOTSTRAP_NOTE = ("95 % CI (patients) = {method}, {b:,} resamples of the test patients (each with all its "
                   "images), seed derived from config seed {seed}; mean ± is the image-level t-interval, which "

@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from string import Formatter
 from typing import Any, Iterable, Sequence
 
+from ..models.cards import model_card, study_models
 from ..render import Footnotes
 from .cells import LOCAL_NIH_LABEL, current_data_facts
-from .runs import Run, model_name
+from .records import Run, read_per_image
+from .runs import NOISY, model_name
 
 # The study's protocol (shared/reference/paper-numbers.md): NIH ChestX-ray14 at 256x256, base width 64 with
 # one BatchNorm per block, 50 epochs, batch 16 per GPU, Adam lr 1e-3, 2,551 test images, GPUs.
@@ -34,7 +37,6 @@ STATED_ONLY = ("test_images",)
 SOURCE_NAMES = {"nih": "NIH ChestX-ray14", "local": "chest X-rays from a local folder",
                 "synthetic": "synthetic phantoms", "local_nih": LOCAL_NIH_LABEL}
 NOT_RECORDED = "not recorded"
-STUDY_MODELS = ("unet", "unetpp", "noisy")  # the runs the study reports numbers for
 NO_DIFF = "no Δ computed"
 
 
@@ -77,8 +79,6 @@ def n_patients(run: Run) -> int | None:
     if s.get("n_patients") is not None:
         return int(s["n_patients"])
     if run.per_image_path is not None:
-        from .runs import read_per_image
-
         frame = read_per_image(run.per_image_path)
         if "patient_id" in frame.columns:
             return int(frame["patient_id"].nunique())
@@ -90,8 +90,6 @@ def _n_images(run: Run) -> int | None:
     s = run.summary or {}
     n = s.get("n_images", s.get("n"))
     if n is None and run.per_image_path is not None:
-        from .runs import read_per_image
-
         return len(read_per_image(run.per_image_path))
     return None if n is None else int(n)
 
@@ -113,7 +111,7 @@ class Protocol:
 
     def facts(self, run: Run) -> dict[str, Any]:
         """The protocol items of one run, as measured or recorded (None where not recorded)."""
-        trained = run.model != "noisy"
+        trained = run.model != NOISY
         kw = _model_kwargs(run)
         return {
             "data_source": self.source, "image_size": self.image_size, "test_images": _n_images(run),
@@ -153,7 +151,7 @@ class Protocol:
 
     def all_differences(self) -> list[str]:
         """How the runs the study has numbers for (its two nets, no denoising) differ from its protocol."""
-        return list(dict.fromkeys(d for r in self.runs if r.model in STUDY_MODELS for d in self.differences(r)))
+        return list(dict.fromkeys(d for r in self.runs if _in_study(r) for d in self.differences(r)))
 
     def measured_line(self) -> str:
         """What these runs measured, in one sentence: data, test images and patients, size, nets, training."""
@@ -162,22 +160,9 @@ class Protocol:
         n_img = sorted({n for n in map(_n_images, runs) if n is not None})
         n_pat = sorted({n for n in map(n_patients, runs) if n is not None})
         size = f"{self.image_size}x{self.image_size}" if self.image_size else "image size not stated"
-        nets = []
-        for model in dict.fromkeys(r.model for r in runs if r.model != "noisy"):
-            mine = [r for r in runs if r.model == model]
-            widths = _join(_model_kwargs(r).get("base_channels") for r in mine)
-            if model == "dncnn":  # a plain conv stack: depth and width, no base width or block
-                kw = [_model_kwargs(r) for r in mine]
-                nets.append(f"{model_name(model)} depth {_join(k.get('depth') for k in kw)}, "
-                            f"{_join(k.get('channels') for k in kw)} channels")
-                continue
-            if model == "fastddpm":  # no block; what it predicts is what differs from the reference (eps)
-                predicts = _join(_model_kwargs(r).get("prediction", "eps") for r in mine)
-                nets.append(f"{model_name(model)} base width {widths}, predicts {predicts}")
-                continue
-            blocks = _join(_block(r) or NOT_RECORDED for r in mine)
-            nets.append(f"{model_name(model)} base width {widths}, block {blocks}")
-        trained = [r for r in runs if r.model != "noisy"]
+        nets = [_architecture(model, [r for r in runs if r.model == model])
+                for model in dict.fromkeys(r.model for r in runs if r.model != NOISY)]
+        trained = [r for r in runs if r.model != NOISY]
         tested = f", {_join(n_img)} test images from {_join(n_pat)} patients" if n_img else ""
         parts = [f"Measured: {source}{tested}, {size}"]
         if nets:
@@ -190,7 +175,7 @@ class Protocol:
 
     def test_set_line(self) -> str:
         """The test set against the study's: stated, never a reason to withhold Δ."""
-        runs = [r for r in self.runs if r.model in STUDY_MODELS] or list(self.runs)
+        runs = [r for r in self.runs if _in_study(r)] or list(self.runs)
         n_img = sorted({n for n in map(_n_images, runs) if n is not None})
         n_pat = sorted({n for n in map(n_patients, runs) if n is not None})
         here = (f"{_join(f'{n:,}' for n in n_img)} images of {_join(f'{n:,}' for n in n_pat)} patients"
@@ -219,6 +204,11 @@ _ITEM_NAMES = {"data_source": "data source", "image_size": "image size", "test_i
                "batch_per_gpu": "batch per GPU", "lr": "learning rate", "device": "device"}
 
 
+def _in_study(run: Run) -> bool:
+    """A run the study reports numbers for: one of its nets (their cards say so) or no denoising."""
+    return run.model == NOISY or run.model in study_models()
+
+
 def _fmt_lr(lr: float | None) -> str | None:
     return None if lr is None else f"{lr:g}"
 
@@ -234,6 +224,20 @@ def _phrase(key: str, have: Any, want: Any) -> str:
         return f"learning rate {float(have):g} (study: {float(want):g})"
     return f"{_ITEM_NAMES[key]} {have} (study: {want:,})" if isinstance(want, int) else \
         f"{_ITEM_NAMES[key]} {have} (study: {want})"
+
+
+def _architecture(model: str, runs: Sequence[Run]) -> str:
+    """The net in the measured line, e.g. "U-Net base width 64, block study": the model's label and its card's
+    architecture words, each keyword's values over `runs` joined (the block as recorded, else "not recorded")."""
+    card = model_card(model)
+
+    def value(run: Run, key: str) -> Any:
+        if key == "block":
+            return _block(run) or NOT_RECORDED
+        return _model_kwargs(run).get(key, card.unrecorded.get(key))
+
+    keys = [key for _, key, _, _ in Formatter().parse(card.architecture) if key]
+    return f"{model_name(model)} " + card.architecture.format(**{k: _join(value(r, k) for r in runs) for k in keys})
 
 
 def _join(values: Iterable[Any]) -> str:

@@ -20,10 +20,10 @@ from typing import Sequence
 import pandas as pd
 
 from ..errors import CxrError
+from ..metric_registry import METRIC_COLUMNS
 from ..stats import t_ppf
-from .runs import Run, read_per_image
+from .records import Run, read_per_image
 
-AGGREGATED_METRICS = ("psnr", "ssim", "ssim_w3", "lpips")
 RUNS_INTERVAL = "t over runs"
 
 
@@ -94,7 +94,7 @@ def combined_summary(reps: list[Run]) -> dict:
         raise CxrError(f"{reps[0].model} σ={reps[0].sigma} {reps[0].setup}: replicates were evaluated on different "
                        f"numbers of test images ({sorted(map(str, ns))}); re-run the evaluation")
     metrics = {}
-    for name in AGGREGATED_METRICS:
+    for name in METRIC_COLUMNS:
         entries = [_entry(s, name) for s in summaries]
         if any(e is None for e in entries):
             continue

@@ -11,7 +11,8 @@ import pandas as pd
 from ..errors import CxrError
 from ..render import Footnotes, Table
 from .cells import run_notes
-from .runs import Run, device_label, eval_device_label, is_cpu, train_times
+from .records import Run
+from .runs import device_label, eval_device_label, is_cpu, train_times
 from .scores import quality, with_paper
 
 

@@ -10,46 +10,18 @@ between-run SD and a t-interval over the runs (`cxrdenoise.tables.replicates`), 
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-import pandas as pd
-
-from ..config import sigma_label
 from ..errors import CxrError
+from ..naming import sigma_label
+from ..models.cards import model_card
+from .records import Run, read_json
+from .replicates import combine, denoising_replicates
 
-MODEL_NAMES = {"noisy": "no denoising", "unet": "U-Net", "unetpp": "U-Net++", "dncnn": "DnCNN", "fastddpm": "Fast-DDPM"}
-
-
-@dataclass
-class Run:
-    """One trained-and-evaluated configuration, with whichever of its files the caller passed."""
-
-    model: str
-    sigma: str
-    setup: str
-    rep: int | None = None  # replicate (1-based) of one run; None for the noisy input
-    record: dict | None = None
-    record_path: Path | None = None
-    summary: dict | None = None
-    summary_path: Path | None = None
-    per_image_path: Path | None = None
-    examples_path: Path | None = None
-    replicates: list["Run"] = field(default_factory=list)  # a group's runs in replicate order (itself if one)
-    excluded: list[int] = field(default_factory=list)  # replicates left out because they did not denoise
-
-    @property
-    def label(self) -> str:
-        reps = f" rep{self.rep}" if self.rep is not None and not self.replicates else ""
-        return f"{self.model} σ={self.sigma}" + (f" {self.setup}" if self.setup else "") + reps
-
-    @property
-    def n_replicates(self) -> int:
-        return max(1, len(self.replicates))
-
+NOISY = "noisy"  # the model name of the no-denoising rows (the noisy input scored as it is)
+NOISY_NAME = "no denoising"
 
 _REP = re.compile(r"rep([1-9]\d*)")
 
@@ -78,26 +50,6 @@ def parse_replicate_path(path: str | Path) -> tuple[str, str, str, int | None]:
                 rep = int(match.group(1)) if match else 1
             return parts[i - 1], sigma, setup, rep
     raise CxrError(f"{path}: not a result path (expected .../{{model}}/sigma{{sigma}}/{{setup}}/rep{{k}}/<file>)")
-
-
-def read_json(path: str | Path) -> dict:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except FileNotFoundError:
-        raise CxrError(f"{path}: not found") from None
-    except json.JSONDecodeError as err:
-        raise CxrError(f"{path}: not valid JSON ({err})") from None
-
-
-def read_per_image(path: str | Path) -> pd.DataFrame:
-    try:
-        frame = pd.read_csv(path, dtype={"image_id": str, "patient_id": str})
-    except FileNotFoundError:
-        raise CxrError(f"{path}: not found") from None
-    if "image_id" not in frame.columns:
-        raise CxrError(f"{path}: no image_id column")
-    return frame
 
 
 def collect_replicates(records: Iterable = (), summaries: Iterable = (), per_image: Iterable = (),
@@ -135,8 +87,6 @@ def collect_runs(records: Iterable = (), summaries: Iterable = (), per_image: It
     With `noisy` (sigma -> the no-denoising run), a replicate whose own mean PSNR does not beat no denoising is
     left out of its row (listed in `Run.excluded`), so no mean or verdict rests on a net that did not denoise;
     when no replicate of a row denoised, all are kept and the row itself is flagged by the tables."""
-    from .replicates import combine, denoising_replicates
-
     grouped: dict[tuple[str, str, str], list[Run]] = {}
     for (model, sigma, setup, _rep), run in collect_replicates(records, summaries, per_image, examples).items():
         grouped.setdefault((model, sigma, setup), []).append(run)
@@ -171,7 +121,9 @@ def model_order(runs: Iterable[Run]) -> list[str]:
 
 
 def model_name(model: str) -> str:
-    return MODEL_NAMES.get(model, model)
+    """How tables and figures name a model: its card's label (cxrdenoise.models.cards), "no denoising" for the
+    noisy input, the name itself for a model without a card."""
+    return NOISY_NAME if model == NOISY else model_card(model).label
 
 
 # ---------------------------------------------------------------------------------- devices and timings

@@ -10,13 +10,11 @@ import math
 from typing import Any
 
 from ..errors import CxrError
+from ..metric_registry import METRICS, REAL_LPIPS
 from ..reference import paper_row
 from ..render import Footnotes, is_missing
-from .runs import Run
+from .records import Run
 
-METRICS = ("psnr", "ssim", "ssim_w3", "lpips")
-DECIMALS = {"psnr": 3, "ssim": 4, "ssim_w3": 4, "lpips": 4}  # decimal places each metric is printed with
-REAL_LPIPS = "alexnet-imagenet"
 RANDOM_LPIPS_CELL = "n/a (random backbone, not LPIPS)"
 RANDOM_LPIPS_NOTE = ("LPIPS was computed with a random AlexNet backbone (a test stand-in): those values are not "
                      "LPIPS and are not shown.")
@@ -60,8 +58,9 @@ def lpips_state(run: Run) -> tuple[bool, str, str | None, str]:
 def quality(run: Run, foot: Footnotes) -> dict[str, Any]:
     """Our metrics for one run (numbers) plus their formatted cells, with LPIPS vetted by `lpips_state`."""
     out: dict[str, Any] = {"n": n_images(run)}
-    for m in ("psnr", "ssim", "ssim_w3"):
-        out[m], out[f"{m}_ci95"] = metric(run, m)
+    for m, info in METRICS.items():
+        if not info.lpips:
+            out[m], out[f"{m}_ci95"] = metric(run, m)
     ok, cell, note, out["lpips_status"] = lpips_state(run)
     if ok:
         out["lpips"], out["lpips_ci95"] = metric(run, "lpips")
@@ -86,23 +85,25 @@ def with_paper(q: dict, run: Run, comparable: bool = True) -> dict[str, Any]:
     """
     paper = paper_row(run.sigma, run.model, run.setup) or {}
     out = dict(q)
-    for m in ("psnr", "ssim", "lpips"):
-        out[f"paper_{m}"] = paper.get(m, math.nan)
-        out[f"paper_{m}_ci95"] = paper.get(f"{m}_ci95", math.nan)
+    compared = {m: info.paper for m, info in METRICS.items() if info.paper}  # ours -> the study's column
+    for p in compared.values():
+        out[f"paper_{p}"] = paper.get(p, math.nan)
+        out[f"paper_{p}_ci95"] = paper.get(f"{p}_ci95", math.nan)
     gap = 0.0 if comparable else math.nan
-    out["diff_psnr"] = q["psnr"] - out["paper_psnr"] + gap
-    out["diff_ssim_w3"] = q["ssim_w3"] - out["paper_ssim"] + gap
-    out["diff_lpips"] = q["lpips"] - out["paper_lpips"] + gap  # NaN when ours is not shown
+    for m, p in compared.items():
+        out[f"diff_{m}"] = q[m] - out[f"paper_{p}"] + gap  # NaN for LPIPS when ours is not shown
     out["paper_train_s"] = paper.get("train_s", math.nan)
     out["paper_comparable"] = bool(comparable)
     return out
 
 
 def diff_cell(q: dict, metric: str, dp: int) -> str:
-    """Δ as printed: "n/c" where the study has a value but the protocols differ, blank where it has none."""
+    """Δ as printed: "n/c" where the study has a value but the protocols differ, blank where it has none.
+
+    `metric` names the study's column ("ssim"); Δ is that of our metric compared with it ("ssim_w3")."""
     from ..render import fmt_diff
 
-    diff_key = "diff_ssim_w3" if metric == "ssim" else f"diff_{metric}"
+    diff_key = next(f"diff_{m}" for m, info in METRICS.items() if info.paper == metric)
     if not q.get("paper_comparable", True) and not is_missing(q.get(f"paper_{metric}")):
         return "n/c"
     return fmt_diff(q.get(diff_key), dp)

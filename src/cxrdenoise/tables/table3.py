@@ -11,6 +11,8 @@ from typing import Any, Sequence
 
 from .. import stats
 from ..errors import CxrError
+from ..metric_registry import METRICS
+from ..models.cards import study_models
 from ..render import Footnotes, Table, fmt_diff, fmt_p, fmt_paper, fmt_pm, write_table
 from . import patients
 from .cells import DIFF_NOTE, PAPER_NOTE, SSIM_NOTE, data_caption, device_cell, join_notes, lpips_cell, run_notes
@@ -18,15 +20,15 @@ from .patients import fmt_ci, run_frame
 from .protocol import Protocol, mark_for, paper_headers
 from .protocol import n_patients as patients_n
 from .rows import finish_table
-from .runs import Run, collect_runs, device_label, model_name, model_order, parse_run_path, sigma_order
+from .records import Run
+from .runs import NOISY, collect_runs, device_label, model_name, model_order, parse_run_path, sigma_order
 from .replicates import replicate_caption
-from .scores import DECIMALS, METRICS, diff_cell, lpips_state, quality, with_paper
+from .scores import diff_cell, lpips_state, quality, with_paper
 from .work import FLAG_NOTE, not_denoised
 
 _NUMBERS = ("psnr", "psnr_ci95", "paper_psnr", "paper_psnr_ci95", "diff_psnr",
             "ssim", "ssim_ci95", "ssim_w3", "ssim_w3_ci95", "paper_ssim", "paper_ssim_ci95", "diff_ssim_w3",
             "lpips", "lpips_ci95", "paper_lpips", "paper_lpips_ci95", "diff_lpips", "lpips_status")
-_METRIC_NAMES = {"psnr": "PSNR dB", "ssim": "SSIM", "ssim_w3": "SSIM (win 3)", "lpips": "LPIPS"}
 
 
 def build_table3(summaries: Sequence, per_image: Sequence, noisy_summaries: Sequence,
@@ -38,17 +40,18 @@ def build_table3(summaries: Sequence, per_image: Sequence, noisy_summaries: Sequ
     `per_image` may include the noisy input's per_image.csv (results/eval/noisy/...), for its patient interval.
     `resamples` and `seed` are evaluate.bootstrap_resamples and the config seed.
     """
-    noisy_per_image = [p for p in per_image if parse_run_path(p)[0] == "noisy"]
+    noisy_per_image = [p for p in per_image if parse_run_path(p)[0] == NOISY]
     noisy = {r.sigma: r for r in collect_runs(summaries=noisy_summaries, per_image=noisy_per_image).values()
              if r.summary is not None}
-    trained = [p for p in per_image if parse_run_path(p)[0] != "noisy"]
+    trained = [p for p in per_image if parse_run_path(p)[0] != NOISY]
     runs = [r for r in collect_runs(records, summaries, trained, noisy=noisy).values() if r.summary is not None]
     if not runs:
         raise CxrError("table3: no evaluation summaries given")
     foot = Footnotes()
     proto = Protocol([*runs, *noisy.values()], data_source, image_size)
     models = model_order(runs)
-    pair = ("unet", "unetpp") if {"unet", "unetpp"} <= set(models) else tuple(models[:2])
+    study = study_models()  # the study's two nets, when both ran; else the first two models
+    pair = study if set(study) <= set(models) else tuple(models[:2])
     rows, shown, tests, results = [], [], [], []
     for sigma in sigma_order([*runs, *noisy.values()]):
         group = [r for r in runs if r.sigma == sigma]
@@ -91,12 +94,12 @@ def build_table3(summaries: Sequence, per_image: Sequence, noisy_summaries: Sequ
 
 def _patient_metrics(run: Run) -> list[str]:
     """Metrics that get a patient interval: LPIPS only when it is real LPIPS (lpips_state)."""
-    return [m for m in METRICS if m != "lpips" or lpips_state(run)[0]]
+    return [m for m, info in METRICS.items() if not info.lpips or lpips_state(run)[0]]
 
 
 def _display_row(sigma: str, run: Run, q: dict, ci: dict, foot: Footnotes, notes: list[str]) -> dict[str, str]:
     def patient_ci(m: str) -> str:
-        return fmt_ci([ci.get(f"{m}_ci95_patient_lo"), ci.get(f"{m}_ci95_patient_hi")], DECIMALS[m])
+        return fmt_ci([ci.get(f"{m}_ci95_patient_lo"), ci.get(f"{m}_ci95_patient_hi")], METRICS[m].decimals)
 
     return {
         "σ": sigma, "model": model_name(run.model), "n": str(q["n"] or ""),
@@ -128,8 +131,8 @@ def _paired(group: list[Run], pair: tuple[str, str], tests: list[dict], results:
     fa, fb = frames[a.model], frames[b.model]
     lpips_ok = lpips_state(a)[0] and lpips_state(b)[0]  # never test a random backbone's numbers
     cols: dict[str, Any] = {"paired_with": f"{pair[0]} vs {pair[1]}"}
-    for m in METRICS:
-        if m == "lpips" and not lpips_ok:
+    for m, info in METRICS.items():
+        if info.lpips and not lpips_ok:
             continue
         res = stats.paired_test(fa, fb, m, a.label, b.label)  # image level: only to set beside the study's p
         cols[f"p_t_{m}"], cols[f"p_wilcoxon_{m}"] = res["t_pvalue"], res["wilcoxon_pvalue"]
@@ -141,8 +144,8 @@ def _paired(group: list[Run], pair: tuple[str, str], tests: list[dict], results:
                      f"p_patient_{m}": pat["p"], f"p_patient_wilcoxon_{m}": pat["p_wilcoxon"],
                      f"paired_patients_{m}": pat["n_patients"], f"paired_image_weighted_{m}": pat["image_weighted"]})
         results.append({**pat, "sigma": a.sigma})
-        dp = DECIMALS[m]
-        tests.append({"σ": a.sigma, "metric": _METRIC_NAMES[m], "images": str(pat["n_images"]),
+        dp = info.decimals
+        tests.append({"σ": a.sigma, "metric": info.label + info.unit_suffix, "images": str(pat["n_images"]),
                       "patients": str(pat["n_patients"]), "runs": f"{pat['n_runs_a']} vs {pat['n_runs_b']}",
                       f"{model_name(pair[0])} − {model_name(pair[1])} (patient level)": fmt_diff(pat["estimate"], dp),
                       "95 % CI": patients.fmt_ci(pat["ci"], dp), "p": fmt_p(pat["p"])})

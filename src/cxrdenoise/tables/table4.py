@@ -19,7 +19,8 @@ from .protocol import Protocol, mark_for, paper_headers
 from .protocol import n_patients as patients_n
 from .replicates import replicate_caption, spread
 from .rows import csv_numbers, finish_table, timed_row
-from .runs import Run, collect_runs, is_cpu, model_name, model_order, sigma_order
+from .records import Run
+from .runs import collect_runs, is_cpu, model_name, model_order, sigma_order
 from .work import FLAG_NOTE, denoise_cell, not_denoised, replicates_not_denoised, steps_and_images
 
 _TIME_NOTE = ("train s = the training passes only; train+val s adds the per-epoch validation passes. The study "

@@ -24,7 +24,8 @@ from .protocol import Protocol, mark_for, paper_headers
 from .protocol import n_patients as patients_n
 from .replicates import replicate_caption, spread, t_interval
 from .rows import csv_numbers, finish_table, timed_row
-from .runs import Run, collect_runs, is_cpu, model_name, model_order, sigma_order, train_times
+from .records import Run
+from .runs import collect_runs, is_cpu, model_name, model_order, sigma_order, train_times
 from .work import (FLAG_NOTE, NOT_REACHED, TTQ_NOTE, best_val_loss, bounds_text, denoise_cell, mean_bounds,
                    not_denoised, replicates_not_denoised, steps_and_images, time_to_quality, ttq_saving_bounds)
 

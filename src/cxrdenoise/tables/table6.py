@@ -24,13 +24,13 @@ from ..reference import PAPER_CITATION, literature_rows
 from ..render import Footnotes, Table, fmt, write_table
 from .cells import DATA_LABELS, DIFF_NOTE, PAPER_NOTE, SSIM_NOTE, data_caption, join_notes, row_marks, run_notes
 from .rows import finish_table
-from .runs import Run, collect_runs, device_label, model_name, model_order, read_per_image
+from .records import Run, read_per_image
+from .runs import NOISY, collect_runs, device_label, eval_device_label, model_name, model_order
 from .protocol import Protocol, mark_for, paper_headers
 from .replicates import replicate_caption
 from .scores import diff_cell, quality, with_paper
 from .work import FLAG_NOTE, not_denoised
 from . import patients
-from .runs import eval_device_label
 
 QUOTED_DEVICE = "not run here (quoted)"
 
@@ -209,7 +209,7 @@ def same_images(runs: Sequence[Run], baseline: dict[str, Run], classical_runs: S
                 if not (limited and ref.ids < side.ids):
                     raise _mismatch(sigma, ref, side)
                 new = restrict(side, ref.ids)
-                if side.run.model == "noisy" and not side.run.setup:
+                if side.run.model == NOISY and not side.run.setup:
                     noisy[sigma] = new
                 else:
                     models[id(side.run)] = new
@@ -358,12 +358,12 @@ def _noisy_row(side: Scored, data: str, rows: list, shown: list, resamples: int,
     noise = _noise_label(run)
     lo, hi = _patient_ci(run, resamples, seed, side.frame)
     src = f"measured (this pipeline, noisy input, n={q['n']})"
-    rows.append({"method": model_name("noisy"), "source": src, "data": data, "noise": noise,
+    rows.append({"method": model_name(NOISY), "source": src, "data": data, "noise": noise,
                  **{k: q[k] for k in ("psnr", "ssim", "ssim_w3")},
                  **{k: math.nan for k in ("paper_psnr", "diff_psnr", "paper_ssim", "diff_ssim_w3", "s_per_image")},
                  "psnr_ci95_patient_lo": lo, "psnr_ci95_patient_hi": hi, **_counts(side),
                  "device": eval_device_label(run), "notes": ""})
-    shown.append({"method": model_name("noisy"), "source": src, "data": data, "noise": noise,
+    shown.append({"method": model_name(NOISY), "source": src, "data": data, "noise": noise,
                   "PSNR dB": fmt(q["psnr"], 3), "SSIM": fmt(q["ssim"], 4),
                   "PSNR 95 % CI (patients)": patients.fmt_ci([lo, hi], 3), "SSIM (win 3)": fmt(q["ssim_w3"], 4),
                   "s/image": "", "paper PSNR": "", "Δ PSNR": "", "paper SSIM": "", "Δ SSIM (w3)": "",

@@ -15,7 +15,7 @@ import math
 from typing import Sequence
 
 from ..denoised import NOT_DENOISED, did_not_denoise
-from .runs import Run
+from .records import Run
 from .scores import metric
 
 NOT_REACHED = "not reached"

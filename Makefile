@@ -27,7 +27,7 @@ lock:
 	.lock-venv/bin/pip install --quiet ".[dev]"
 	{ sed -n '/^#/p' requirements-dev.lock; .lock-venv/bin/pip freeze --exclude cxrdenoise; } > requirements-dev.lock.new
 	mv requirements.lock.new requirements.lock && mv requirements-dev.lock.new requirements-dev.lock
-	sed -i "s/^# requirements.lock sha256: .*/# requirements.lock sha256: $$(sha256sum requirements.lock | cut -d' ' -f1)/" envs/cxrdenoise.yaml
+	sed -i "s/^# requirements.lock sha256: .*/# requirements.lock sha256: $$(sha256sum requirements.lock | cut -d' ' -f1)/" workflow/envs/cxrdenoise.yaml
 	rm -rf .lock-venv
 
 ## demo: install, then run the whole pipeline on synthetic phantoms (no network, CPU, a few minutes)

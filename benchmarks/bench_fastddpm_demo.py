@@ -47,7 +47,7 @@ def demo_data(root: Path, demo: dict, sigma: float) -> Path:
     syn, seed = demo["data"]["synthetic"], demo["seed"]
     generate_phantoms(root / "raw", patients=syn["patients"], max_follow_ups=syn["max_follow_ups"],
                       size=syn["size"], seed=seed, progress=False)
-    base = yaml.safe_load((ROOT / "config.yaml").read_text())
+    base = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     data = root / "data"
     stages.inventory_stage([str(root / "raw" / "images")], data / "inventory.csv",
                            root / "raw" / "Data_Entry_synthetic.csv")

@@ -38,7 +38,7 @@ NIH_SAMPLE = REPO.parent / "shared" / "data" / "nih-sample"
 
 def images(n: int, size: int, sigma: float) -> tuple[np.ndarray, np.ndarray, str]:
     """(noisy, clean) float32 (n, size, size) and a label saying what they are."""
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     seed, mean = config["seed"], float(config["noise"]["mean"])
     paths = sorted(NIH_SAMPLE.glob("*.png")) if NIH_SAMPLE.is_dir() else []
     if paths:

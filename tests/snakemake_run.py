@@ -1,4 +1,4 @@
-"""Run Snakemake on this repository's Snakefile in a scratch working directory."""
+"""Run Snakemake on this repository's workflow/Snakefile in a scratch working directory."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def snakemake(workdir: Path, *args: str, timeout: int = 900, snakefile: Path | N
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("OMP_NUM_THREADS", "1")
-    snakefile = snakefile or REPO / "Snakefile"
+    snakefile = snakefile or REPO / "workflow" / "Snakefile"
     cmd = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "--directory", str(workdir), *args]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=workdir)
 
@@ -25,8 +25,8 @@ def start_snakemake(workdir: Path, configs: list[Path], *args: str, env: dict, t
                     log: str = "snakemake.out") -> subprocess.Popen:
     """Snakemake in the background (for runs a test interrupts, cancels or watches), its output in workdir/log."""
     workdir.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args,
-           "--configfile", *map(str, configs), "--", *targets]
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile"), "--directory", str(workdir),
+           *args, "--configfile", *map(str, configs), "--", *targets]
     with open(workdir / log, "w") as out:
         return subprocess.Popen(cmd, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
                                 preexec_fn=(lambda: os.nice(nice)) if nice else None)

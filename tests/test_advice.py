@@ -170,8 +170,8 @@ def test_printed_fix_rebuilds_the_corrupt_shard_byte_identical_and_nothing_else(
     run = tmp_path / "run"
 
     def snakemake_here(*targets: str, dry_run: bool = False) -> subprocess.CompletedProcess:
-        cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", "run", "--cores", "2",
-               *(["-n"] if dry_run else []), "--configfile", "toy.yaml", "--", *targets]
+        cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile"), "-d", "run",
+               "--cores", "2", *(["-n"] if dry_run else []), "--configfile", "toy.yaml", "--", *targets]
         return subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=600)
 
     built = snakemake_here(*DATA_TARGETS)
@@ -190,8 +190,8 @@ def test_printed_fix_rebuilds_the_corrupt_shard_byte_identical_and_nothing_else(
         assert len(errors) == 1, failed.stderr[-3000:]
         assert "the shard is corrupt or was changed after it was written" in errors[0]
         (command,) = _backticked(errors[0])
-        assert command.startswith(f"snakemake -s {REPO / 'Snakefile'} -d run --configfile toy.yaml --cores 1 "
-                                  "--allowed-rules "), command
+        assert command.startswith(f"snakemake -s {REPO / 'workflow' / 'Snakefile'} -d run --configfile toy.yaml"
+                                  " --cores 1 --allowed-rules "), command
         assert command.endswith(f" -- {' '.join(rebuilt)}"), command
         before = _state(run)
         fixed = subprocess.run(command, shell=True, cwd=tmp_path, env=_env(), capture_output=True, text=True,

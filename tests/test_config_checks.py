@@ -15,7 +15,7 @@ from snakemake_run import REPO, snakemake
 
 @pytest.fixture(scope="module")
 def base():
-    return load_config(REPO / "config.yaml", REPO / "config" / "demo.yaml")
+    return load_config(REPO / "config" / "config.yaml", REPO / "config" / "demo.yaml")
 
 
 def _error(config) -> str:

@@ -18,8 +18,8 @@ from snakemake_run import REPO
 
 SCHEMA = load_schema()
 CONFIGS = {
-    "study": [REPO / "config.yaml"],
-    "demo": [REPO / "config.yaml", REPO / "config" / "demo.yaml"],
+    "study": [REPO / "config" / "config.yaml"],
+    "demo": [REPO / "config" / "config.yaml", REPO / "config" / "demo.yaml"],
 }
 
 
@@ -96,7 +96,7 @@ def test_defaults_fill_a_partly_given_section_and_are_copies():
         validate_config({"privacy": None})  # a null section is named, not filled
 
 
-@pytest.mark.parametrize("path, under", [("config.yaml", None), ("config/demo.yaml", "study")])
+@pytest.mark.parametrize("path, under", [("config/config.yaml", None), ("config/demo.yaml", "study")])
 def test_config_files_set_only_what_differs_from_the_defaults(path, under, tmp_path):
     """A value whose removal leaves the resolved config unchanged restates a fact (the default, or the config it
     is layered on). Judged on the resolved config, because a mapping given in a file replaces its default whole
@@ -117,7 +117,7 @@ def test_config_files_set_only_what_differs_from_the_defaults(path, under, tmp_p
 
 
 def test_study_config_is_the_schema_defaults():
-    assert load_config(REPO / "config.yaml") == validate_config({})
+    assert load_config(REPO / "config" / "config.yaml") == validate_config({})
 
 
 # --- module-level defaults that restate the schema's --------------------------------------------------------

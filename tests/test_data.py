@@ -168,7 +168,7 @@ def test_metadata_patient_ids_and_views(tmp_path):
 
 def test_negative_sigma_is_a_config_error():
     with pytest.raises(CxrError, match=r"config key noise.sigmas.0: -0.1 is less than the minimum of 0"):
-        load_config(REPO / "config.yaml", overrides={"noise": {"sigmas": [-0.1]}})
+        load_config(REPO / "config" / "config.yaml", overrides={"noise": {"sigmas": [-0.1]}})
 
 
 def test_failed_stage_leaves_no_output(tmp_path):

@@ -25,7 +25,7 @@ MARGIN_DB = 3.0
 
 @pytest.fixture(scope="module")
 def demo():
-    return load_config(REPO / "config.yaml", REPO / "config" / "demo.yaml")
+    return load_config(REPO / "config" / "config.yaml", REPO / "config" / "demo.yaml")
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ TOL = 1e-5
 
 @pytest.fixture(scope="module")
 def project():
-    config = load_config(REPO / "config.yaml")
+    config = load_config(REPO / "config" / "config.yaml")
     return config["seed"], float(config["noise"]["mean"]), [float(s) for s in config["noise"]["sigmas"]]
 
 

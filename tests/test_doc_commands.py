@@ -30,7 +30,7 @@ PLACEHOLDER_CONFIGS = {"my.yaml": {"seed": 7}, "my-nodes.yaml": {"train": {"node
                        "results/config.resolved.yaml": None}  # None: the resolved default config, as a run writes
 # example paths in the docs (docs/running.md's report command) and what stands for them in the test
 PLACEHOLDER_PATHS = {"~/cxrdenoise": "{clone}", "/scratch/run1": "{clone}/run1"}
-RULES = {m for f in [REPO / "Snakefile", *(REPO / "workflow" / "rules").glob("*.smk")]
+RULES = {m for f in [REPO / "workflow" / "Snakefile", *(REPO / "workflow" / "rules").glob("*.smk")]
          for m in re.findall(r"^(?:rule|checkpoint) (\w+):", f.read_text(), re.M)}
 
 
@@ -122,8 +122,8 @@ def test_doc_command_parses_as_intended(where, command):
 def test_a_missing_configfile_stops_snakemake_before_the_workflow(tmp_path):
     """Measured (and documented in config/README.md): Snakemake reads --configfile before any of the workflow's
     code runs, so a missing file cannot be reported by the workflow; Snakemake's traceback ends naming it."""
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-n", "--configfile", "nothere.yaml",
-           "--", "all"]
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile"), "-n", "--configfile",
+           "nothere.yaml", "--", "all"]
     result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0
     out = (result.stdout + result.stderr).strip()
@@ -135,11 +135,11 @@ def test_a_missing_configfile_stops_snakemake_before_the_workflow(tmp_path):
 
 
 def _clone(root: Path) -> Path:
-    """What a checkout has that the commands read: the Snakefile, configs, workflow, profiles (no results)."""
+    """What a checkout has that the commands read: workflow/ (Snakefile, rules, envs), config/, profiles/ (no
+    results)."""
     root.mkdir()
-    for name in ("Snakefile", "config.yaml", "requirements.lock"):
-        shutil.copy2(REPO / name, root / name)
-    for folder in ("workflow", "config", "envs", "profiles"):
+    shutil.copy2(REPO / "requirements.lock", root / "requirements.lock")
+    for folder in ("workflow", "config", "profiles"):
         shutil.copytree(REPO / folder, root / folder)
     for name, content in PLACEHOLDER_CONFIGS.items():
         path = root / name
@@ -149,7 +149,7 @@ def _clone(root: Path) -> Path:
             from cxrdenoise.config import write_resolved_config
             from cxrdenoise.provenance import hash_config
 
-            config = load_config(REPO / "config.yaml")
+            config = load_config(REPO / "config" / "config.yaml")
             write_resolved_config(config, path, hash_config(config))
         else:
             path.write_text(yaml.safe_dump(content))

@@ -105,7 +105,7 @@ def test_report_rules_have_minimal_inputs(tmp_path):
                 (tmp_path / "results" / "classical" / method / f"sigma{sigma}" / name).write_text("")
     (tmp_path / "models.yaml").write_text("train: {models: [unet, unetpp]}\n")  # the tree holds the study's two
     (tmp_path / "Snakefile").write_text(textwrap.dedent(f"""\
-        configfile: "{REPO / 'config.yaml'}"
+        configfile: "{REPO / 'config' / 'config.yaml'}"
         configfile: "models.yaml"
         include: "{REPO / 'workflow' / 'rules' / 'common.smk'}"
         include: "{REPO / 'workflow' / 'rules' / 'report.smk'}"

@@ -46,23 +46,24 @@ def test_the_dev_lock_pins_everything_make_install_needs():
 
 
 def test_conda_env_installs_the_job_lock_and_the_project():
-    env = (REPO / "envs" / "cxrdenoise.yaml").read_text()
+    env = (REPO / "workflow" / "envs" / "cxrdenoise.yaml").read_text()
     digest = hashlib.sha256((REPO / "requirements.lock").read_bytes()).hexdigest()
     assert f"# requirements.lock sha256: {digest}\n" in env  # a new lock changes the file: a new environment
     assert yaml.safe_load(env)["dependencies"] == ["python=3.11", "pip"]
-    deploy = (REPO / "envs" / "cxrdenoise.post-deploy.sh").read_text()
+    deploy = (REPO / "workflow" / "envs" / "cxrdenoise.post-deploy.sh").read_text()
     assert '-r "$root/requirements.lock"' in deploy and '--no-deps "$root"' in deploy
 
 
 def test_post_deploy_installs_from_this_clone_whatever_the_working_directory(tmp_path):
-    """Snakemake runs the script from the workflow's own envs/ folder; a stand-in `python` records the calls."""
+    """Snakemake runs the script from the workflow's own folder (workflow/envs/); a stand-in `python` records the
+    calls."""
     fake = tmp_path / "bin" / "python"
     fake.parent.mkdir()
     fake.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path}/calls\n')
     fake.chmod(0o755)
     env = {"PATH": f"{fake.parent}:/usr/bin:/bin"}
-    done = subprocess.run(["bash", str(REPO / "envs" / "cxrdenoise.post-deploy.sh")], cwd=tmp_path, env=env,
-                          capture_output=True, text=True)
+    done = subprocess.run(["bash", str(REPO / "workflow" / "envs" / "cxrdenoise.post-deploy.sh")], cwd=tmp_path,
+                          env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     calls = (tmp_path / "calls").read_text().splitlines()
     assert calls == [f"-m pip install --no-cache-dir -r {REPO}/requirements.lock",

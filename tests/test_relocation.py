@@ -28,10 +28,8 @@ TINY = {
 def _clone(root):
     """The files a clone has that Snakemake reads (the package itself is installed once, from REPO)."""
     root.mkdir()
-    shutil.copy2(REPO / "Snakefile", root / "Snakefile")
-    for name in ("config.yaml", "requirements.lock"):
-        shutil.copy2(REPO / name, root / name)
-    for folder in ("workflow", "config", "envs"):
+    shutil.copy2(REPO / "requirements.lock", root / "requirements.lock")
+    for folder in ("workflow", "config"):  # workflow/Snakefile, rules, envs, schemas, report; config/config.yaml
         shutil.copytree(REPO / folder, root / folder)
     (root / "tiny.yaml").write_text(yaml.safe_dump(TINY))
     return root
@@ -39,7 +37,7 @@ def _clone(root):
 
 def _run(clone, *args):
     return snakemake(clone, "--cores", "2", *args, "--configfile", str(clone / "tiny.yaml"), "--", "all",
-                     snakefile=clone / "Snakefile")
+                     snakefile=clone / "workflow" / "Snakefile")
 
 
 @pytest.mark.slow

@@ -30,7 +30,7 @@ def _config(models=("unet", "unetpp"), sigmas=(0.1, 0.2, 0.3), setups=ALL_SETUPS
 
 
 def test_resolved_config_round_trips_to_the_same_hash(tmp_path):
-    config = load_config(REPO / "config.yaml", REPO / "config" / "demo.yaml")
+    config = load_config(REPO / "config" / "config.yaml", REPO / "config" / "demo.yaml")
     path = tmp_path / "results" / "config.resolved.yaml"
     assert write_resolved_config(config, path, hash_config(config))
     assert read_resolved_hash(path) == hash_config(config)
@@ -189,7 +189,7 @@ def test_successful_run_prints_the_summary(tmp_path):
     resolved = tmp_path / "results" / "config.resolved.yaml"
     assert f"config:  results/config.resolved.yaml (hash {read_resolved_hash(resolved)[:12]})" in result.stderr
     # the run's own -s, --directory and --configfile: the command works as printed from where the run started
-    assert (f"build it with `snakemake -s {REPO / 'Snakefile'} --directory {tmp_path} --configfile "
+    assert (f"build it with `snakemake -s {REPO / 'workflow' / 'Snakefile'} --directory {tmp_path} --configfile "
             f"{REPO / 'config' / 'demo.yaml'} {override} --report results/report.html`") in result.stderr
 
 

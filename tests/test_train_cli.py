@@ -91,7 +91,7 @@ def snakefile(tmp_path):
     root.mkdir()
     (root / "workflow").symlink_to(REPO / "workflow")  # common.smk finds the schema via basedir
     (root / "Snakefile").write_text(
-        f'configfile: "{REPO / "config.yaml"}"\n'
+        f'configfile: "{REPO / "config" / "config.yaml"}"\n'
         'wildcard_constraints:\n    sigma=r"\\d+(\\.\\d+)?",\n    model=r"[a-z][a-z0-9_]*",\n'
         '    setup=r"gpu1|dp2|ddp2|ddp2_amp",\n'
         'include: "workflow/rules/common.smk"\n'

@@ -101,7 +101,7 @@ def test_nodes_change_the_resume_fingerprint_and_the_params_of_ddp_jobs_only():
     with pytest.raises(CxrError, match="train.nodes must be at least 1"):
         TrainSettings(model="unet", setup="ddp2", sigma="0.1", nodes=0)
 
-    config = load_config(REPO / "config.yaml")
+    config = load_config(REPO / "config" / "config.yaml")
     before = {s: rule_settings_json(config, "unet", s) for s in SETUPS}
     assert all("nodes" not in json.loads(v)["train"] for v in before.values())
     assert all("request_gpus_on_cpu" not in json.loads(v)["train"] for v in before.values())
@@ -173,7 +173,7 @@ def dry_run_slurm_profile(tmp_path, *configfiles) -> dict[str, dict]:
 
 
 def test_slurm_profile_dry_run_shows_the_gpu_requests_per_setup(tmp_path):
-    """`snakemake --profile profiles/slurm -n all` with config.yaml: what each setup's job asks SLURM for."""
+    """`snakemake --profile profiles/slurm -n all` with config/config.yaml: what each setup's job asks SLURM for."""
     jobs = dry_run_slurm_profile(tmp_path)
     assert set(jobs) == {"gpu1", "dp2", "ddp2_amp"}
     gpus = {setup: job["resources"]["gpu"] for setup, job in jobs.items()}
@@ -209,7 +209,7 @@ def test_multinode_ddp_plan_and_sbatch_flags(tmp_path):
     """train.nodes: 2 -> the DDP setups become `train_multinode` jobs asking for 2 nodes with 2 GPUs each."""
     nodes2 = tmp_path / "nodes2.yaml"
     nodes2.write_text(yaml.safe_dump({"train": {"nodes": 2}}))
-    jobs = dry_run_slurm_profile(tmp_path, REPO / "config.yaml", nodes2)
+    jobs = dry_run_slurm_profile(tmp_path, REPO / "config" / "config.yaml", nodes2)
     assert jobs["gpu1"]["rule"] == "train" and jobs["gpu1"]["resources"]["nodes"] == "1"
     assert jobs["dp2"]["rule"] == "train" and jobs["dp2"]["resources"]["gpu"] == "2"
     multi = jobs["ddp2_amp"]
@@ -253,7 +253,7 @@ def test_processes_per_node_spreads_a_ddp_setup_over_nodes():
     with pytest.raises(CxrError, match="processes_per_node must be between 1 and 2"):
         TrainSettings(model="unet", setup="ddp2", sigma="0.1", nodes=2, processes_per_node=3)
 
-    cfg = load_config(REPO / "config.yaml")
+    cfg = load_config(REPO / "config" / "config.yaml")
     before = rule_settings_json(cfg, "unet", "ddp2_amp")
     cfg["train"]["processes_per_node"] = 1
     assert rule_settings_json(cfg, "unet", "ddp2_amp") == before  # one node: not passed, no retraining
@@ -267,7 +267,8 @@ def test_multinode_plan_with_one_process_per_node(tmp_path):
     nodes2 = tmp_path / "nodes2.yaml"
     nodes2.write_text(yaml.safe_dump({"train": {"nodes": 2, "processes_per_node": 1, "workers": 3}}))
     result = snakemake(tmp_path, "--profile", str(REPO / "profiles" / "slurm"), "-n", "--printshellcmds",
-                       "--cores", "64", "--configfile", str(REPO / "config.yaml"), str(nodes2), "--", "all")
+                       "--cores", "64", "--configfile", str(REPO / "config" / "config.yaml"), str(nodes2),
+                       "--", "all")
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = planned_train_jobs(result.stdout)
     res = jobs["ddp2_amp"]["resources"]

@@ -33,11 +33,11 @@ def test_unknown_setup_is_one_line():
 
 
 def test_settings_from_the_configs():
-    full = TrainSettings.from_config(load_config(REPO / "config.yaml"), "unetpp", "0.2", "ddp2_amp")
+    full = TrainSettings.from_config(load_config(REPO / "config" / "config.yaml"), "unetpp", "0.2", "ddp2_amp")
     assert (full.lr, full.batch_per_gpu, full.epochs, full.device, full.seed) == (1e-3, 16, 50, "cuda", 2025)
     assert full.model_kwargs == {"base_channels": 64, "deep_supervision": False, "block": "study"}
     assert full.sync_bn is False
-    demo_config = load_config(REPO / "config.yaml", REPO / "config" / "demo.yaml")
+    demo_config = load_config(REPO / "config" / "config.yaml", REPO / "config" / "demo.yaml")
     demo = TrainSettings.from_config(demo_config, "unet", "0.1", "gpu1")
     # the demo's lr is its own (README: how the demo deviates), the study's stays 1e-3
     assert (demo.device, demo.epochs, demo.batch_per_gpu, demo.workers, demo.lr) == ("cpu", 8, 2, 0, 5e-3)
@@ -68,16 +68,16 @@ def test_block_and_sync_bn_change_the_resume_fingerprint():
 
 
 def test_sync_bn_flows_from_the_config_and_needs_cuda_under_ddp():
-    config = load_config(REPO / "config.yaml", overrides={"train": {"sync_bn": True}})
+    config = load_config(REPO / "config" / "config.yaml", overrides={"train": {"sync_bn": True}})
     assert TrainSettings.from_config(config, "unet", "0.1", "ddp2").sync_bn is True
     TrainSettings(model="unet", setup="gpu1", sigma="0.1", device="cpu", sync_bn=True)  # inert without DDP
     with pytest.raises(CxrError, match=r"train.sync_bn: .*needs CUDA.*ddp2_amp runs on the cpu") as err:
         TrainSettings(model="unet", setup="ddp2_amp", sigma="0.1", device="cpu", sync_bn=True)
     assert "\n" not in str(err.value)
     with pytest.raises(CxrError, match=r"^config key train.sync_bn: .*needs CUDA"):
-        load_config(REPO / "config.yaml", overrides={"train": {"sync_bn": True, "device": "cpu"}})
+        load_config(REPO / "config" / "config.yaml", overrides={"train": {"sync_bn": True, "device": "cpu"}})
     with pytest.raises(CxrError, match="sync_bn"):
-        load_config(REPO / "config.yaml", overrides={"train": {"sync_bn": "yes"}})
+        load_config(REPO / "config" / "config.yaml", overrides={"train": {"sync_bn": "yes"}})
 
 
 def test_rule_params_hold_only_what_training_depends_on():
@@ -85,7 +85,7 @@ def test_rule_params_hold_only_what_training_depends_on():
 
     from cxrdenoise.train.settings import rule_settings_json
 
-    config = load_config(REPO / "config.yaml")
+    config = load_config(REPO / "config" / "config.yaml")
     subset = json.loads(rule_settings_json(config, "unet"))
     assert subset["models"] == {"unet": {"base_channels": 64, "block": "study"}} and subset["noise"] == {"mean": 0.1}
     assert subset["train"]["sync_bn"] is False  # a training key: changing it retrains
@@ -98,11 +98,11 @@ def test_rule_params_hold_only_what_training_depends_on():
 
 
 def test_block_is_checked_by_the_schema():
-    assert load_config(REPO / "config.yaml")["models"]["unetpp"]["block"] == "study"
+    assert load_config(REPO / "config" / "config.yaml")["models"]["unetpp"]["block"] == "study"
     with pytest.raises(CxrError, match=r"models.unet.block") as err:
-        load_config(REPO / "config.yaml", overrides={"models": {"unet": {"block": "triple"}}})
+        load_config(REPO / "config" / "config.yaml", overrides={"models": {"unet": {"block": "triple"}}})
     assert "\n" not in str(err.value)
-    assert load_config(REPO / "config.yaml", overrides={"models": {"unet": {"block": "double_bn"}}})
+    assert load_config(REPO / "config" / "config.yaml", overrides={"models": {"unet": {"block": "double_bn"}}})
 
 
 def test_replicates_by_model_overrides_train_replicates():
@@ -122,7 +122,7 @@ def test_replicates_by_model_overrides_train_replicates():
 def test_demo_plans_three_runs_of_what_the_claims_compare():
     from cxrdenoise.train.setups import replicates_for
 
-    demo = load_config(REPO / "config.yaml", REPO / "config" / "demo.yaml")
+    demo = load_config(REPO / "config" / "config.yaml", REPO / "config" / "demo.yaml")
     for model in ("unet", "unetpp"):
         for sigma, runs in (("0.1", [3, 1, 3]), ("0.2", [3, 1, 1]), (0.3, [3, 1, 1])):
             assert [replicates_for(demo, model, s, sigma) for s in ("gpu1", "dp2", "ddp2_amp")] == runs

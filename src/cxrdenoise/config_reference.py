@@ -29,7 +29,7 @@ Generated from [`workflow/schemas/config.schema.yaml`](../workflow/schemas/confi
 (`tests/test_config_schema.py` fails when they differ).
 
 Every key has a default, and the defaults are the study's protocol: Snakemake fills in every key a config
-leaves out when it starts, so [`config.yaml`](../config.yaml) (the Snakefile's config file) sets nothing, and
+leaves out when it starts, so [`config/config.yaml`](config.yaml) (the workflow's config file) sets nothing, and
 a run only states what it changes. To change keys:
 
 - `snakemake all --cores 8 --configfile my.yaml`: a YAML file with just the keys to change, merged key by key

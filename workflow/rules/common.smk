@@ -8,25 +8,37 @@ from cxrdenoise.config import literature_sigmas, noise_means, sigma_label, valid
 
 min_version("9.0")
 
-from snakemake.utils import validate
-
 from cxrdenoise.errors import CxrError
 
 # Paths relative to this file, so the rule files also work when included from another Snakefile.
 _WORKFLOW_DIR = os.path.dirname(str(workflow.current_basedir))
 _SCHEMA = os.path.join(_WORKFLOW_DIR, "schemas", "config.schema.yaml")
 try:
-    # one line naming the bad key, instead of the full schema report; model names and keywords are checked
-    # against the registry once, in the main process (it imports torch; jobs re-parsing this file skip it)
+    # The one validation: the schema (filling in every default, as snakemake.utils.validate would), finite
+    # numbers and the cross-key checks, one line naming the bad key instead of the full schema report; model
+    # names and keywords are checked against the registry once, in the main process (it imports torch; jobs
+    # re-parsing this file skip it).
     validate_config(config, _SCHEMA, check_models=workflow.is_main_process)
 except CxrError as err:
     sys.exit(f"error: {err}")
-validate(config, _SCHEMA)
 
-# The jobs' software under `snakemake --sdm conda` (path relative to workflow/rules/). Python and pip from conda-forge,
-# then the post-deploy script installs requirements.lock and the project. Without --sdm conda the jobs run where
-# Snakemake runs (make install).
-ENV = "../../envs/cxrdenoise.yaml"
+
+from cxrdenoise.train.setups import SETUPS
+
+
+wildcard_constraints:
+    archive=r"images_\d{3}",
+    sigma=r"\d+(\.\d+)?",
+    shard=r"\d{5}",
+    model=r"[a-z][a-z0-9_]*",
+    setup="|".join(SETUPS),  # cxrdenoise.train.setups: the one list of set-ups
+    rep=r"[1-9]\d*",
+
+
+# The jobs' software under `snakemake --sdm conda` (path relative to workflow/rules/: workflow/envs/). Python and
+# pip from conda-forge, then the post-deploy script installs requirements.lock and the project. Without --sdm conda
+# the jobs run where Snakemake runs (make install).
+ENV = "../envs/cxrdenoise.yaml"
 RAW = config["data"]["raw_dir"]
 DATA = "results/data"
 SIGMAS = [sigma_label(s) for s in config["noise"]["sigmas"]]
@@ -62,8 +74,21 @@ from cxrdenoise.config import write_resolved_config
 from cxrdenoise.failures import failure_report
 from cxrdenoise.summary import run_summary
 
-# Written by the Snakefile's onstart handler (every run that executes jobs; not dry-runs, lint or --report).
+# Written by workflow/Snakefile's onstart handler (every run that executes jobs; not dry-runs, lint or --report).
 RESOLVED_CONFIG = "results/config.resolved.yaml"
+
+
+def final_targets():
+    """The workflow's final targets (the inputs of `all` in workflow/Snakefile), each stage's own list, made in
+    the stage's own file."""
+    return [
+        *TRAIN_RECORDS,  # train.smk
+        *EVAL_SUMMARIES,  # evaluate.smk
+        *CLASSICAL_SUMMARIES,  # classical.smk
+        *REPORT_TARGETS,  # report.smk
+        *PRIVACY_TARGETS,  # privacy.smk
+        *FEDERATED_TARGETS,  # federated.smk (none when federated.enabled is false)
+    ]
 
 
 def configfile_args():
@@ -256,7 +281,7 @@ if workflow.is_main_process:
             if workflow.overwrite_configfiles else []
     os.environ[RUN_OPTIONS_ENV] = json.dumps(_run_options)
 
-# Job logs as they were before this run (path -> mtime, size, inode), so the failure report (Snakefile onerror)
+# Job logs as they were before this run (path -> mtime, size, inode), so the failure report (workflow/Snakefile onerror)
 # quotes only logs this run wrote, and says "no log for this run" for a job that failed before writing its log
 # (e.g. an sbatch submission that failed) instead of quoting an earlier run's line.
 from cxrdenoise.failures import log_snapshot

@@ -42,6 +42,21 @@ _FED_TRAIN = dict(
     insecure="--insecure" if _FED["insecure"] else "",
     timeout_s=_FED["timeout_s"],
 )
+# The command-line arguments of the params above, written once: `cxrdenoise federated sites` takes the spec,
+# `run` and `alone` the spec and the training settings (shell templates that Snakemake fills in per job).
+_FED_SPEC_ARGS = (
+    " --data-dir {params.data_dir:q} --sigma {params.sigma} --seed {params.seed}"
+    " --sites {params.sites} --partition-mode {params.mode} {params.column}"
+)
+_FED_TRAIN_ARGS = (
+    " --sites-csv {input.sites:q} --model {params.model} --model-kwargs {params.model_kwargs:q}"
+    " --rounds {params.rounds} --local-epochs {params.local_epochs} --lr {params.lr}"
+    " --batch-size {params.batch_size} --strategy {params.strategy} --mu {params.mu} --dp {params.dp:q}"
+    " --device {params.device} {params.insecure} --timeout-s {params.timeout_s}"
+)
+_FED_OUT = " --out-dir {params.out_dir:q} > {log:q} 2>&1"
+
+
 rule federated_sites:
     input:
         clean=f"{DATA}/clean/manifest.json",
@@ -58,9 +73,7 @@ rule federated_sites:
     log:
         "results/logs/federated/sites.log",
     shell:
-        "cxrdenoise federated sites --data-dir {params.data_dir:q} --sigma {params.sigma} --seed {params.seed}"
-        " --sites {params.sites} --partition-mode {params.mode} {params.column}"
-        " --out-dir {params.out_dir:q} > {log:q} 2>&1"
+        f"cxrdenoise federated sites{_FED_SPEC_ARGS}{_FED_OUT}"
 
 
 rule federated_run:
@@ -89,13 +102,7 @@ rule federated_run:
     benchmark:
         "results/benchmarks/federated/run.tsv"
     shell:
-        "cxrdenoise federated run --data-dir {params.data_dir:q} --sigma {params.sigma} --seed {params.seed}"
-        " --sites {params.sites} --partition-mode {params.mode} {params.column}"
-        " --sites-csv {input.sites:q} --model {params.model} --model-kwargs {params.model_kwargs:q}"
-        " --rounds {params.rounds} --local-epochs {params.local_epochs} --lr {params.lr}"
-        " --batch-size {params.batch_size} --strategy {params.strategy} --mu {params.mu} --dp {params.dp:q}"
-        " --device {params.device} {params.insecure} --timeout-s {params.timeout_s}"
-        " --out-dir {params.out_dir:q} > {log:q} 2>&1"
+        f"cxrdenoise federated run{_FED_SPEC_ARGS}{_FED_TRAIN_ARGS}{_FED_OUT}"
 
 
 rule federated_alone:
@@ -122,14 +129,7 @@ rule federated_alone:
     benchmark:
         "results/benchmarks/federated/site{site}_alone.tsv"
     shell:
-        "cxrdenoise federated alone --site {wildcards.site} --data-dir {params.data_dir:q} --sigma {params.sigma}"
-        " --seed {params.seed}"
-        " --sites {params.sites} --partition-mode {params.mode} {params.column}"
-        " --sites-csv {input.sites:q} --model {params.model} --model-kwargs {params.model_kwargs:q}"
-        " --rounds {params.rounds} --local-epochs {params.local_epochs} --lr {params.lr}"
-        " --batch-size {params.batch_size} --strategy {params.strategy} --mu {params.mu} --dp {params.dp:q}"
-        " --device {params.device} {params.insecure} --timeout-s {params.timeout_s}"
-        " --out-dir {params.out_dir:q} > {log:q} 2>&1"
+        f"cxrdenoise federated alone --site {{wildcards.site}}{_FED_SPEC_ARGS}{_FED_TRAIN_ARGS}{_FED_OUT}"
 
 
 rule federated_evaluate:

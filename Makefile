@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 RUN := PATH=$(abspath $(BIN)):$$PATH
 CORES ?= 2
 
-.PHONY: install demo test lint lock clean-demo
+.PHONY: install demo test test-all lint lock clean-demo
 
 install: $(VENV)/.installed
 
@@ -36,8 +36,12 @@ demo: install
 	$(RUN) snakemake --cores $(CORES) --configfile config/demo.yaml --report results/report.html
 	@echo "report: $(abspath results/report.html) (open it in a browser; the run summary is above)"
 
-## test: the test suite (the same command CI runs)
+## test: the fast tier: every test not marked `slow` (the end-to-end Snakemake DAGs and multi-process training)
 test: install
+	$(RUN) python -m pytest -m "not slow"
+
+## test-all: every test, the slow tier included (the command CI runs)
+test-all: install
 	$(RUN) python -m pytest
 
 lint: install

@@ -13,19 +13,19 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from . import layout
 from .errors import CxrError
-from .naming import sigma_label
 from .shard_integrity import fix_hint, verify_shard
 from .shards import decode
 from .split import SPLITS
 
 
 def clean_manifest_path(data_dir: str | Path) -> Path:
-    return Path(data_dir) / "clean" / "manifest.json"
+    return Path(layout.clean_manifest(data_dir))
 
 
 def noisy_manifest_path(data_dir: str | Path, sigma: float | str) -> Path:
-    return Path(data_dir) / "noisy" / f"sigma{sigma_label(sigma)}" / "manifest.json"
+    return Path(layout.noisy_manifest(sigma, data_dir))
 
 
 def read_manifest(path: Path, rule: str) -> dict:
@@ -54,7 +54,7 @@ class PairDataset(Dataset):
         noisy = read_manifest(noisy_manifest_path(data_dir, sigma), "noisy_manifest")
         self._check_aligned(clean, noisy)
         self.noise_mean = noisy["shards"][0]["noise_mean"]
-        self._clean_files = [self.data_dir / "clean" / m["file"] for m in clean["shards"]]
+        self._clean_files = [Path(layout.clean_dir(data_dir)) / m["file"] for m in clean["shards"]]
         noisy_dir = noisy_manifest_path(data_dir, sigma).parent
         self._noisy_files = [noisy_dir / m["file"] for m in noisy["shards"]]
         index, ids, patients = [], [], []

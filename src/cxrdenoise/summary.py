@@ -14,8 +14,10 @@ import shlex
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .config import sigma_label
 from .denoised import did_not_denoise
+from .errors import CxrError
+from .layout import (RunPath, eval_file, noisy_eval_file, parse_run_path, rep_dir, run_key, sigma_label,
+                     train_file)
 
 REPORT = "results/report.html"
 RESOLVED_CONFIG = "results/config.resolved.yaml"
@@ -36,48 +38,69 @@ def _psnr_mean(summary: Mapping[str, Any] | None) -> float | None:
     return float(mean) if isinstance(mean, (int, float)) else None
 
 
+def _expected(config: Mapping[str, Any]) -> list[RunPath]:
+    """Every run the config trains and evaluates (every replicate of train.replicates; a model's setups narrowed by
+    train.setups_by_model)."""
+    from .train.setups import model_setups
+
+    reps = int(config["train"]["replicates"])
+    return [RunPath(m, sigma_label(s), u, k) for s in config["noise"]["sigmas"] for m in config["train"]["models"]
+            for u in model_setups(config, m) for k in range(1, reps + 1)]
+
+
+def _found(results: Path) -> list[RunPath]:
+    """Every run with an evaluation summary under results/eval (when no config is given)."""
+    runs = []
+    for path in sorted((results / "eval").glob(f"*/sigma*/*/{rep_dir('*')}/summary.json")):
+        try:
+            runs.append(parse_run_path(path))
+        except CxrError:
+            continue  # not a run's folder (cxrdenoise.layout refuses it)
+    return runs
+
+
+def _shown(run: RunPath) -> tuple[str, str, str]:
+    return run.model, run.sigma, f"{run.setup}/{rep_dir(run.rep)}"
+
+
 def expected_runs(config: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     """(model, sigma label, "setup/rep{k}") of every run the config trains and evaluates (every replicate of
     train.replicates; the rep{k} level is part of every result path, docs/results-layout.md; a model's setups
     narrowed by train.setups_by_model)."""
-    from .train.setups import model_setups
-
-    reps = int(config["train"]["replicates"])
-    return [(m, sigma_label(s), f"{u}/rep{k}") for s in config["noise"]["sigmas"] for m in config["train"]["models"]
-            for u in model_setups(config, m) for k in range(1, reps + 1)]
+    return [_shown(r) for r in _expected(config)]
 
 
 def found_runs(results: Path) -> list[tuple[str, str, str]]:
     """(model, sigma, "setup/rep{k}") of every evaluation summary under results/eval (when no config is given)."""
-    runs = []
-    for path in sorted((results / "eval").glob("*/sigma*/*/rep*/summary.json")):
-        rep, setup = path.parent.name, path.parents[1].name
-        sigma, model = path.parents[2].name[len("sigma"):], path.parents[3].name
-        runs.append((model, sigma, f"{setup}/{rep}"))
-    return runs
+    return [_shown(r) for r in _found(results)]
 
 
-def not_denoising(results: Path, runs: list[tuple[str, str, str]]) -> list[str]:
+def _eval_summary(results: Path, run: RunPath) -> dict[str, Any] | None:
+    return _read_json(Path(eval_file(*run, "summary.json", results=results)))
+
+
+def not_denoising(results: Path, runs: list[RunPath]) -> list[str]:
     """One line per run whose mean test PSNR is not above the noisy input's at the same sigma."""
     flagged = []
-    for model, sigma, setup in runs:
-        summary = _read_json(results / "eval" / model / f"sigma{sigma}" / setup / "summary.json")
+    for run in runs:
+        summary = _eval_summary(results, run)
         if summary is None:
             continue
-        noisy = _psnr_mean(_read_json(results / "eval" / "noisy" / f"sigma{sigma}" / "summary.json"))
+        noisy = _psnr_mean(_read_json(Path(noisy_eval_file(run.sigma, "summary.json", results=results))))
         psnr = _psnr_mean(summary)
         if did_not_denoise(psnr, noisy):
             vs = f"{noisy:.2f} dB" if noisy is not None else "n/a"
             shown = f"{psnr:.2f} dB" if psnr is not None and math.isfinite(psnr) else str(psnr)
+            model, sigma, setup = _shown(run)
             flagged.append(f"{model} sigma {sigma} {setup}: PSNR {shown}, noisy input {vs}")
     return flagged
 
 
-def lpips_line(results: Path, runs: list[tuple[str, str, str]]) -> str:
+def lpips_line(results: Path, runs: list[RunPath]) -> str:
     """'real' only when every evaluation used the AlexNet/ImageNet weights; else n/a with the reason."""
     statuses: dict[str, str] = {}
-    for model, sigma, setup in runs:
-        summary = _read_json(results / "eval" / model / f"sigma{sigma}" / setup / "summary.json")
+    for run in runs:
+        summary = _eval_summary(results, run)
         if summary is not None:
             statuses[str(summary.get("lpips_status"))] = str(summary.get("lpips_message") or "")
     if not statuses:
@@ -89,20 +112,21 @@ def lpips_line(results: Path, runs: list[tuple[str, str, str]]) -> str:
     return f"LPIPS: n/a{partly} ({reasons})"
 
 
-def warnings(results: Path, runs: list[tuple[str, str, str]]) -> list[str]:
+def warnings(results: Path, runs: list[RunPath]) -> list[str]:
     """Things the user must know before reading the numbers: CPU timings, set-up notes, missing results."""
     out: list[str] = []
     cpu_runs, notes, missing = 0, {}, []
-    for model, sigma, setup in runs:
-        record = _read_json(results / "train" / model / f"sigma{sigma}" / setup / "record.json")
+    for run in runs:
+        record = _read_json(Path(train_file(*run, "record.json", results=results)))
+        where = f"{run_key(run.model, run.sigma, run.setup)}/{rep_dir(run.rep)}"
         if record is None:
-            missing.append(f"{model}/sigma{sigma}/{setup}")
+            missing.append(where)
             continue
         cpu_runs += record.get("device") == "cpu"
         if record.get("note"):
-            notes.setdefault(str(record["note"]), []).append(f"{model}/sigma{sigma}/{setup}")
+            notes.setdefault(str(record["note"]), []).append(where)
         if record.get("status") not in (None, "finished"):
-            out.append(f"training {model}/sigma{sigma}/{setup} is {record.get('status')!r}, not finished")
+            out.append(f"training {where} is {record.get('status')!r}, not finished")
     if cpu_runs:
         out.append(f"{cpu_runs} training run(s) on a CPU: their timings are not comparable with the study's GPU times")
     for note, where in notes.items():
@@ -198,7 +222,7 @@ def run_summary(root: str | os.PathLike = ".", config: Mapping[str, Any] | None 
     command."""
     root = Path(root)
     results = root / "results"
-    runs = expected_runs(config) if config is not None else found_runs(results)
+    runs = _expected(config) if config is not None else _found(results)
     tables = _listing(results / "tables", ".csv")
     figures = _listing(results / "figures", ".png")
     lines = ["", "=" * 30 + " cxrdenoise: run summary " + "=" * 30]

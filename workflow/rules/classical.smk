@@ -9,17 +9,17 @@
 BASELINE_METHODS = list(config["baselines"]["methods"])
 _BASELINE_MAX = config["baselines"]["max_images"]
 # the study's noise levels and the literature's (zero mean; its no-denoising rows too, for Table VI)
-CLASSICAL_SUMMARIES = expand(f"{CLASSICAL}/{{method}}/sigma{{sigma}}/summary.json", method=BASELINE_METHODS,
-                             sigma=SIGMAS + LIT_SIGMAS) + noisy_eval_files(LIT_SIGMAS)
+CLASSICAL_SUMMARIES = [layout.classical_file(m, s, "summary.json") for m in BASELINE_METHODS
+                       for s in SIGMAS + LIT_SIGMAS] + noisy_eval_files(LIT_SIGMAS)
 
 
 rule classical_shard:
     input:
-        clean=f"{DATA}/clean/manifest.json",
-        noisy=f"{DATA}/noisy/sigma{{sigma}}/manifest.json",
+        clean=layout.clean_manifest(),
+        noisy=layout.noisy_manifest("{sigma}"),
     output:
-        per_image=f"{CLASSICAL}/{{method}}/sigma{{sigma}}/shard_{{shard}}/per_image.csv",
-        summary=f"{CLASSICAL}/{{method}}/sigma{{sigma}}/shard_{{shard}}/summary.json",
+        per_image=layout.classical_file("{method}", "{sigma}", "per_image.csv", shard="{shard}"),
+        summary=layout.classical_file("{method}", "{sigma}", "summary.json", shard="{shard}"),
     wildcard_constraints:
         method="|".join(BASELINE_METHODS) or "none",
     params:
@@ -46,10 +46,10 @@ rule classical_shard:
 
 rule classical_merge:
     input:
-        expand(f"{CLASSICAL}/{{{{method}}}}/sigma{{{{sigma}}}}/shard_{{shard}}/summary.json", shard=SHARDS),
+        [layout.classical_file("{method}", "{sigma}", "summary.json", shard=k) for k in SHARDS],
     output:
-        per_image=f"{CLASSICAL}/{{method}}/sigma{{sigma}}/per_image.csv",
-        summary=f"{CLASSICAL}/{{method}}/sigma{{sigma}}/summary.json",
+        per_image=layout.classical_file("{method}", "{sigma}", "per_image.csv"),
+        summary=layout.classical_file("{method}", "{sigma}", "summary.json"),
     wildcard_constraints:
         method="|".join(BASELINE_METHODS) or "none",
     params:

@@ -4,7 +4,9 @@ import sys
 
 from snakemake.utils import min_version
 
-from cxrdenoise.config import literature_sigmas, noise_means, sigma_label, validate_config
+from cxrdenoise import layout
+from cxrdenoise.config import literature_sigmas, noise_means, validate_config
+from cxrdenoise.layout import sigma_label
 
 min_version("9.0")
 
@@ -40,7 +42,7 @@ wildcard_constraints:
 # the jobs run where Snakemake runs (make install).
 ENV = "../envs/cxrdenoise.yaml"
 RAW = config["data"]["raw_dir"]
-DATA = "results/data"
+DATA = layout.DATA  # every results path is built by cxrdenoise.layout (docs/results-layout.md)
 SIGMAS = [sigma_label(s) for s in config["noise"]["sigmas"]]
 # The literature's noise (zero mean, sigma 15/255 and 25/255): same noise stage and folders, scored by the classical
 # baselines and the noisy input for Table VI only (no model is trained at it). NOISE_MEANS: sigma label -> mean.
@@ -151,12 +153,12 @@ def run_reps(model, setup, sigma, reps=None):
 
 def train_records(models, sigmas, setups, reps=None):
     """record.json of every replicate (all of run_reps unless `reps` is given) of each (model, sigma, setup)."""
-    return [f"results/train/{m}/sigma{s}/{u}/rep{k}/record.json"
+    return [layout.train_file(m, s, u, k, "record.json")
             for s in sigmas for m in models for u in model_setups(config, m, setups) for k in run_reps(m, u, s, reps)]
 
 
 def eval_files(models, sigmas, setups, name="summary.json", reps=None):
-    return [f"results/eval/{m}/sigma{s}/{u}/rep{k}/{name}"
+    return [layout.eval_file(m, s, u, k, name)
             for s in sigmas for m in models for u in model_setups(config, m, setups) for k in run_reps(m, u, s, reps)]
 
 
@@ -171,15 +173,12 @@ def eval_runs_by_count():
 
 
 def noisy_eval_files(sigmas, name="summary.json"):
-    return [f"results/eval/noisy/sigma{s}/{name}" for s in sigmas]
-
-
-CLASSICAL = "results/classical"
+    return [layout.noisy_eval_file(s, name) for s in sigmas]
 
 
 def classical_files(methods, sigmas, name="summary.json"):
     """Merged classical-baseline results of `methods` x `sigmas` (classical.smk writes, tables/figures read)."""
-    return [f"{CLASSICAL}/{m}/sigma{s}/{name}" for s in sigmas for m in methods]
+    return [layout.classical_file(m, s, name) for s in sigmas for m in methods]
 
 
 # Titles of the report items (labels shown in the report's item lists).
@@ -207,18 +206,14 @@ def federated_sigma():
     return sigma_label(sigma) if sigma is not None else SIGMAS[0]
 
 
-def federated_dir():
-    """results/federated/{model}/sigma{sigma} of the federated stage."""
-    return f"results/federated/{config['federated']['model']}/sigma{federated_sigma()}"
-
-
 def federated_claim_files():
     """per_image.csv of the federated global model, then of each site alone: the claims table's federated rows
     (none when federated.enabled is false)."""
     if not config["federated"]["enabled"]:
         return []
     sites = range(len(config["federated"]["sites"]))
-    return [f"{federated_dir()}/{who}/eval/per_image.csv" for who in ["global", *(f"site{k}" for k in sites)]]
+    return [layout.federated_file(config["federated"]["model"], federated_sigma(), who, "eval", "per_image.csv")
+            for who in ["global", *map(layout.site_name, sites)]]
 
 
 def claims_settings_args():
@@ -238,7 +233,7 @@ def nih_metadata_flag():
 
 def privacy_results(name):
     """results/privacy/{attacker}/{name} of the configured attackers: privacy.smk writes them, the claims read them."""
-    return [f"results/privacy/{attacker}/{name}" for attacker in config["privacy"]["attackers"]]
+    return [layout.privacy_file(attacker, name) for attacker in config["privacy"]["attackers"]]
 
 
 def report_table(name):
@@ -246,20 +241,20 @@ def report_table(name):
     caption = f"../report/{name}.rst"
     title, shows = TABLE_TITLES[name]
     return dict(
-        html=report(f"results/tables/{name}.html", caption=caption, category="Tables", subcategory="Tables",
+        html=report(layout.table_file(name, "html"), caption=caption, category="Tables", subcategory="Tables",
                     labels={"table": title, "shows": shows}),
-        csv=report(f"results/tables/{name}.csv", caption=caption, category="Tables", subcategory="CSV",
+        csv=report(layout.table_file(name, "csv"), caption=caption, category="Tables", subcategory="CSV",
                    labels={"table": title, "shows": shows}),
-        md=f"results/tables/{name}.md",
-        tex=f"results/tables/{name}.tex",
+        md=layout.table_file(name, "md"),
+        tex=layout.table_file(name, "tex"),
     )
 
 
 def report_figure(name, caption, labels=None):
     return dict(
-        png=report(f"results/figures/{name}.png", caption=caption, category="Figures",
+        png=report(layout.figure_file(name, "png"), caption=caption, category="Figures",
                    labels=labels or {"figure": name}),
-        pdf=f"results/figures/{name}.pdf",
+        pdf=layout.figure_file(name, "pdf"),
     )
 
 

@@ -14,15 +14,12 @@
 
 import re
 
-EVAL = "results/eval"
 EVAL_DEVICE = config["train"]["device"]
 
 # every trained run (train.setups_by_model narrows a model's setups; common.smk)
 EVAL_MODEL_SUMMARIES = eval_files(config["train"]["models"], SIGMAS, config["train"]["setups"])
-EVAL_NOISY_SUMMARIES = expand(f"{EVAL}/noisy/sigma{{sigma}}/summary.json", sigma=SIGMAS)
+EVAL_NOISY_SUMMARIES = noisy_eval_files(SIGMAS)
 EVAL_SUMMARIES = EVAL_MODEL_SUMMARIES + EVAL_NOISY_SUMMARIES  # for rule all and the tables/figures stages
-EVAL_PER_IMAGE = [os.path.join(os.path.dirname(s), "per_image.csv") for s in EVAL_SUMMARIES]
-EVAL_EXAMPLES = [os.path.join(os.path.dirname(s), "examples.npz") for s in EVAL_SUMMARIES]
 
 EVAL_PARAMS = dict(
     batch_size=config["evaluate"]["batch_size"],
@@ -34,22 +31,25 @@ EVAL_PARAMS = dict(
 )
 
 
-EVAL_RUN = "results/eval/{{model}}/sigma{{sigma}}/{{setup}}"  # one trained run; braces doubled for expand()
+# one trained run's files, replicate by replicate (cxrdenoise.layout, called with the rule's wildcards)
+_run_files = lambda build, name, reps: [build("{model}", "{sigma}", "{setup}", k, name) for k in reps]
 for _n, _runs in sorted(eval_runs_by_count().items()):
     _reps = [str(k) for k in range(1, _n + 1)]
-    _only = "|".join(re.escape(f"{m}/sigma{s}/{u}/") for m, s, u in _runs)
+    _only = "|".join(re.escape(layout.run_key(m, s, u) + "/") for m, s, u in _runs)
+    # log and benchmark name: ..._rep1, or ..._rep1-3 for the replicates 1 to 3
+    _stem = layout.run_stem("{model}", "{sigma}", "{setup}", "-".join(dict.fromkeys([_reps[0], _reps[-1]])))
 
     rule:
         name:
             "evaluate" if _n == 1 else f"evaluate_{_n}reps"
         input:
-            checkpoints=expand("results/train/{{model}}/sigma{{sigma}}/{{setup}}/rep{rep}/best.pt", rep=_reps),
-            clean=f"{DATA}/clean/manifest.json",
-            noisy=f"{DATA}/noisy/sigma{{sigma}}/manifest.json",
+            checkpoints=_run_files(layout.train_file, "best.pt", _reps),
+            clean=layout.clean_manifest(),
+            noisy=layout.noisy_manifest("{sigma}"),
         output:
-            per_image=expand(f"{EVAL_RUN}/rep{{rep}}/per_image.csv", rep=_reps),
-            summary=expand(f"{EVAL_RUN}/rep{{rep}}/summary.json", rep=_reps),
-            examples=expand(f"{EVAL_RUN}/rep{{rep}}/examples.npz", rep=_reps),
+            per_image=_run_files(layout.eval_file, "per_image.csv", _reps),
+            summary=_run_files(layout.eval_file, "summary.json", _reps),
+            examples=_run_files(layout.eval_file, "examples.npz", _reps),
         wildcard_constraints:
             # not results/eval/noisy/ (evaluate_noisy), and only the runs with this many replicates
             model=rf"(?!noisy/)(?=(?:{_only}))[a-z][a-z0-9_]*",
@@ -62,9 +62,9 @@ for _n, _runs in sorted(eval_runs_by_count().items()):
         conda:
             ENV
         log:
-            f"results/logs/evaluate/{{model}}_sigma{{sigma}}_{{setup}}_rep{'-'.join(dict.fromkeys([_reps[0], _reps[-1]]))}.log",
+            layout.log_file("evaluate", _stem),
         benchmark:
-            f"results/benchmarks/evaluate/{{model}}_sigma{{sigma}}_{{setup}}_rep{'-'.join(dict.fromkeys([_reps[0], _reps[-1]]))}.tsv"
+            layout.benchmark_file("evaluate", _stem)
         shell:
             "cxrdenoise evaluate --checkpoint {input.checkpoints:q} --data-dir {params.data_dir:q}"
             " --out-dir {params.out_dirs:q} --sigma {wildcards.sigma} --setup {wildcards.setup}"
@@ -74,12 +74,12 @@ for _n, _runs in sorted(eval_runs_by_count().items()):
 
 rule evaluate_noisy:
     input:
-        clean=f"{DATA}/clean/manifest.json",
-        noisy=f"{DATA}/noisy/sigma{{sigma}}/manifest.json",
+        clean=layout.clean_manifest(),
+        noisy=layout.noisy_manifest("{sigma}"),
     output:
-        per_image=f"{EVAL}/noisy/sigma{{sigma}}/per_image.csv",
-        summary=f"{EVAL}/noisy/sigma{{sigma}}/summary.json",
-        examples=f"{EVAL}/noisy/sigma{{sigma}}/examples.npz",
+        per_image=layout.noisy_eval_file("{sigma}", "per_image.csv"),
+        summary=layout.noisy_eval_file("{sigma}", "summary.json"),
+        examples=layout.noisy_eval_file("{sigma}", "examples.npz"),
     params:
         out_dir=lambda wildcards, output: os.path.dirname(output.summary),
         **EVAL_PARAMS,

@@ -5,18 +5,16 @@
 import json as _json
 import shlex as _shlex
 
-FED = "results/federated"
 _FED = config["federated"]
 FED_MODEL = _FED["model"]
 FED_SIGMA = federated_sigma()
 FED_SITES = list(range(len(_FED["sites"])))
-FED_DIR = federated_dir()
+# results/federated/{model}/sigma{sigma}/{global,site{k}}/... (cxrdenoise.layout)
+fed_file = lambda who, *names: layout.federated_file(FED_MODEL, FED_SIGMA, who, *names)
+_SITE = layout.site_name("{site}")  # the site{k} folder of the per-site rules
 
 
-# The centralized comparison: the gpu1 run's evaluation of the same model and noise level. The one place that
-# knows the train/eval result layout (with replicates, the rep0 folder below it).
-centralized_eval_dir = lambda model, sigma: f"results/eval/{model}/sigma{sigma}/gpu1/rep1"
-centralized_train_dir = lambda model, sigma: f"results/train/{model}/sigma{sigma}/gpu1/rep1"
+# The centralized comparison: the gpu1 run (replicate 1) of the same model and noise level.
 FED_CENTRAL = "gpu1" in config["train"]["setups"] and FED_MODEL in config["train"]["models"]
 
 
@@ -59,12 +57,12 @@ _FED_OUT = " --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
 rule federated_sites:
     input:
-        clean=f"{DATA}/clean/manifest.json",
-        noisy=f"{DATA}/noisy/sigma{FED_SIGMA}/manifest.json",
-        split=f"{DATA}/split.csv",
+        clean=layout.clean_manifest(),
+        noisy=layout.noisy_manifest(FED_SIGMA),
+        split=layout.data_file("split.csv"),
     output:
-        sites=f"{FED}/sites/sites.csv",
-        counts=f"{FED}/sites/site_counts.json",
+        sites=layout.federated_sites_file("sites.csv"),
+        counts=layout.federated_sites_file("site_counts.json"),
     params:
         out_dir=lambda wildcards, output: os.path.dirname(output.sites),
         **_FED_SPEC,
@@ -79,15 +77,15 @@ rule federated_sites:
 rule federated_run:
     input:
         sites=rules.federated_sites.output.sites,
-        clean=f"{DATA}/clean/manifest.json",
-        noisy=f"{DATA}/noisy/sigma{FED_SIGMA}/manifest.json",
+        clean=layout.clean_manifest(),
+        noisy=layout.noisy_manifest(FED_SIGMA),
     output:
-        best=f"{FED_DIR}/global/best.pt",
-        rounds=f"{FED_DIR}/global/rounds.json",
-        summary=f"{FED_DIR}/global/summary.json",
-        sessions=f"{FED_DIR}/global/sessions.json",
-        spec=f"{FED_DIR}/global/spec.json",
-        counts=f"{FED_DIR}/global/site_counts.json",
+        best=fed_file("global", "best.pt"),
+        rounds=fed_file("global", "rounds.json"),
+        summary=fed_file("global", "summary.json"),
+        sessions=fed_file("global", "sessions.json"),
+        spec=fed_file("global", "spec.json"),
+        counts=fed_file("global", "site_counts.json"),
     params:
         out_dir=lambda wildcards, output: os.path.dirname(output.best),
         **_FED_SPEC,
@@ -108,11 +106,11 @@ rule federated_run:
 rule federated_alone:
     input:
         sites=rules.federated_sites.output.sites,
-        clean=f"{DATA}/clean/manifest.json",
-        noisy=f"{DATA}/noisy/sigma{FED_SIGMA}/manifest.json",
+        clean=layout.clean_manifest(),
+        noisy=layout.noisy_manifest(FED_SIGMA),
     output:
-        best=f"{FED_DIR}/site{{site}}/best.pt",
-        record=f"{FED_DIR}/site{{site}}/record.json",
+        best=fed_file(_SITE, "best.pt"),
+        record=fed_file(_SITE, "record.json"),
     wildcard_constraints:
         site=r"\d+",
     params:
@@ -134,12 +132,12 @@ rule federated_alone:
 
 rule federated_evaluate:
     input:
-        checkpoint=f"{FED_DIR}/{{which}}/best.pt",
-        clean=f"{DATA}/clean/manifest.json",
-        noisy=f"{DATA}/noisy/sigma{FED_SIGMA}/manifest.json",
+        checkpoint=fed_file("{which}", "best.pt"),
+        clean=layout.clean_manifest(),
+        noisy=layout.noisy_manifest(FED_SIGMA),
     output:
-        summary=f"{FED_DIR}/{{which}}/eval/summary.json",
-        per_image=f"{FED_DIR}/{{which}}/eval/per_image.csv",
+        summary=fed_file("{which}", "eval", "summary.json"),
+        per_image=fed_file("{which}", "eval", "per_image.csv"),
     wildcard_constraints:
         which=r"global|site\d+",
     params:
@@ -165,13 +163,13 @@ rule federated_evaluate:
 
 _FED_TABLE_INPUT = dict(
     run=rules.federated_run.output.summary,
-    global_eval=f"{FED_DIR}/global/eval/summary.json",
-    site_evals=expand(f"{FED_DIR}/site{{site}}/eval/summary.json", site=FED_SITES),
-    site_records=expand(f"{FED_DIR}/site{{site}}/record.json", site=FED_SITES),
-    noisy=f"results/eval/noisy/sigma{FED_SIGMA}/summary.json",
-    split=f"{DATA}/split.csv",  # images and patients per split in the caption
-    central=[f"{centralized_eval_dir(FED_MODEL, FED_SIGMA)}/summary.json",
-             f"{centralized_train_dir(FED_MODEL, FED_SIGMA)}/record.json"] if FED_CENTRAL else [],
+    global_eval=fed_file("global", "eval", "summary.json"),
+    site_evals=[fed_file(layout.site_name(k), "eval", "summary.json") for k in FED_SITES],
+    site_records=[fed_file(layout.site_name(k), "record.json") for k in FED_SITES],
+    noisy=layout.noisy_eval_file(FED_SIGMA, "summary.json"),
+    split=layout.data_file("split.csv"),  # images and patients per split in the caption
+    central=[layout.eval_file(FED_MODEL, FED_SIGMA, "gpu1", 1, "summary.json"),
+             layout.train_file(FED_MODEL, FED_SIGMA, "gpu1", 1, "record.json")] if FED_CENTRAL else [],
 )
 
 
@@ -223,6 +221,6 @@ rule federated_figure:
 
 
 FEDERATED_TARGETS = [
-    *(f"results/tables/federated.{ext}" for ext in ("csv", "md", "tex", "html")),
-    *(f"results/figures/federated.{ext}" for ext in ("png", "pdf")),
+    *(layout.table_file("federated", ext) for ext in ("csv", "md", "tex", "html")),
+    *(layout.figure_file("federated", ext) for ext in ("png", "pdf")),
 ] if _FED["enabled"] else []

@@ -5,11 +5,11 @@
 
 rule noise_shard:
     input:
-        npy=f"{DATA}/clean/shard_{{shard}}.npy",
-        meta=f"{DATA}/clean/shard_{{shard}}.json",
+        npy=layout.clean_shard("{shard}", "npy"),
+        meta=layout.clean_shard("{shard}", "json"),
     output:
-        npy=f"{DATA}/noisy/sigma{{sigma}}/shard_{{shard}}.npy",
-        meta=f"{DATA}/noisy/sigma{{sigma}}/shard_{{shard}}.json",
+        npy=layout.noisy_shard("{sigma}", "{shard}", "npy"),
+        meta=layout.noisy_shard("{sigma}", "{shard}", "json"),
     params:
         mean=lambda wildcards: NOISE_MEANS[wildcards.sigma],
         seed=config["seed"],
@@ -26,9 +26,9 @@ rule noise_shard:
 
 rule noisy_manifest:
     input:
-        expand(f"{DATA}/noisy/sigma{{{{sigma}}}}/shard_{{shard}}.json", shard=SHARDS),
+        [layout.noisy_shard("{sigma}", k, "json") for k in SHARDS],
     output:
-        f"{DATA}/noisy/sigma{{sigma}}/manifest.json",
+        layout.noisy_manifest("{sigma}"),
     params:
     conda:
         ENV

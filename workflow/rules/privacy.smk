@@ -4,8 +4,7 @@
 # metrics.csv, so the table and the claims read it from whichever attackers are configured. Outputs per
 # attacker under results/privacy/{attacker}/, then results/tables/privacy.* and results/figures/privacy.*.
 # Denoised queries come from each model's checkpoint of one training setup (privacy.setup, gpu1 by default);
-# the two helpers below are the only places that know the training result layout.
-PRIVACY = "results/privacy"
+# paths from cxrdenoise.layout.
 _PRIV = config["privacy"]
 _PRIV_MODELS = [m for m in config["train"]["models"] if model_setups(config, m, [_PRIV["setup"]])]  # trained under it
 
@@ -13,8 +12,9 @@ _PRIV_MODELS = [m for m in config["train"]["models"] if model_setups(config, m, 
 # The denoiser whose output is attacked: best.pt of one model, noise level and the configured setup, replicate 1
 # (train.replicates; rep1 is the run with the config seed's initial weights).
 # (Lambdas rather than functions: `snakemake --lint` wants functions in common.smk.)
-privacy_checkpoint = lambda model, sigma: f"results/train/{model}/sigma{sigma}/{_PRIV['setup']}/rep1/best.pt"
+privacy_checkpoint = lambda model, sigma: layout.train_file(model, sigma, _PRIV["setup"], 1, "best.pt")
 PRIVACY_CHECKPOINTS = [privacy_checkpoint(m, s) for s in SIGMAS for m in _PRIV_MODELS]
+_LEARNED_ATTACKER = layout.privacy_file("learned", "attacker.pt")  # the learned attacker's weights
 
 
 _PRIV_COMMON = dict(
@@ -27,11 +27,11 @@ _PRIV_COMMON = dict(
 
 rule privacy_attacker:
     input:
-        clean=f"{DATA}/clean/manifest.json",
-        noisy=expand(f"{DATA}/noisy/sigma{{sigma}}/manifest.json", sigma=SIGMAS),
+        clean=layout.clean_manifest(),
+        noisy=[layout.noisy_manifest(s) for s in SIGMAS],
     output:
-        attacker=f"{PRIVACY}/learned/attacker.pt",
-        record=f"{PRIVACY}/learned/record.json",
+        attacker=_LEARNED_ATTACKER,
+        record=layout.privacy_file("learned", "record.json"),
     params:
         out_dir=lambda wildcards, output: os.path.dirname(output.record),
         epochs=_PRIV["learned"]["epochs"],
@@ -58,13 +58,13 @@ rule privacy_attacker:
 
 rule privacy_scores:
     input:
-        clean=f"{DATA}/clean/manifest.json",
-        noisy=expand(f"{DATA}/noisy/sigma{{sigma}}/manifest.json", sigma=SIGMAS),
+        clean=layout.clean_manifest(),
+        noisy=[layout.noisy_manifest(s) for s in SIGMAS],
         checkpoints=PRIVACY_CHECKPOINTS,
-        attacker=lambda wildcards: [f"{PRIVACY}/learned/attacker.pt"] if wildcards.attacker == "learned" else [],
+        attacker=lambda wildcards: [_LEARNED_ATTACKER] if wildcards.attacker == "learned" else [],
     output:
-        metrics=f"{PRIVACY}/{{attacker}}/metrics.csv",
-        summary=f"{PRIVACY}/{{attacker}}/summary.json",
+        metrics=layout.privacy_file("{attacker}", "metrics.csv"),
+        summary=layout.privacy_file("{attacker}", "summary.json"),
     wildcard_constraints:
         attacker="ncc|learned",
     params:
@@ -100,7 +100,7 @@ _PRIV_RESULTS = dict(metrics=privacy_results("metrics.csv"), summaries=privacy_r
 rule privacy_table:
     input:
         **_PRIV_RESULTS,
-        split=f"{DATA}/split.csv",  # images and patients per split in the caption
+        split=layout.data_file("split.csv"),  # images and patients per split in the caption
     output:
         **report_table("privacy"),
     params:
@@ -137,5 +137,5 @@ rule privacy_figure:
         " --data-source {params.source} --out-prefix results/figures/privacy > {log:q} 2>&1"
 
 
-PRIVACY_TARGETS = [f"results/tables/privacy.{ext}" for ext in ("csv", "md", "tex", "html")] + [
-    f"results/figures/privacy.{ext}" for ext in ("png", "pdf")]
+PRIVACY_TARGETS = [layout.table_file("privacy", ext) for ext in ("csv", "md", "tex", "html")] + [
+    layout.figure_file("privacy", ext) for ext in ("png", "pdf")]

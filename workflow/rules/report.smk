@@ -11,7 +11,7 @@ _REPORT_DATA_SOURCE = config["data"]["source"]
 # A local folder with NIH's metadata CSV is named NIH ChestX-ray14 (local folder) and counts as the study's data.
 _REPORT_LABELS = f"--data-source {_REPORT_DATA_SOURCE} --image-size {config['resize']['size']} {nih_metadata_flag()}"
 # Every table's caption states images and patients per split and the largest test patient's share (split.smk).
-_REPORT_SPLIT = f"{DATA}/split.csv"
+_REPORT_SPLIT = layout.data_file("split.csv")
 _REPORT_STATS = (f"--bootstrap-resamples {config['evaluate']['bootstrap_resamples']}"
                  f" --seed {config['seed']}")
 # The study's Table V and Figure 4 are at 10 % noise; Table VI at 20 % and 30 %. Other sigma lists fall back.
@@ -314,10 +314,10 @@ rule provenance:
 _COMPARABLE = len(config["train"]["models"]) > 1 or (
     "gpu1" in config["train"]["setups"] and len(config["train"]["setups"]) > 1
 )
-REPORT_TABLES = [f"results/tables/{t}.{ext}"
+REPORT_TABLES = [layout.table_file(t, ext)
                  for t in ("table3", "table4", "table5", "table6", "claims", *(["comparisons"] if _COMPARABLE else []))
                  for ext in ("csv", "md", "tex", "html")]
-REPORT_FIGURES = [f"results/figures/{f}.{ext}"
+REPORT_FIGURES = [layout.figure_file(f, ext)
                   for f in ["figure4", *(f"figure{n}" for n in sorted(_FIG_SIGMA, key=int)), "training_curves",
                             "psnr_sigma"]
                   for ext in ("png", "pdf")]

@@ -3,10 +3,10 @@
 
 rule resize_shard:
     input:
-        f"{DATA}/split.csv",
+        layout.data_file("split.csv"),
     output:
-        npy=f"{DATA}/clean/shard_{{shard}}.npy",
-        meta=f"{DATA}/clean/shard_{{shard}}.json",
+        npy=layout.clean_shard("{shard}", "npy"),
+        meta=layout.clean_shard("{shard}", "json"),
     params:
         per_shard=config["shards"]["images_per_shard"],
         size=config["resize"]["size"],
@@ -25,9 +25,9 @@ rule resize_shard:
 
 rule clean_manifest:
     input:
-        expand(f"{DATA}/clean/shard_{{shard}}.json", shard=SHARDS),
+        [layout.clean_shard(k, "json") for k in SHARDS],
     output:
-        f"{DATA}/clean/manifest.json",
+        layout.clean_manifest(),
     params:
     conda:
         ENV

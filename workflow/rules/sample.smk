@@ -6,7 +6,7 @@ rule inventory:
     input:
         image_roots()[1],
     output:
-        f"{DATA}/inventory.csv",
+        layout.data_file("inventory.csv"),
     params:
         listing=source_listing,
         roots=" ".join(f"--roots {_shlex.quote(r)}" for r in image_roots()[0]),  # quoted: paths may hold spaces
@@ -23,9 +23,9 @@ rule inventory:
 
 rule sample:
     input:
-        f"{DATA}/inventory.csv",
+        layout.data_file("inventory.csv"),
     output:
-        f"{DATA}/sample.csv",
+        layout.data_file("sample.csv"),
     params:
         n=config["sample"]["n_images"],
         seed=config["seed"],

@@ -4,10 +4,10 @@ import shlex as _shlex
 
 rule split:
     input:
-        f"{DATA}/sample.csv",
+        layout.data_file("sample.csv"),
     output:
-        csv=f"{DATA}/split.csv",
-        summary=f"{DATA}/split_counts.json",
+        csv=layout.data_file("split.csv"),
+        summary=layout.data_file("split_counts.json"),
     params:
         train=config["split"]["fractions"]["train"],
         val=config["split"]["fractions"]["val"],

@@ -15,25 +15,22 @@
 from cxrdenoise.train.settings import rule_settings_json
 from cxrdenoise.train.setups import job_gpus, job_processes_per_node, setup_names
 
-TRAIN = "results/train"
 TRAIN_NODES = config["train"]["nodes"]
 # setups the plain `train` rule runs (on one node): all of them, or only gpu1/dp2 when DDP jobs span nodes
 TRAIN_ONE_NODE_SETUPS = "|".join(setup_names() if TRAIN_NODES == 1 else setup_names(ddp=False))
 
 # every (model, sigma, setup, rep), setups per model narrowed by train.setups_by_model (common.smk)
 TRAIN_RECORDS = train_records(config["train"]["models"], SIGMAS, config["train"]["setups"])
-TRAIN_EPOCHS = [r.replace("record.json", "epochs.csv") for r in TRAIN_RECORDS]
-TRAIN_CHECKPOINTS = [r.replace("record.json", "best.pt") for r in TRAIN_RECORDS]
 
 
 rule train:
     input:
-        clean=f"{DATA}/clean/manifest.json",
-        noisy=f"{DATA}/noisy/sigma{{sigma}}/manifest.json",
+        clean=layout.clean_manifest(),
+        noisy=layout.noisy_manifest("{sigma}"),
     output:
-        best=f"{TRAIN}/{{model}}/sigma{{sigma}}/{{setup}}/rep{{rep}}/best.pt",
-        record=f"{TRAIN}/{{model}}/sigma{{sigma}}/{{setup}}/rep{{rep}}/record.json",
-        epochs=f"{TRAIN}/{{model}}/sigma{{sigma}}/{{setup}}/rep{{rep}}/epochs.csv",
+        best=layout.train_file("{model}", "{sigma}", "{setup}", "{rep}", "best.pt"),
+        record=layout.train_file("{model}", "{sigma}", "{setup}", "{rep}", "record.json"),
+        epochs=layout.train_file("{model}", "{sigma}", "{setup}", "{rep}", "epochs.csv"),
     params:
         out_dir=lambda wildcards, output: os.path.dirname(output.record),
         settings=lambda wildcards: rule_settings_json(config, wildcards.model, wildcards.setup),
@@ -50,9 +47,9 @@ rule train:
     conda:
         ENV
     log:
-        "results/logs/train/{model}_sigma{sigma}_{setup}_rep{rep}.log",
+        layout.log_file("train", layout.run_stem("{model}", "{sigma}", "{setup}", "{rep}")),
     benchmark:
-        "results/benchmarks/train/{model}_sigma{sigma}_{setup}_rep{rep}.tsv"
+        layout.benchmark_file("train", layout.run_stem("{model}", "{sigma}", "{setup}", "{rep}"))
     shell:
         "cxrdenoise train --model {wildcards.model} --sigma {wildcards.sigma} --setup {wildcards.setup}"
         " --replicate {wildcards.rep}"

@@ -9,6 +9,7 @@ import math
 import pandas as pd
 
 from ..errors import CxrError
+from ..layout import eval_file, train_file
 from ..render import Footnotes, Table
 from .cells import run_notes
 from .records import Run
@@ -18,13 +19,13 @@ from .scores import quality, with_paper
 
 def require(run: Run, what: str, table: str) -> None:
     """Fail with the path the missing file was expected at, rather than leave a row half empty."""
-    rep = f"rep{run.rep}" if run.rep is not None else "rep{k}"
+    rep = run.rep if run.rep is not None else "{k}"
     if what == "record" and run.record is None:
         raise CxrError(f"{table}: no training record for {run.label} "
-                       f"(expected results/train/{run.model}/sigma{run.sigma}/{run.setup}/{rep}/record.json)")
+                       f"(expected {train_file(run.model, run.sigma, run.setup, rep, 'record.json')})")
     if what == "summary" and run.summary is None:
         raise CxrError(f"{table}: no evaluation summary for {run.label} "
-                       f"(expected results/eval/{run.model}/sigma{run.sigma}/{run.setup}/{rep}/summary.json)")
+                       f"(expected {eval_file(run.model, run.sigma, run.setup, rep, 'summary.json')})")
 
 
 def timed_row(run: Run, foot: Footnotes, table: str, comparable: bool = True) -> tuple[dict, dict, list[str]]:

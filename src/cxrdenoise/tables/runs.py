@@ -1,29 +1,28 @@
 """Result files grouped into `Run` objects, and what a run's record says about how it was made.
 
 Every table and figure reads (model, sigma, setup, replicate) from each file's path (docs/results-layout.md:
-`.../{model}/sigma{sigma}/{setup}/rep{k}/<file>`), so a Snakemake rule can pass exactly the files it depends on
-and nothing is discovered by globbing. `collect_runs` returns one `Run` per (model, sigma, setup): with one
-replicate it is that run's files unchanged; with N >= 2 its `summary` holds the mean over the replicates with the
-between-run SD and a t-interval over the runs (`cxrdenoise.tables.replicates`), its `record` is replicate 1's
-(device, setup and notes are the same for all), and `replicates` lists each run's own files.
+`.../{model}/sigma{sigma}/{setup}/rep{k}/<file>`, parsed by `cxrdenoise.layout`), so a Snakemake rule can pass
+exactly the files it depends on and nothing is discovered by globbing. `collect_runs` returns one `Run` per
+(model, sigma, setup): with one replicate it is that run's files unchanged; with N >= 2 its `summary` holds the
+mean over the replicates with the between-run SD and a t-interval over the runs (`cxrdenoise.tables.replicates`),
+its `record` is replicate 1's (device, setup and notes are the same for all), and `replicates` lists each run's
+own files.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Iterable
 
 from ..errors import CxrError
+from ..layout import NOISY
+from ..layout import parse_run_path as parse_layout_path
 from ..naming import sigma_label
 from ..models.cards import model_card
 from .records import Run, read_json
 from .replicates import combine, denoising_replicates
 
-NOISY = "noisy"  # the model name of the no-denoising rows (the noisy input scored as it is)
-NOISY_NAME = "no denoising"
-
-_REP = re.compile(r"rep([1-9]\d*)")
+NOISY_NAME = "no denoising"  # NOISY (cxrdenoise.layout): the no-denoising rows' model name
 
 
 def parse_run_path(path: str | Path) -> tuple[str, str, str]:
@@ -32,24 +31,12 @@ def parse_run_path(path: str | Path) -> tuple[str, str, str]:
 
 
 def parse_replicate_path(path: str | Path) -> tuple[str, str, str, int | None]:
-    """(model, sigma, setup, replicate) from a result path; replicate None for the noisy input.
+    """(model, sigma, setup, replicate) from a result path; replicate None for the noisy input
+    (`cxrdenoise.layout.parse_run_path`, the one parser of the results layout).
 
     A trained run's path without the `rep{k}` level (the layout before train.replicates) reads as replicate 1.
     """
-    parts = Path(path).parts
-    for i in range(len(parts) - 2, 0, -1):
-        if parts[i].startswith("sigma"):
-            try:
-                sigma = sigma_label(parts[i][len("sigma"):])
-            except ValueError:
-                break
-            setup = parts[i + 1] if i + 1 < len(parts) - 1 else ""
-            rep = None
-            if setup:
-                match = _REP.fullmatch(parts[i + 2]) if i + 2 < len(parts) - 1 else None
-                rep = int(match.group(1)) if match else 1
-            return parts[i - 1], sigma, setup, rep
-    raise CxrError(f"{path}: not a result path (expected .../{{model}}/sigma{{sigma}}/{{setup}}/rep{{k}}/<file>)")
+    return parse_layout_path(path)
 
 
 def collect_replicates(records: Iterable = (), summaries: Iterable = (), per_image: Iterable = (),

@@ -249,6 +249,19 @@ def test_summary_expects_a_model_only_under_its_setups_by_model():
                                      ("fastddpm", "0.1", "gpu1/rep1")]
 
 
+def test_summary_expects_every_replicate_of_replicates_by_model():
+    """The demo trains 3 runs of U-Net under gpu1 at every sigma and under ddp2_amp at 0.1 only: the summary
+    expects exactly those (it used to expect rep1 alone, from train.replicates)."""
+    from cxrdenoise.summary import expected_runs
+
+    config = _config(models=("unet",), sigmas=(0.1, 0.2), setups=("gpu1", "ddp2_amp"))
+    config["train"]["replicates_by_model"] = {"unet": {"gpu1": 3, "ddp2_amp": {0.1: 3}}}
+    runs = expected_runs(config)
+    assert [r for r in runs if r[1] == "0.2"] == [("unet", "0.2", f"gpu1/rep{k}") for k in (1, 2, 3)] + [
+        ("unet", "0.2", "ddp2_amp/rep1")]
+    assert len(runs) == 3 + 3 + 3 + 1
+
+
 def test_report_command_repeats_the_runs_snakefile_directory_and_configfiles():
     argv = ["/venv/bin/snakemake", "--cores", "2", "-s", "../wf/Snakefile", "--directory=run one",
             "--configfile", "a.yaml", "b.yaml", "--config", "seed=7", "train={epochs: 2}", "-n", "--", "all"]

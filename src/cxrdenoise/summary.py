@@ -39,13 +39,12 @@ def _psnr_mean(summary: Mapping[str, Any] | None) -> float | None:
 
 
 def _expected(config: Mapping[str, Any]) -> list[RunPath]:
-    """Every run the config trains and evaluates (every replicate of train.replicates; a model's setups narrowed by
-    train.setups_by_model)."""
-    from .train.setups import model_setups
+    """Every run the config trains and evaluates (every replicate: train.replicates, or train.replicates_by_model
+    where it gives a model and setup their own count; a model's setups narrowed by train.setups_by_model)."""
+    from .train.setups import model_setups, replicates_for
 
-    reps = int(config["train"]["replicates"])
     return [RunPath(m, sigma_label(s), u, k) for s in config["noise"]["sigmas"] for m in config["train"]["models"]
-            for u in model_setups(config, m) for k in range(1, reps + 1)]
+            for u in model_setups(config, m) for k in range(1, replicates_for(config, m, u, s) + 1)]
 
 
 def _found(results: Path) -> list[RunPath]:
@@ -65,7 +64,7 @@ def _shown(run: RunPath) -> tuple[str, str, str]:
 
 def expected_runs(config: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     """(model, sigma label, "setup/rep{k}") of every run the config trains and evaluates (every replicate of
-    train.replicates; the rep{k} level is part of every result path, docs/results-layout.md; a model's setups
+    train.replicates or train.replicates_by_model; the rep{k} level is part of every result path, docs/results-layout.md; a model's setups
     narrowed by train.setups_by_model)."""
     return [_shown(r) for r in _expected(config)]
 

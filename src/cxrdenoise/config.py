@@ -161,6 +161,26 @@ def noise_means(config: Mapping[str, Any]) -> dict[str, float]:
     return means
 
 
+# the noise types the workflow makes at noise.sigmas: workflow/rules/noise.smk passes only --mean so far
+WORKFLOW_NOISE_TYPES = ("gaussian_study",)
+
+
+def check_noise_type(config: Mapping[str, Any]) -> None:
+    """noise.type names a registered noise type (cxrdenoise.noise: numpy only) that the workflow can make at
+    noise.sigmas; one line naming the key, the value and the registered names otherwise."""
+    from .noise import available_noises
+
+    name, known = config["noise"]["type"], available_noises()
+    if name not in known:
+        raise CxrError(f"config key noise.type: unknown noise type {name!r}; registered: {', '.join(known)}")
+    if name == "gaussian_literature":
+        raise CxrError("config key noise.type: 'gaussian_literature' is the literature's setting (noise.literature: "
+                       f"its mean and sigmas); give one of {', '.join(WORKFLOW_NOISE_TYPES)}")
+    if name not in WORKFLOW_NOISE_TYPES:
+        raise CxrError(f"config key noise.type: {name!r} is registered, but the workflow makes only "
+                       f"{', '.join(WORKFLOW_NOISE_TYPES)} so far (workflow/rules/noise.smk passes no noise type)")
+
+
 def literature_sigmas(config: Mapping[str, Any]) -> list[str]:
     """Sigma labels of the literature's noise setting (noise.literature.sigmas), in config order."""
     return [sigma_label(s) for s in config["noise"]["literature"]["sigmas"]]
@@ -176,6 +196,7 @@ def _check_consistency(config: Mapping[str, Any]) -> None:
         raise CxrError(f"config key privacy.setup: {config['privacy']['setup']!r} is not in train.setups "
                        f"({', '.join(setups)}), so the privacy stage would schedule training runs of its own under "
                        f"it; give one of {', '.join(setups)}")
+    check_noise_type(config)
     noise_means(config)
     fed_sigma = config["federated"]["sigma"]
     trained = [sigma_label(s) for s in config["noise"]["sigmas"]]

@@ -17,8 +17,7 @@ from .atomic import atomic_path, write_json
 from .errors import CxrError
 from .hashing import file_sha256
 from .imaging import load_grey, resize_grey
-from .naming import sigma_label
-from .seeding import rng_for
+from .noise import NoiseModel, make_noise
 from .shard_integrity import verify_shard
 
 if TYPE_CHECKING:  # frames come from the caller: the noise and manifest jobs, and training (data.py), need no pandas
@@ -88,25 +87,29 @@ def resize_shard(split: pd.DataFrame, shard: int, images_per_shard: int, size: i
 
 
 def image_noise(seed: int, image_id: str, sigma: float, mean: float, shape: tuple[int, ...]) -> np.ndarray:
-    """Gaussian noise for one image, a function of (seed, image id, sigma) only."""
-    return rng_for(seed, "noise", image_id, sigma_label(sigma)).normal(mean, sigma, size=shape)
+    """The study's Gaussian noise for one image, a function of (seed, image id, sigma) only (before clipping)."""
+    noise = make_noise("gaussian_study", {"mean": mean})
+    return noise.draw(noise.rng(seed, image_id, sigma), sigma, shape)
 
 
-def noise_shard(clean_npy: str | Path, sigma: float, mean: float, seed: int, out_npy: str | Path,
+def noise_shard(clean_npy: str | Path, level: float, noise: NoiseModel | float, seed: int, out_npy: str | Path,
                 progress: bool = True) -> dict:
-    """noisy = clip(clean + N(mean, sigma^2), 0, 1) for every image of one clean shard."""
+    """noisy = noise.apply(clean, the image's own stream, level) for every image of one clean shard; `noise` is a
+    registered noise type (cxrdenoise.noise), or a number: the mean of the study's Gaussian (gaussian_study),
+    clip(clean + N(mean, sigma^2), 0, 1)."""
+    if not isinstance(noise, NoiseModel):
+        noise = make_noise("gaussian_study", {"mean": float(noise)})
     clean_npy = Path(clean_npy)
     meta = json.loads(clean_npy.with_suffix(".json").read_text())
     verify_shard(clean_npy, meta, "resize_shard")  # noise added to a corrupted clean shard would look valid
     stored = np.load(clean_npy, mmap_mode="r")
     noisy = np.empty(stored.shape, dtype=np.float32)
-    for i, image_id in enumerate(tqdm(meta["image_ids"], desc=f"noise sigma {sigma:g} shard {meta['shard']}",
-                                      unit="img", disable=not progress)):
+    desc = f"noise sigma {noise.label(level)} shard {meta['shard']}"
+    for i, image_id in enumerate(tqdm(meta["image_ids"], desc=desc, unit="img", disable=not progress)):
         clean = decode(np.asarray(stored[i]))
-        noisy[i] = np.clip(clean + image_noise(seed, image_id, sigma, mean, clean.shape), 0.0, 1.0)
+        noisy[i] = noise.apply(clean, noise.rng(seed, image_id, level), level)
     out_meta = {key: meta[key] for key in ("shard", "image_ids", "patient_ids", "splits", "storage_scale")}
-    out_meta.update({"kind": "noisy", "sigma": float(sigma), "noise_mean": float(mean), "seed": int(seed),
-                     "clean_sha256": meta["sha256"]})
+    out_meta.update({"kind": "noisy", **noise.sidecar(level), "seed": int(seed), "clean_sha256": meta["sha256"]})
     return save_shard(encode(noisy, str(stored.dtype)), out_npy, out_meta)
 
 

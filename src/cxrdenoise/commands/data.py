@@ -7,11 +7,13 @@ argparse table at the end maps each flag onto a keyword of the function); tests 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..atomic import write_json, write_text
 from ..errors import CxrError, cli_entry
+from ..noise import make_noise
 from ..provenance import provenance
 from ..shards import noise_shard, resize_shard, write_manifest
 from ..split import read_test_list, split_sample, split_summary, target_counts
@@ -79,9 +81,14 @@ def resize_stage(split_csv: str, shard: int, images_per_shard: int, size: int, d
     return meta
 
 
-def noise_stage(clean_npy: str, sigma: float, mean: float, seed: int, out_npy: str) -> dict:
-    """Add Gaussian noise N(mean, sigma^2) to one clean shard and clip to [0, 1] (the study's obfuscation)."""
-    meta = noise_shard(clean_npy, sigma, mean, seed, out_npy)
+def noise_stage(clean_npy: str, sigma: float, mean: float | None, seed: int, out_npy: str,
+                noise: str = "gaussian_study", noise_params: dict | None = None) -> dict:
+    """Add noise to one clean shard: the registered noise type `noise` (cxrdenoise.noise) with its parameters at
+    level `sigma`; by default the study's obfuscation, clip(clean + N(mean, sigma^2), 0, 1)."""
+    params = dict(noise_params or {})
+    if mean is not None:
+        params["mean"] = mean
+    meta = noise_shard(clean_npy, sigma, make_noise(noise, params), seed, out_npy)
     print(f"noisy shard {meta['shard']} sigma {sigma:g}: {meta['shape'][0]} images")
     return meta
 
@@ -106,8 +113,13 @@ STAGES = {
                             ("--test-list", {}), ("--out-csv", REQUIRED), ("--out-json", REQUIRED)]),
     "resize": (resize_stage, [("--split-csv", REQUIRED), ("--shard", INT), ("--images-per-shard", INT),
                               ("--size", INT), ("--dtype", REQUIRED), ("--out-npy", REQUIRED)]),
-    "noise": (noise_stage, [("--clean-npy", REQUIRED), ("--sigma", FLOAT), ("--mean", FLOAT), ("--seed", INT),
-                            ("--out-npy", REQUIRED)]),
+    "noise": (noise_stage, [("--clean-npy", REQUIRED), ("--sigma", FLOAT),
+                            ("--mean", {"type": float, "help": "the Gaussian types' mean parameter"}),
+                            ("--seed", INT), ("--out-npy", REQUIRED),
+                            ("--noise", {"default": "gaussian_study", "help": "a registered noise type "
+                                         "(cxrdenoise.noise; default: %(default)s)"}),
+                            ("--noise-params", {"type": json.loads, "help": "the noise type's parameters, a JSON "
+                                                "object (--mean adds 'mean')"})]),
     "manifest": (manifest_stage, [("--out-json", REQUIRED), ("--config-hash", {}), ("sidecars", {"nargs": "+"})]),
 }
 

@@ -80,6 +80,12 @@ def stand_ins() -> dict[str, str]:
             def close(self):
                 pass
 
+            def __enter__(self):  # `with tqdm(...) as bar:` (the evaluation's progress bar)
+                return self
+
+            def __exit__(self, *exc):
+                return False
+
         mod.tqdm = tqdm
         mod.__spec__ = importlib.machinery.ModuleSpec("tqdm", None)  # torch._dynamo calls find_spec("tqdm")
         sys.modules["tqdm"] = mod

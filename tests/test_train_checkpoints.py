@@ -97,3 +97,23 @@ def test_best_pt_is_the_best_file_and_survives_removing_the_resume_files(tmp_pat
     assert not (tmp_path / "last.pt").exists() and not list(tmp_path.glob(BEST_PATTERN))
     best = torch.load(tmp_path / "best.pt", weights_only=True)
     assert best["epoch"] in (1, 2) and best["state_dict"]
+
+
+@pytest.mark.parametrize("background", [True, False])
+def test_the_epochs_records_are_written_after_its_resume_point(tmp_path, monkeypatch, background):
+    """record.json must never count an epoch whose last.pt is not on disk yet: a job killed in between would
+    resume from an earlier epoch than its record shows (the SLURM resume test caught that)."""
+    order = []
+    monkeypatch.setattr(state, "save", lambda obj, path: order.append(path.name))
+    writer = CheckpointWriter(tmp_path, background=background)
+    best = {"epoch": 1, "val_loss": 0.5, "state_dict": {}}
+    writer.save_last({"epoch": 1, "model": {"w": torch.zeros(2)}}, best, then=lambda: order.append("records"))
+    writer.wait()
+    assert order == ["resume_best_e1.pt", "last.pt", "records"]
+    failing = CheckpointWriter(tmp_path, background=background)
+    monkeypatch.setattr(state, "save", lambda obj, path: (_ for _ in ()).throw(OSError("disk gone")))
+    written = []
+    with pytest.raises(CxrError, match="disk gone"):
+        failing.save_last({"epoch": 2}, None, then=lambda: written.append("records"))
+        failing.wait()
+    assert written == []  # no records for an epoch whose checkpoint failed

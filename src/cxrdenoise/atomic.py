@@ -259,7 +259,12 @@ def write_text(dest: str | os.PathLike, text: str) -> None:
 
 
 def write_json(dest: str | os.PathLike, obj: Any) -> None:
-    write_text(dest, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+    write_text(dest, json_text(obj))
+
+
+def json_text(obj: Any) -> str:
+    """What write_json writes (sorted keys, numpy/torch scalars and paths as plain values)."""
+    return json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n"
 
 
 def _json_default(obj: Any) -> Any:

@@ -373,11 +373,16 @@ class Trainer:
         progress.epochs.append(row)
         t0 = time.perf_counter()
         # [fast-path hook] every N epochs on the fast path; the study's set-ups every epoch
+        prepared = None
         if self.ctx.is_main and self.plan.checkpoint_due(epoch, self.settings.epochs):
-            self.ckpt.save_last(self.resume_point(epoch), progress.best)
+            prepared = self.ckpt.prepare_last(self.resume_point(epoch), progress.best)
         row["checkpoint_s"] = time.perf_counter() - t0  # what the epoch pays: the snapshot (and a write's wait)
         if self.ctx.is_main:
-            state.write_records(self.record, self.facts, progress, status="running")
+            records = state.records_writer(self.record, self.facts, progress, status="running")
+            if prepared is not None:
+                self.ckpt.start(prepared, then=records)  # record.json never counts an epoch before its last.pt
+            else:
+                records()
             for key in ("train_loss", "val_loss", "images_per_s", "train_s", "val_s", "peak_mem_mb"):
                 self.tb.scalar(f"epoch/{key}", row[key], progress.global_step)  # one x-axis, so purge_step works
         self.log(

@@ -36,12 +36,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 import torch
 
-from ..atomic import atomic_path, write_json, write_text
+from ..atomic import atomic_path, json_text, write_text
 from ..errors import CxrError
 from ..provenance import device_info, provenance
 from .distributed import DistContext, padding_count
@@ -206,7 +206,7 @@ class CheckpointWriter:
         self.write_s: list[float] = []
         self.best_written: int | None = None
 
-    def _write(self, jobs: list[tuple[Any, Path]], keep: str) -> None:
+    def _write(self, jobs: list[tuple[Any, Path]], keep: str, then: Callable[[], None] | None = None) -> None:
         t0 = time.perf_counter()
         try:
             for payload, path in jobs:
@@ -214,6 +214,8 @@ class CheckpointWriter:
             for old in self.out.glob(BEST_PATTERN):
                 if old.name != keep:
                     old.unlink(missing_ok=True)
+            if then is not None:  # the epoch's records, once its resume point is on disk
+                then()
         except BaseException as err:  # re-raised in the training thread by wait()
             self._error = err
         self.write_s.append(time.perf_counter() - t0)
@@ -233,8 +235,14 @@ class CheckpointWriter:
                 raise err
             raise CxrError(f"writing a checkpoint in {self.out} failed: {err}") from err
 
-    def save_last(self, last_state: dict, best: dict | None) -> None:
-        """last.pt from `last_state` (snapshotted now) naming the best file; the best file if it changed."""
+    def save_last(self, last_state: dict, best: dict | None, then: Callable[[], None] | None = None) -> None:
+        """last.pt from `last_state` (snapshotted now) naming the best file; the best file if it changed; then
+        `then()`, in the same thread, after them."""
+        self.start(self.prepare_last(last_state, best), then)
+
+    def prepare_last(self, last_state: dict, best: dict | None) -> tuple[list[tuple[Any, Path]], str]:
+        """Wait for the previous write, then snapshot `last_state` (and the best file's payload if the best epoch
+        changed) to the CPU: what the epoch pays. `start` writes it."""
         self.wait()
         jobs: list[tuple[Any, Path]] = []
         keep = ""
@@ -247,11 +255,18 @@ class CheckpointWriter:
             state["best"] = {k: v for k, v in best.items() if k != "state_dict"}
             state["best_file"] = keep
         jobs.append((state, self.out / "last.pt"))
+        return jobs, keep
+
+    def start(self, prepared: tuple[list[tuple[Any, Path]], str], then: Callable[[], None] | None = None) -> None:
+        """Write what prepare_last snapshotted (in the background thread when `background`), then `then()` (the
+        epoch's records: never on disk before the resume point they count)."""
+        jobs, keep = prepared
         if self.background:
-            self._thread = threading.Thread(target=self._write, args=(jobs, keep), name="checkpoint", daemon=False)
+            self._thread = threading.Thread(target=self._write, args=(jobs, keep, then), name="checkpoint",
+                                            daemon=False)
             self._thread.start()
         else:
-            self._write(jobs, keep)
+            self._write(jobs, keep, then)
             self.wait()
 
     def save_best(self, best: dict, path: Path) -> None:
@@ -308,12 +323,16 @@ TIMING_COLUMNS = ("train_s", "val_s", "images_per_s", "peak_mem_mb")  # differ b
 
 
 def write_epochs_csv(path: str | Path, epochs: Iterable[dict[str, Any]]) -> None:
+    write_text(path, epochs_csv_text(epochs))
+
+
+def epochs_csv_text(epochs: Iterable[dict[str, Any]]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=EPOCH_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in epochs:
         writer.writerow({k: _fmt(row[k]) for k in EPOCH_COLUMNS})
-    write_text(path, buf.getvalue())
+    return buf.getvalue()
 
 
 def _fmt(value: Any) -> Any:
@@ -510,6 +529,24 @@ def static_record(facts: RunFacts, plan: FastPlan, net: torch.nn.Module, paralle
 def write_records(record: dict, facts: RunFacts, progress: Progress, status: str) -> None:
     """record.json (`record`, the static part, updated in place with everything so far) and epochs.csv, both
     atomically, in the run's folder."""
+    records_writer(record, facts, progress, status)()
+
+
+def records_writer(record: dict, facts: RunFacts, progress: Progress, status: str) -> Callable[[], None]:
+    """What write_records writes, serialised now (the training thread) and written when the returned function
+    is called: the checkpoint writer calls it after last.pt, so record.json never counts an epoch whose resume
+    point is not on disk yet (a job killed in between resumes from the epoch its record shows)."""
+    _update_record(record, facts, progress, status)
+    record_json, epochs_csv = json_text(record), epochs_csv_text(progress.epochs)
+
+    def write() -> None:
+        write_text(facts.out / "record.json", record_json)
+        write_text(facts.out / "epochs.csv", epochs_csv)
+
+    return write
+
+
+def _update_record(record: dict, facts: RunFacts, progress: Progress, status: str) -> None:
     prov = record["provenance"]
     best = progress.best or {}
     record.update(
@@ -530,8 +567,6 @@ def write_records(record: dict, facts: RunFacts, progress: Progress, status: str
         totals={**totals(progress.epochs), "wall_s_this_process": time.perf_counter() - facts.started},
         epochs=progress.epochs,
     )
-    write_json(facts.out / "record.json", record)
-    write_epochs_csv(facts.out / "epochs.csv", progress.epochs)
 
 
 def batchnorm_label(ddp: bool, sync_used: bool, sync_requested: bool) -> str:

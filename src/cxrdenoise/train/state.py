@@ -17,8 +17,10 @@
   (`checkpoints`). The fast set-ups may write every N epochs (train.fast.checkpoint_every) or synchronously
   (train.fast.checkpoint_async: false).
 * record.json and epochs.csv are rewritten atomically after every epoch, so a long job shows its progress and a
-  killed job leaves consistent files; the CSV columns are fixed by docs/results-layout.md. The record is built
-  here (`static_record`, `write_records`), so the loop in engine.py stays the loop.
+  killed job leaves consistent files: an epoch's records are serialised in the training thread and written by
+  the checkpoint writer after that epoch's last.pt (`records_writer`), so record.json never counts an epoch a
+  re-run could not resume from. The CSV columns are fixed by docs/results-layout.md. The record is built here
+  (`static_record`, `write_records`), so the loop in engine.py stays the loop.
 * What is written comes in as two small dataclasses the Trainer builds: `RunFacts` (who the run is, fixed when
   its parts are built) and `Progress` (what grows each epoch), plus the live parts a checkpoint saves. This
   module never sees the Trainer, so engine.py imports it and nothing here imports engine.py.

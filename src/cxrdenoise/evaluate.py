@@ -32,11 +32,9 @@ from __future__ import annotations
 
 import math
 import time
-from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
-
 import zipfile
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -44,12 +42,12 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .atomic import atomic_path, write_json
-from .config import sigma_label
 from .denoise import Denoiser, load_denoiser, resolve_device
 from .device_metrics import batch_image_metrics
 from .errors import CxrError
 from .lpips_weights import LpipsScorer, load_lpips
 from .metrics import stack_metrics
+from .naming import sigma_label
 from .provenance import device_info, provenance
 
 if TYPE_CHECKING:
@@ -94,7 +92,7 @@ def evaluate_checkpoint(
     meta = denoiser.meta
     if setup is not None and meta.get("setup") not in (None, setup):
         raise CxrError(f"{checkpoint}: trained with setup {meta['setup']!r}, but evaluated as {setup!r}")
-    dataset = dataset if dataset is not None else _test_set(data_dir, sigma)
+    dataset = dataset if dataset is not None else test_set(data_dir, sigma)
     header = {
         "kind": "model",
         "model": meta["model"],
@@ -122,7 +120,7 @@ def evaluate_noisy(
     **options: Any,
 ) -> dict[str, Any]:
     """The "no denoising" baseline: score the noisy test images themselves against the clean ones."""
-    dataset = dataset if dataset is not None else _test_set(data_dir, sigma)
+    dataset = dataset if dataset is not None else test_set(data_dir, sigma)
     header = {
         "kind": "noisy", "model": "noisy", "model_kwargs": None, "sigma": float(sigma),
         "noise_mean": getattr(dataset, "noise_mean", None), "setup": None, "checkpoint": None,
@@ -131,7 +129,8 @@ def evaluate_noisy(
     return run_evaluation(dataset, None, out_dir, header, device=resolve_device(device), **options)
 
 
-def _test_set(data_dir: str | Path | None, sigma: float | str) -> Any:
+def test_set(data_dir: str | Path | None, sigma: float | str) -> Any:
+    """The test split at `sigma`, loaded once by a command that scores several checkpoints on it."""
     if data_dir is None:
         raise CxrError("evaluation needs data_dir (results/data) or a dataset")
     from .data import PairDataset

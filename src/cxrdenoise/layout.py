@@ -111,7 +111,7 @@ def noisy_manifest(sigma: float | str, data: str | os.PathLike = DATA) -> str:
 
 def train_dir(model: str, sigma: float | str, setup: str, rep: int | str,
               results: str | os.PathLike = RESULTS) -> str:
-    return _join(results, "train", run_key(model, sigma, setup), rep_dir(rep))
+    return _run_dir("train", model, sigma, setup, rep, results)
 
 
 def train_file(model: str, sigma: float | str, setup: str, rep: int | str, name: str,
@@ -122,7 +122,13 @@ def train_file(model: str, sigma: float | str, setup: str, rep: int | str, name:
 
 def eval_dir(model: str, sigma: float | str, setup: str, rep: int | str,
              results: str | os.PathLike = RESULTS) -> str:
-    return _join(results, "eval", run_key(model, sigma, setup), rep_dir(rep))
+    return _run_dir("eval", model, sigma, setup, rep, results)
+
+
+def _run_dir(stage: str, model: str, sigma: float | str, setup: str, rep: int | str,
+             results: str | os.PathLike) -> str:
+    """results/{stage}/{model}/sigma{σ}/{setup}/rep{k}: a trained run's folder under one stage."""
+    return _join(results, stage, run_key(model, sigma, setup), rep_dir(rep))
 
 
 def eval_file(model: str, sigma: float | str, setup: str, rep: int | str, name: str,

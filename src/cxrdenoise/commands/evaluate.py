@@ -51,7 +51,7 @@ def report(out_dir: str, summary: dict) -> None:
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
-    from cxrdenoise.evaluate import _test_set, evaluate_checkpoint, evaluate_noisy  # torch: when the command runs
+    from cxrdenoise.evaluate import test_set, evaluate_checkpoint, evaluate_noisy  # torch: when the command runs
 
     common = dict(device=a.device, batch_size=a.batch_size, figure_images=a.figure_images,
                   lpips_enabled=not a.no_lpips, num_workers=a.workers, config_hash=a.config_hash,
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     from cxrdenoise.denoise import resolve_device
     from cxrdenoise.lpips_weights import load_lpips
 
-    dataset = _test_set(a.data_dir, a.sigma)
+    dataset = test_set(a.data_dir, a.sigma)
     scorer = load_lpips(not a.no_lpips, None, resolve_device(a.device))
     run = dict(dataset=dataset, setup=a.setup, expected_sigma=a.sigma, scorer=scorer, **common)
     if len(a.checkpoint) == 1:  # one run: its error is the command's, as it always was

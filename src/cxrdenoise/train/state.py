@@ -324,10 +324,6 @@ EPOCH_COLUMNS = (
 TIMING_COLUMNS = ("train_s", "val_s", "images_per_s", "peak_mem_mb")  # differ between identical runs
 
 
-def write_epochs_csv(path: str | Path, epochs: Iterable[dict[str, Any]]) -> None:
-    write_text(path, epochs_csv_text(epochs))
-
-
 def epochs_csv_text(epochs: Iterable[dict[str, Any]]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=EPOCH_COLUMNS, extrasaction="ignore", lineterminator="\n")
